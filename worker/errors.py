@@ -1,0 +1,137 @@
+"""The one exception tree of leadsync; handler data lives in attributes, never only in text.
+
+LeadsyncError
+├── ConfigError (also ValueError)      bad setting, raised at start-up
+├── RedisUnavailableError              Redis cannot be reached
+├── InvalidLeadError                   the lead itself is wrong: never retried
+├── AuthError                          token family
+│   ├── NotAuthorizedError             nothing stored: run `leadsync auth device`
+│   ├── ReauthRequiredError            refresh token rejected (invalid_grant): a person must re-authorize
+│   ├── TokenVerificationError         a token failed JWT verification: never stored
+│   ├── OAuthServerError               the authorization server answered with an OAuth error
+│   └── RefreshLockTimeoutError        another process holds the refresh lock: transient
+├── RateLimitedLocallyError            the fleet limiter said "not now" (retry_after_s)
+├── QuotaExhaustedError                daily quota used up: park until 00:00 UTC (resume_at)
+└── ContactsAPIError                   Constant Contact answered with an error (status_code)
+    ├── TransientAPIError              5xx, timeouts, connection errors, 409 (retry_after_s)
+    │   └── ThrottledError             429 throttled
+    ├── UnauthorizedError              401: ask for a refresh, retry without spending budget
+    ├── QuotaExceededError             429 quota_exceeded
+    └── PermanentAPIError              400/403/404/415: dead letter with the server's message
+
+Messages never carry a token, a secret, an email address or a phone number in clear.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class LeadsyncError(Exception):
+    """Root of every error leadsync raises on purpose."""
+
+
+class ConfigError(LeadsyncError, ValueError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class RedisUnavailableError(LeadsyncError):
+    """Redis could not be reached or answered with an error."""
+
+
+class InvalidLeadError(LeadsyncError):
+    """The lead message is malformed or breaks a limit; retrying cannot help."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class AuthError(LeadsyncError):
+    """Something about the OAuth tokens prevents sending."""
+
+
+class NotAuthorizedError(AuthError):
+    """No tokens are stored yet."""
+
+
+class ReauthRequiredError(AuthError):
+    """The refresh token was rejected; a person must run `leadsync auth device|login|import`."""
+
+
+class TokenVerificationError(AuthError):
+    """A token failed signature or claim checks; it is never stored."""
+
+
+class OAuthServerError(AuthError):
+    """The authorization server answered with an OAuth error object."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error: str,
+        status_code: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error = error
+        self.status_code = status_code
+        self.retry_after_s = retry_after_s
+
+
+class RefreshLockTimeoutError(AuthError):
+    """Another process is refreshing; try again shortly."""
+
+
+class RateLimitedLocallyError(LeadsyncError):
+    """The shared limiter has no slot now; retry after `retry_after_s`."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class QuotaExhaustedError(LeadsyncError):
+    """Today's request quota is spent; leads park until `resume_at` (00:00 UTC)."""
+
+    def __init__(self, message: str, *, resume_at: datetime) -> None:
+        super().__init__(message)
+        self.resume_at = resume_at
+
+
+class ContactsAPIError(LeadsyncError):
+    """Constant Contact answered with an error status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error_key: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error_key = error_key
+        self.retry_after_s = retry_after_s
+
+
+class TransientAPIError(ContactsAPIError):
+    """Worth retrying with backoff: 5xx, timeouts, connection errors, concurrent modification."""
+
+
+class ThrottledError(TransientAPIError):
+    """429 `throttled`: over the per-second limit; wait on the shared limiter."""
+
+
+class UnauthorizedError(ContactsAPIError):
+    """401: the access token was refused."""
+
+
+class QuotaExceededError(ContactsAPIError):
+    """429 `quota_exceeded`: no more requests until 00:00 UTC."""
+
+
+class PermanentAPIError(ContactsAPIError):
+    """A 4xx that retrying cannot fix."""

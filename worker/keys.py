@@ -1,0 +1,86 @@
+"""Every Redis key leadsync uses, built from one prefix so operators can find (and tests can
+delete) exactly what is ours. Celery's own keys (the `leads` list, `unacked`) are not here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key templates under `prefix` (default `leadsync`)."""
+
+    prefix: str = "leadsync"
+    account: str = "default"
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # Tokens (one record per Constant Contact account).
+    @property
+    def token(self) -> str:
+        return self._k("token", self.account)
+
+    @property
+    def token_lock(self) -> str:
+        return self._k("token", self.account, "lock")
+
+    @property
+    def token_refresh_requested(self) -> str:
+        return self._k("token", self.account, "refresh-requested")
+
+    @property
+    def token_endpoint_gate(self) -> str:
+        return self._k("token", self.account, "endpoint-gate")
+
+    @property
+    def token_alert_sent(self) -> str:
+        return self._k("token", self.account, "alert-sent")
+
+    # Rate limit and daily quota (shared by the whole fleet).
+    @property
+    def rate_limit(self) -> str:
+        return self._k("ratelimit", "gcra")
+
+    def daily_quota(self, utc_date: str) -> str:
+        return self._k("quota", utc_date)
+
+    # Lead bookkeeping.
+    def lead_outcome(self, lead_id: str) -> str:
+        return self._k("lead", lead_id)
+
+    def email_lock(self, email_hash: str) -> str:
+        return self._k("email-lock", email_hash)
+
+    @property
+    def parked(self) -> str:
+        return self._k("parked")
+
+    @property
+    def parked_index(self) -> str:
+        return self._k("parked", "index")
+
+    @property
+    def dead_letters(self) -> str:
+        return self._k("dlq")
+
+    @property
+    def dead_letter_index(self) -> str:
+        return self._k("dlq", "index")
+
+    @property
+    def stats(self) -> str:
+        return self._k("stats")
+
+    @property
+    def delivered_recent(self) -> str:
+        return self._k("delivered", "recent")
+
+    @property
+    def last_errors(self) -> str:
+        return self._k("errors", "recent")
+
+    @property
+    def pattern(self) -> str:
+        """Matches every key above (for tests and `purge` helpers)."""
+        return self._k("*")
