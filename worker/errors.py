@@ -6,7 +6,7 @@ LeadsyncError
 ├── InvalidLeadError                   the lead itself is wrong: never retried
 ├── AuthError                          token family
 │   ├── NotAuthorizedError             nothing stored: run `leadsync auth device`
-│   ├── ReauthRequiredError            refresh token rejected (invalid_grant): a person must re-authorize
+│   ├── ReauthRequiredError            refresh token rejected (invalid_grant): re-authorize
 │   ├── TokenVerificationError         a token failed JWT verification: never stored
 │   ├── OAuthServerError               the authorization server answered with an OAuth error
 │   └── RefreshLockTimeoutError        another process holds the refresh lock: transient

@@ -25,8 +25,11 @@ def _from_url(url: str) -> redis.Redis:
         path = [p for p in parsed.path.split("/") if p]
         master = path[0] if path else "mymaster"
         db = int(path[1]) if len(path) > 1 else 0
-        sentinel = Sentinel(hosts, socket_timeout=5)
-        return sentinel.master_for(master, db=db, password=parsed.password, socket_timeout=5)
+        sentinel = Sentinel(hosts, socket_timeout=5)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        master_client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]  # same
+            master, db=db, password=parsed.password, socket_timeout=5
+        )
+        return master_client
     return redis.Redis.from_url(
         url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
     )
