@@ -1,0 +1,115 @@
+"""The token API delivery code uses: Redis reads only, never the token endpoint.
+
+A worker that gets a 401 calls `request_refresh`; the one locked refresher (task
+`leadsync.refresh_token` on queue `leadsync-control`) does the rest.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from worker.auth.token_record import (
+    STATE_NOT_AUTHORIZED,
+    STATE_REAUTH_REQUIRED,
+    TokenRecord,
+)
+from worker.auth.token_store import TokenStore
+from worker.errors import NotAuthorizedError, ReauthRequiredError, RedisUnavailableError
+from worker.keys import Keys
+from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+REFRESH_TASK = "leadsync.refresh_token"
+CONTROL_QUEUE = "leadsync-control"
+
+# KEYS[1] refresh-requested marker
+# ARGV[1] generation the caller saw refused, ARGV[2] marker TTL in ms
+# Returns 1 when this caller must send the refresh request, 0 when one for this generation
+# (or a later one) is already pending.
+_REQUEST_ONCE = """
+local pending = redis.call('GET', KEYS[1])
+if pending and tonumber(pending) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    value: str = field(repr=False)  # the bearer JWT
+    generation: int  # increases by one with every stored refresh
+    expires_at: float  # epoch seconds, from the JWT `exp`
+
+
+def _read(settings: Settings, redis: Redis) -> TokenRecord | None:
+    return TokenStore(settings, redis).read()
+
+
+def current_access_token(settings: Settings, redis: Redis) -> AccessToken:
+    """The shared access token; raises NotAuthorizedError or ReauthRequiredError."""
+    record = _read(settings, redis)
+    if record is None or not record.access_token:
+        raise NotAuthorizedError(
+            "no Constant Contact tokens stored: run `leadsync auth device` (or `auth login`)"
+        )
+    if record.state == STATE_REAUTH_REQUIRED:
+        raise ReauthRequiredError(
+            "the refresh token was rejected; re-authorize with `leadsync auth device` "
+            f"({record.state_reason or 'invalid_grant'})"
+        )
+    return AccessToken(record.access_token, record.generation, record.expires_at)
+
+
+def sending_possible(settings: Settings, redis: Redis) -> bool:
+    """False when nothing is stored or a person must re-authorize."""
+    record = _read(settings, redis)
+    return bool(record and record.access_token and record.state != STATE_REAUTH_REQUIRED)
+
+
+def token_state(settings: Settings, redis: Redis) -> str:
+    """"ok" | "refresh_failing" | "reauth_required" | "not_authorized"."""
+    record = _read(settings, redis)
+    if record is None or (not record.access_token and record.state != STATE_REAUTH_REQUIRED):
+        return STATE_NOT_AUTHORIZED
+    return record.state
+
+
+def request_refresh(settings: Settings, redis: Redis, seen_generation: int) -> None:
+    """A token of `seen_generation` got a 401: ask the refresher once, fleet-wide."""
+    record = _read(settings, redis)
+    if record is not None and record.generation > seen_generation:
+        return  # a newer token is already stored; the caller just needs to re-read
+    keys = Keys(settings.key_prefix, settings.account)
+    ttl_ms = int(settings.refresh_lock_ttl_s * 1000)
+    try:
+        send = redis.eval(_REQUEST_ONCE, 1, keys.token_refresh_requested, seen_generation, ttl_ms)
+    except RedisError as exc:
+        raise RedisUnavailableError(f"cannot request a token refresh: {exc}") from None
+    if int(send):
+        _control_app(settings).send_task(
+            REFRESH_TASK, kwargs={"seen_generation": seen_generation}, queue=CONTROL_QUEUE
+        )
+
+
+_apps: dict[str, Celery] = {}
+_apps_lock = threading.Lock()
+
+
+def _control_app(settings: Settings) -> Celery:
+    """A producer-only Celery app for this broker (imported lazily: no app at import time)."""
+    from worker.celery import make_app
+
+    with _apps_lock:
+        app = _apps.get(settings.redis_url)
+        if app is None:
+            app = _apps[settings.redis_url] = make_app(settings)
+        return app
