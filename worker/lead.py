@@ -1,0 +1,366 @@
+"""The versioned lead message: what every producer sends and `leadsync.sync_lead` receives.
+
+One rule for Constant Contact's limits (also in the JSON Schema, `leadsync schema`): free text
+beyond a limit is cut and the field is named in `truncated`; identifiers and structure are never
+cut, an over-limit or malformed one rejects the lead with `InvalidLeadError` naming the field.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from worker.errors import InvalidLeadError
+
+SCHEMA_VERSION = 1
+LEAD_ID_PREFIX = "ld_"
+
+# Constant Contact's limits (facts sheet 4.3 and 4.5).
+EMAIL_MAX = 50  # sign_up_form's email_address
+LIST_IDS_MAX = 50
+CUSTOM_FIELDS_MAX = 25  # contacts POST/PUT and the JSON import (sign_up_form allows 50)
+CUSTOM_FIELD_KEY_MAX = 50  # a label is at most 50 characters
+CUSTOM_FIELD_VALUE_MAX = 255
+LEAD_ID_MAX = 128
+SOURCE_MAX = 100
+TEXT_LIMITS = {
+    "first_name": 50,
+    "last_name": 50,
+    "company": 50,
+    "job_title": 50,
+    "phone": 25,
+}
+ADDRESS_LIMITS = {"street": 255, "city": 50, "state": 50, "postal_code": 50, "country": 50}
+
+LIMITS_RULE = (
+    "Limits rule: free-text fields beyond Constant Contact's limits (first_name, last_name, "
+    "company, job_title 50; phone 25; address.street 255; address.city/state/postal_code/country "
+    "50; custom field value 255) are cut to the limit and the field is named in `truncated`; "
+    "nothing is cut silently. Identifiers and structure are never cut: an email over 50 "
+    "characters, more than 50 list ids, more than 25 custom fields, a lead_id over 128 "
+    "characters or any malformed value rejects the lead with a reason naming the field."
+)
+
+_EMAIL = re.compile(
+    r"^(?!\.)(?!.*\.\.)[a-z0-9!#$%&'*+/=?^_`{|}~.-]+(?<!\.)"
+    r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
+)
+_LEAD_ID = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces: safe in a Redis key
+_SPACES = re.compile(r"\s+")
+
+
+def _clean_text(value: Any) -> Any:
+    """Trim and collapse whitespace; an empty string means "not given"."""
+    if not isinstance(value, str):
+        return value
+    cleaned = _SPACES.sub(" ", value).strip()
+    return cleaned or None
+
+
+def _cut(data: dict[str, Any], name: str, limit: int, label: str, cut: list[str]) -> None:
+    value = _clean_text(data.get(name))
+    if isinstance(value, str) and len(value) > limit:
+        value = value[:limit].rstrip()
+        cut.append(label)
+    if name in data:
+        data[name] = value
+
+
+class Address(BaseModel):
+    """Maps to sign_up_form `street_address` / a contact's `street_addresses` entry."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    kind: Literal["home", "work", "other"] = "work"
+    street: str | None = Field(default=None, max_length=ADDRESS_LIMITS["street"])
+    city: str | None = Field(default=None, max_length=ADDRESS_LIMITS["city"])
+    state: str | None = Field(default=None, max_length=ADDRESS_LIMITS["state"])
+    postal_code: str | None = Field(default=None, max_length=ADDRESS_LIMITS["postal_code"])
+    country: str | None = Field(default=None, max_length=ADDRESS_LIMITS["country"])
+
+    def is_empty(self) -> bool:
+        return not any((self.street, self.city, self.state, self.postal_code, self.country))
+
+
+class Lead(BaseModel):
+    """A sales lead, version 1 (frozen; unknown fields are rejected).
+
+    Limits rule: free-text fields beyond Constant Contact's limits (names, company, job title
+    50; phone 25; street 255; city/state/postal_code/country 50; custom field value 255) are cut
+    to the limit and the field is named in `truncated` (shown in the delivery outcome and the
+    log line). Identifiers and structure are never cut: an email over 50 characters, more than
+    50 list ids, more than 25 custom fields or a malformed value rejects the lead.
+    """
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        title="Lead",
+        json_schema_extra={"$comment": LIMITS_RULE},
+    )
+
+    version: Literal[1] = Field(default=1, description="Schema version of the message.")
+    lead_id: str = Field(
+        default="",
+        max_length=LEAD_ID_MAX,
+        description=(
+            "Idempotency key (printable ASCII, no spaces, at most 128 characters). When absent "
+            "or empty it is derived from the content: 'ld_' + sha256 of the canonical JSON of "
+            "every field except lead_id, received_at and truncated."
+        ),
+    )
+    email: str = Field(
+        max_length=EMAIL_MAX,
+        description="Required. Trimmed and lower-cased; at most 50 characters (sign_up_form).",
+    )
+    first_name: str | None = Field(default=None, description="Cut to 50 characters.")
+    last_name: str | None = Field(default=None, description="Cut to 50 characters.")
+    phone: str | None = Field(default=None, description="Cut to 25 characters; needs a digit.")
+    company: str | None = Field(default=None, description="Cut to 50 characters.")
+    job_title: str | None = Field(default=None, description="Cut to 50 characters.")
+    address: Address | None = None
+    custom_fields: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=CUSTOM_FIELDS_MAX,
+        description=(
+            "Key: a custom field UUID or its name (at most 50 characters); value cut to 255 "
+            "characters. At most 25 entries."
+        ),
+    )
+    list_ids: list[str] = Field(
+        default_factory=list,
+        max_length=LIST_IDS_MAX,
+        description="Contact list UUIDs (at most 50); empty means LEADSYNC_LIST_IDS at delivery.",
+    )
+    consent: StrictBool = Field(
+        default=False, description="True only when the person explicitly opted in."
+    )
+    source: str | None = Field(
+        default=None,
+        max_length=SOURCE_MAX,
+        description="Where the lead came from ('webform', 'google-ads', ...).",
+    )
+    received_at: datetime | None = Field(
+        default=None,
+        description=(
+            "When the producer got the lead (stored in UTC; a time without offset is taken as "
+            "UTC). Set by enqueue_lead when absent; raw producers should send it."
+        ),
+    )
+    truncated: list[str] = Field(
+        default_factory=list,
+        description="Fields cut to Constant Contact's limits (filled by leadsync).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_limits(cls, data: Any) -> Any:
+        """Cut free text to the limits and remember which fields were cut."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        cut: list[str] = []
+        for name, limit in TEXT_LIMITS.items():
+            _cut(data, name, limit, name, cut)
+        address = data.get("address")
+        if isinstance(address, dict):
+            address = dict(address)
+            for name, limit in ADDRESS_LIMITS.items():
+                _cut(address, name, limit, f"address.{name}", cut)
+            data["address"] = address
+        fields = data.get("custom_fields")
+        if isinstance(fields, dict):
+            data["custom_fields"] = _cut_custom_fields(fields, cut)
+        if "source" in data:
+            data["source"] = _clean_text(data["source"])
+        if cut:
+            previous = data.get("truncated") or []
+            if isinstance(previous, list):
+                data["truncated"] = list(dict.fromkeys([*previous, *cut]))
+        return data
+
+    @field_validator("email", mode="before")
+    @classmethod
+    def _normalize_email(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("email")
+    @classmethod
+    def _check_email(cls, value: str) -> str:
+        if not _EMAIL.fullmatch(value):
+            raise PydanticCustomError("email_syntax", "not a valid email address")
+        return value
+
+    @field_validator("lead_id")
+    @classmethod
+    def _check_lead_id(cls, value: str) -> str:
+        value = value.strip()
+        if value and not _LEAD_ID.fullmatch(value):
+            raise PydanticCustomError("lead_id", "must be printable ASCII without spaces")
+        return value
+
+    @field_validator("phone")
+    @classmethod
+    def _check_phone(cls, value: str | None) -> str | None:
+        if value is not None and not any(ch.isdigit() for ch in value):
+            raise PydanticCustomError("phone", "has no digit")
+        return value
+
+    @field_validator("address")
+    @classmethod
+    def _drop_empty_address(cls, value: Address | None) -> Address | None:
+        return None if value is not None and value.is_empty() else value
+
+    @field_validator("list_ids")
+    @classmethod
+    def _check_list_ids(cls, value: list[str]) -> list[str]:
+        normalized: list[str] = []
+        for index, raw in enumerate(value):
+            try:
+                normalized.append(str(uuid.UUID(raw.strip())))
+            except ValueError:
+                raise PydanticCustomError(
+                    "list_id", "item {index} is not a list UUID", {"index": index}
+                ) from None
+        return list(dict.fromkeys(normalized))
+
+    @field_validator("received_at")
+    @classmethod
+    def _to_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _derive_lead_id(self) -> Lead:
+        if not self.lead_id:
+            # Frozen model: set once, here, before anyone can see the object.
+            object.__setattr__(self, "lead_id", derive_lead_id(self))
+        return self
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The lead as it travels: plain JSON types, every field present."""
+        return self.model_dump(mode="json")
+
+
+def _cut_custom_fields(fields: dict[Any, Any], cut: list[str]) -> dict[Any, Any]:
+    result: dict[Any, Any] = {}
+    for key, value in fields.items():
+        name = key.strip() if isinstance(key, str) else key
+        if isinstance(name, str):
+            with contextlib.suppress(ValueError):  # a name, not a UUID: kept as given
+                name = str(uuid.UUID(name))
+        if name in result:
+            raise PydanticCustomError(
+                "custom_field_key", "custom_fields: two keys are the same after trimming"
+            )
+        if isinstance(value, str):
+            value = value.strip()
+            if len(value) > CUSTOM_FIELD_VALUE_MAX:
+                value = value[:CUSTOM_FIELD_VALUE_MAX].rstrip()
+                cut.append(f"custom_fields.{name}")
+        result[name] = value
+    for name in result:
+        if not isinstance(name, str) or not name or len(name) > CUSTOM_FIELD_KEY_MAX:
+            raise PydanticCustomError(
+                "custom_field_key",
+                "custom_fields: a key must be a UUID or a name of 1 to {limit} characters",
+                {"limit": CUSTOM_FIELD_KEY_MAX},
+            )
+    return result
+
+
+def derive_lead_id(lead: Lead) -> str:
+    """'ld_' + sha256 of the canonical JSON of the content (same lead, same id, any producer)."""
+    content = lead.model_dump(mode="json", exclude={"lead_id", "received_at", "truncated"})
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return LEAD_ID_PREFIX + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _describe(exc: ValidationError) -> tuple[str, str | None]:
+    """First error as `field: reason`, never echoing the value (it may be personal data)."""
+    errors = exc.errors(include_input=False, include_url=False)
+    first = errors[0]
+    loc = ".".join(str(part) for part in first.get("loc", ()))
+    kind = first.get("type", "")
+    ctx = first.get("ctx") or {}
+    if kind == "string_too_long":
+        reason = f"longer than {ctx.get('max_length')} characters (the limit)"
+    elif kind == "too_long":
+        reason = f"more than {ctx.get('max_length')} items (the limit)"
+    elif kind == "extra_forbidden":
+        reason = "unknown field"
+    elif kind == "missing":
+        reason = "required"
+    else:
+        reason = first.get("msg", "invalid").removeprefix("Value error, ")
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    if not loc and ": " in reason:  # raised by a model-level validator that names its field
+        loc, _, reason = reason.partition(": ")
+    field = loc or None
+    return (f"{loc}: {reason}{more}" if loc else f"{reason}{more}"), field
+
+
+def parse_lead(data: object) -> Lead:
+    """Validate anything a producer sent (dict, JSON text or bytes, or a Lead).
+
+    Raises InvalidLeadError(message, field=...) whose message names the field and the reason
+    and never contains the value.
+    """
+    if isinstance(data, Lead):
+        return data
+    if isinstance(data, bytes | bytearray):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidLeadError("lead is not UTF-8 text") from None
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            raise InvalidLeadError("lead is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidLeadError(f"lead must be a JSON object, not {_json_type(data)}")
+    if data.get("version", SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise InvalidLeadError(
+            f"version: unsupported lead version (this worker reads {SCHEMA_VERSION})",
+            field="version",
+        )
+    try:
+        return Lead.model_validate(data)
+    except ValidationError as exc:
+        message, field = _describe(exc)
+        raise InvalidLeadError(message, field=field) from None
+
+
+def _json_type(value: object) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number"}
+    if value is None:
+        return "null"
+    for kind, name in names.items():
+        if isinstance(value, kind):
+            return name
+    return "a number" if isinstance(value, float) else type(value).__name__
+
+
+def lead_json_schema() -> dict[str, Any]:
+    """The JSON Schema producers validate against (`leadsync schema`)."""
+    return Lead.model_json_schema()
