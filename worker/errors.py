@@ -9,6 +9,7 @@ LeadsyncError
 │   ├── ReauthRequiredError            refresh token rejected (invalid_grant): re-authorize
 │   ├── TokenVerificationError         a token failed JWT verification: never stored
 │   ├── OAuthServerError               the authorization server answered with an OAuth error
+│   │   └── OAuthTransientError        token endpoint unreachable, 5xx or 429: retry with backoff
 │   └── RefreshLockTimeoutError        another process holds the refresh lock: transient
 ├── RateLimitedLocallyError            the fleet limiter said "not now" (retry_after_s)
 ├── QuotaExhaustedError                daily quota used up: park until 00:00 UTC (resume_at)
@@ -78,6 +79,10 @@ class OAuthServerError(AuthError):
         self.error = error
         self.status_code = status_code
         self.retry_after_s = retry_after_s
+
+
+class OAuthTransientError(OAuthServerError):
+    """The authorization server could not answer now (timeout, 5xx, 429); worth retrying."""
 
 
 class RefreshLockTimeoutError(AuthError):
