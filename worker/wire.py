@@ -1,0 +1,133 @@
+"""The lead on the wire: the plain-JSON Celery (protocol 2) message, built and read in one place.
+
+Any Redis client can `LPUSH leads <message>`: kombu takes a body without `body_encoding` as
+plain text, so there is no base64 and no Celery library on the producer side (field notes).
+`leadsync.sync_lead` receives the lead as its one positional argument; `lead_from_task_args`
+turns whatever arrived into a `Lead` or an `InvalidLeadError` (never a crash).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from worker.errors import InvalidLeadError
+from worker.lead import Lead, parse_lead
+from worker.redaction import fingerprint, redact_email
+
+TASK_NAME = "leadsync.sync_lead"
+QUEUE = "leads"  # the Redis list kombu reads for queue `leads` (priority 0)
+EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
+def redacted_lead_repr(value: object) -> str:
+    """What Flower and worker logs may show of one argument: ids, never personal data."""
+    if isinstance(value, Lead):
+        lead: Lead | None = value
+    elif isinstance(value, Mapping):
+        try:
+            lead = parse_lead(dict(value))
+        except InvalidLeadError:
+            lead = None
+        if lead is None:
+            given = value.get("lead_id")
+            shown = repr(given) if isinstance(given, str) and len(given) <= 128 else None
+            return f"{{'lead_id': {shown}, 'invalid': True}}"
+    else:
+        return f"<{type(value).__name__}>"
+    assert lead is not None
+    parts = {"lead_id": lead.lead_id, "email": redact_email(lead.email)}
+    if lead.source:
+        parts["source"] = lead.source
+    return repr(parts)
+
+
+def redacted_argsrepr(args: Sequence[object]) -> str:
+    """Celery's `argsrepr` header (a tuple repr) with every lead redacted."""
+    inner = ", ".join(redacted_lead_repr(arg) for arg in args)
+    return f"({inner},)" if len(args) == 1 else f"({inner})"
+
+
+def redacted_kwargsrepr(kwargs: Mapping[str, object]) -> str:
+    """Keyword arguments are not part of the contract: show names and a fingerprint only."""
+    shown = (f"{key!r}: <{fingerprint(repr(value))}>" for key, value in kwargs.items())
+    return "{" + ", ".join(shown) + "}"
+
+
+def build_message(lead: Lead, *, task_id: str | None = None) -> dict[str, Any]:
+    """The exact message a raw producer would LPUSH (docs/architecture.md)."""
+    task_id = task_id or str(uuid.uuid4())
+    body = json.dumps([[lead.to_json_dict()], {}, EMBED], separators=(",", ":"))
+    return {
+        "body": body,
+        "content-type": "application/json",
+        "content-encoding": "utf-8",
+        "headers": {
+            "lang": "py",
+            "task": TASK_NAME,
+            "id": task_id,
+            "retries": 0,
+            "root_id": task_id,
+            "parent_id": None,
+            "argsrepr": redacted_argsrepr([lead]),
+            "kwargsrepr": "{}",
+        },
+        "properties": {
+            "delivery_tag": str(uuid.uuid4()),
+            "correlation_id": task_id,
+            "delivery_mode": 2,
+            "priority": 0,
+            "delivery_info": {"exchange": "", "routing_key": QUEUE},
+        },
+    }
+
+
+def encode_message(lead: Lead, *, task_id: str | None = None) -> str:
+    """`build_message` as the JSON text to push."""
+    return json.dumps(build_message(lead, task_id=task_id), separators=(",", ":"))
+
+
+def lead_from_task_args(args: Sequence[object], kwargs: Mapping[str, object]) -> Lead:
+    """The lead from `sync_lead(*args, **kwargs)`; InvalidLeadError for anything else.
+
+    The task should accept `*args, **kwargs` and call this, so a message with the wrong
+    arguments becomes a dead letter with a reason instead of a TypeError inside Celery.
+    """
+    if kwargs:
+        names = ", ".join(sorted(str(key) for key in kwargs)[:5])
+        raise InvalidLeadError(f"unexpected keyword arguments for {TASK_NAME}: {names}")
+    if len(args) != 1:
+        raise InvalidLeadError(
+            f"{TASK_NAME} takes exactly one positional argument (the lead), got {len(args)}"
+        )
+    return parse_lead(args[0])
+
+
+def parse_message(raw: bytes | str) -> Lead:
+    """Read a raw list entry (inspection, tests, dead-letter tooling) down to its lead."""
+    try:
+        message = json.loads(raw)
+    except ValueError:
+        raise InvalidLeadError("message is not valid JSON") from None
+    if not isinstance(message, dict) or not isinstance(message.get("body"), str):
+        raise InvalidLeadError("message has no JSON text body")
+    properties = message.get("properties")
+    headers = message.get("headers")
+    if not isinstance(properties, dict) or not isinstance(headers, dict):
+        raise InvalidLeadError("message needs `headers` and `properties` objects")
+    if properties.get("body_encoding") not in (None, "utf-8"):
+        raise InvalidLeadError("message body is encoded; plain JSON expected")
+    if headers.get("task") != TASK_NAME:
+        raise InvalidLeadError(f"message is not for {TASK_NAME}")
+    try:
+        body = json.loads(message["body"])
+    except ValueError:
+        raise InvalidLeadError("message body is not valid JSON") from None
+    if not isinstance(body, list) or len(body) < 2:
+        raise InvalidLeadError("message body is not [args, kwargs, embed]")
+    args, kwargs = body[0], body[1]
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise InvalidLeadError("message body is not [args, kwargs, embed]")
+    return lead_from_task_args(args, kwargs)
