@@ -83,16 +83,19 @@ def _cut(data: dict[str, Any], name: str, limit: int, label: str, cut: list[str]
 
 
 class Address(BaseModel):
-    """Maps to sign_up_form `street_address` / a contact's `street_addresses` entry."""
+    """Maps to sign_up_form `street_address` / a contact's `street_addresses` entry.
+
+    Street is cut to 255 characters, the other fields to 50 (the Lead's limits rule).
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
     kind: Literal["home", "work", "other"] = "work"
-    street: str | None = Field(default=None, max_length=ADDRESS_LIMITS["street"])
-    city: str | None = Field(default=None, max_length=ADDRESS_LIMITS["city"])
-    state: str | None = Field(default=None, max_length=ADDRESS_LIMITS["state"])
-    postal_code: str | None = Field(default=None, max_length=ADDRESS_LIMITS["postal_code"])
-    country: str | None = Field(default=None, max_length=ADDRESS_LIMITS["country"])
+    street: str | None = None
+    city: str | None = None
+    state: str | None = None
+    postal_code: str | None = None
+    country: str | None = None
 
     def is_empty(self) -> bool:
         return not any((self.street, self.city, self.state, self.postal_code, self.country))
@@ -112,7 +115,10 @@ class Lead(BaseModel):
         frozen=True,
         extra="forbid",
         title="Lead",
-        json_schema_extra={"$comment": LIMITS_RULE},
+        json_schema_extra={
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$comment": LIMITS_RULE,
+        },
     )
 
     version: Literal[1] = Field(default=1, description="Schema version of the message.")
@@ -179,6 +185,8 @@ class Lead(BaseModel):
         for name, limit in TEXT_LIMITS.items():
             _cut(data, name, limit, name, cut)
         address = data.get("address")
+        if isinstance(address, Address):
+            address = address.model_dump()
         if isinstance(address, dict):
             address = dict(address)
             for name, limit in ADDRESS_LIMITS.items():

@@ -1,0 +1,34 @@
+"""Redact leads in messages Celery itself publishes (`celery -A worker call`, `apply_async`,
+retries): the `argsrepr`/`kwargsrepr` headers reach worker logs and Flower, so they must not
+carry an email or a phone number. Producers in worker.enqueue build redacted headers already.
+
+Known gap: Celery builds the `task-sent` event from its own repr before this signal runs, so
+with `task_send_sent_event` on, that one event still carries Celery's repr (see
+docs/notes/producers.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.signals import before_task_publish
+
+from worker.wire import TASK_NAME, redacted_argsrepr, redacted_kwargsrepr
+
+
+@before_task_publish.connect
+def redact_lead_headers(
+    sender: str | None = None,
+    body: Any = None,
+    headers: dict[str, Any] | None = None,
+    **_: Any,
+) -> None:
+    """Replace Celery's repr of a `leadsync.sync_lead` call with the redacted form."""
+    if sender != TASK_NAME or headers is None:
+        return
+    if isinstance(body, tuple | list) and len(body) >= 2:  # protocol 2: (args, kwargs, embed)
+        args, kwargs = body[0], body[1]
+    else:  # protocol 1 or unknown: say nothing rather than leak
+        args, kwargs = (), {}
+    headers["argsrepr"] = redacted_argsrepr(list(args) if isinstance(args, tuple | list) else [])
+    headers["kwargsrepr"] = redacted_kwargsrepr(kwargs if isinstance(kwargs, dict) else {})
