@@ -1,0 +1,66 @@
+"""Tell a person when only a person can help: ERROR log + webhook, once per incident.
+
+The incident marker lives in Redis so a fleet of workers alerts once; a successful
+re-authorization clears it, so the next incident alerts again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import requests
+from redis import Redis
+
+from worker.keys import Keys
+from worker.redaction import scrub
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def raise_alert(settings: Settings, redis: Redis, *, reason: str, generation: int) -> bool:
+    """Alert once for this incident; True when this call was the one that alerted."""
+    payload: dict[str, Any] = {
+        "event": "leadsync.token.reauth_required",
+        "account": settings.account,
+        "reason": scrub(reason),
+        "generation": generation,
+        "at": time.time(),
+        "action": "run `leadsync auth device` (or `auth login` / `auth import`)",
+    }
+    key = Keys(settings.key_prefix, settings.account).token_alert_sent
+    if not redis.set(key, json.dumps(payload), nx=True):
+        return False
+    log.error(
+        "Constant Contact authorization lost for account %s: %s. Sending is paused; run "
+        "`leadsync auth device` to restore it.",
+        settings.account,
+        payload["reason"],
+        extra={"event": "token_reauth_required", "generation": generation},
+    )
+    if settings.alert_webhook_url:
+        _post(settings, payload)
+    return True
+
+
+def _post(settings: Settings, payload: dict[str, Any]) -> None:
+    url = settings.alert_webhook_url or ""
+    try:
+        response = requests.post(url, json=payload, timeout=settings.http_timeout_s)
+    except requests.RequestException as exc:
+        log.warning("alert webhook failed: %s", type(exc).__name__)
+        return
+    if response.status_code >= 300:
+        log.warning("alert webhook answered %s", response.status_code)
+
+
+def clear_alert(settings: Settings, redis: Redis) -> None:
+    """Close the incident (after a successful re-authorization)."""
+    redis.delete(Keys(settings.key_prefix, settings.account).token_alert_sent)
+
+
+def alert_active(settings: Settings, redis: Redis) -> bool:
+    return bool(redis.exists(Keys(settings.key_prefix, settings.account).token_alert_sent))

@@ -1,0 +1,76 @@
+"""The refresh lock and the token-endpoint gate, both in Redis so they hold fleet-wide.
+
+The lock is redis-py's `Lock`: an owner token, a TTL longer than the HTTP timeout, release only
+if still owned (Lua). The gate is a `SET NX PX 1000` key: at most one token request per second
+across every process (Constant Contact's documented token-endpoint limit).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from redis import Redis
+from redis.exceptions import LockError, RedisError
+from redis.lock import Lock
+
+from worker.errors import RedisUnavailableError, RefreshLockTimeoutError
+from worker.keys import Keys
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+GATE_PERIOD_MS = 1000
+
+
+@contextmanager
+def refresh_lock(settings: Settings, redis: Redis, *, wait_s: float) -> Iterator[Lock]:
+    """Hold the account's refresh lock, or raise RefreshLockTimeoutError after `wait_s`."""
+    keys = Keys(settings.key_prefix, settings.account)
+    lock = redis.lock(
+        keys.token_lock,
+        timeout=settings.refresh_lock_ttl_s,
+        sleep=0.05,
+        blocking_timeout=wait_s,
+        thread_local=False,
+    )
+    try:
+        acquired = lock.acquire()
+    except RedisError as exc:
+        raise RedisUnavailableError(f"cannot take the refresh lock: {exc}") from None
+    if not acquired:
+        raise RefreshLockTimeoutError(f"another process holds the refresh lock ({wait_s:g} s)")
+    try:
+        yield lock
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            # Our TTL ran out and maybe someone else holds it now: never delete theirs.
+            log.warning("refresh lock expired before release (work outlived its TTL)")
+
+
+def still_owned(lock: Lock) -> bool:
+    """Reset the TTL right before the token request; False when the lock was lost."""
+    try:
+        lock.reacquire()
+    except LockError:
+        return False
+    return True
+
+
+def pass_token_endpoint_gate(settings: Settings, redis: Redis, *, wait_s: float = 5.0) -> None:
+    """Wait for this second's single token-request slot (fleet-wide)."""
+    key = Keys(settings.key_prefix, settings.account).token_endpoint_gate
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            if redis.set(key, "1", nx=True, px=GATE_PERIOD_MS):
+                return
+            remaining_ms = int(redis.pttl(key))
+        except RedisError as exc:
+            raise RedisUnavailableError(f"cannot use the token-endpoint gate: {exc}") from None
+        if time.monotonic() >= deadline:
+            raise RefreshLockTimeoutError("token endpoint gate busy (1 request/s fleet-wide)")
+        time.sleep(min(max(remaining_ms, 10), GATE_PERIOD_MS) / 1000)
