@@ -1,0 +1,19 @@
+"""`leadsync.refresh_token`: the beat's (and a 401's) way into the single locked refresher."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from worker.auth.refresher import refresh
+from worker.redis_conn import get_redis
+from worker.settings import get_settings
+
+
+@shared_task(name="leadsync.refresh_token", ignore_result=True)
+def refresh_token(seen_generation: int | None = None) -> dict[str, Any]:
+    """Refresh when due (beat) or when `seen_generation` was refused with a 401."""
+    settings = get_settings()
+    outcome = refresh(settings, get_redis(settings), seen_generation=seen_generation)
+    return {"action": outcome.action, "generation": outcome.generation}
