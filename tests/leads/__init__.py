@@ -1,0 +1,1 @@
+"""Tests for issue 4: the lead message, producers and delivery."""
