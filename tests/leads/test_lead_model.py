@@ -96,7 +96,9 @@ def test_cutting_is_idempotent_across_a_round_trip() -> None:
     ],
     ids=["email", "list_ids", "custom_fields", "lead_id", "custom_field_key", "source"],
 )  # fmt: skip
-def test_identifiers_and_structure_are_never_cut(data: dict[str, Any], field: str, reason: str):
+def test_identifiers_and_structure_are_never_cut(
+    data: dict[str, Any], field: str, reason: str
+) -> None:
     with pytest.raises(InvalidLeadError) as caught:
         parse_lead(data)
     assert caught.value.field == field
@@ -136,7 +138,9 @@ def test_exactly_at_the_structural_limits_is_accepted() -> None:
         ({"email": "a@example.com", "version": 2}, "version"),
     ],
 )
-def test_malformed_values_are_rejected_naming_the_field(data: dict[str, Any], field: str):
+def test_malformed_values_are_rejected_naming_the_field(
+    data: dict[str, Any], field: str
+) -> None:
     with pytest.raises(InvalidLeadError) as caught:
         parse_lead(data)
     assert caught.value.field == field
@@ -191,7 +195,7 @@ def test_a_given_lead_id_is_kept() -> None:
 def test_lead_is_frozen() -> None:
     lead = parse_lead({"email": "a@example.com"})
     with pytest.raises(ValidationError):
-        lead.email = "b@example.com"  # type: ignore[misc]
+        lead.email = "b@example.com"
 
 
 def test_wire_round_trip(lead_data: dict[str, Any]) -> None:
