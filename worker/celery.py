@@ -40,7 +40,9 @@ def make_app(settings: Settings) -> Celery:
         timezone="UTC",
         enable_utc=True,
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        # The task-sent event is built from Celery's own repr before before_task_publish can
+        # redact it: it would carry the lead in clear. Flower works from the worker's events.
+        task_send_sent_event=False,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": visibility},
