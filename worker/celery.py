@@ -23,8 +23,16 @@ TASK_MODULES = ["worker.tasks.leads", "worker.tasks.tokens"]
 
 def make_app(settings: Settings) -> Celery:
     """Build the app from settings (tests build their own against a private Redis)."""
-    app = Celery("leadsync", broker=settings.redis_url, include=TASK_MODULES)
+    app = Celery(
+        "leadsync",
+        broker=settings.redis_url,
+        include=TASK_MODULES,
+        task_cls="worker.guard:LeadsyncTask",  # unreadable bodies: rejected and kept, no crash
+    )
     visibility = settings.visibility_timeout_s
+    if settings.redis_url.startswith(("redis://", "rediss://")):
+        # Raw producers can push anything: this transport moves unreadable entries aside.
+        app.conf.broker_transport = "worker.guard:GuardedTransport"
     app.conf.update(
         task_default_queue=LEADS_QUEUE,
         task_queues=[Queue(LEADS_QUEUE), Queue(CONTROL_QUEUE)],

@@ -69,6 +69,11 @@ class Keys:
         return self._k("dlq", "index")
 
     @property
+    def malformed(self) -> str:
+        """Raw entries the worker could not read as a task message (worker/guard.py)."""
+        return self._k("dlq", "malformed")
+
+    @property
     def stats(self) -> str:
         return self._k("stats")
 
