@@ -53,7 +53,10 @@ def make_app(settings: Settings) -> Celery:
         task_send_sent_event=False,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": visibility},
+        broker_transport_options={
+            "visibility_timeout": visibility,
+            "master_name": settings.redis_sentinel_master,  # used only with sentinel:// URLs
+        },
         beat_schedule={
             "leadsync-refresh-token": {
                 "task": "leadsync.refresh_token",

@@ -14,20 +14,17 @@ _clients: dict[str, redis.Redis] = {}
 _lock = threading.Lock()
 
 
-def _from_url(url: str) -> redis.Redis:
-    parsed = urlparse(url)
-    if parsed.scheme == "sentinel":
-        # sentinel://host:26379[,host2:26379]/<master-name>/<db>
-        hosts = [
-            (part.split(":")[0], int(part.split(":")[1]) if ":" in part else 26379)
-            for part in parsed.netloc.split("@")[-1].split(",")
-        ]
-        path = [p for p in parsed.path.split("/") if p]
-        master = path[0] if path else "mymaster"
-        db = int(path[1]) if len(path) > 1 else 0
+def _from_url(url: str, sentinel_master: str) -> redis.Redis:
+    if url.startswith("sentinel://"):
+        # Celery's own form, so one setting serves the broker and leadsync:
+        # sentinel://[:password@]host:26379/db;sentinel://host2:26379/db
+        parts = [urlparse(part) for part in url.split(";") if part]
+        hosts = [(p.hostname or "127.0.0.1", p.port or 26379) for p in parts]
+        first = parts[0]
+        db = int(first.path.strip("/") or 0)
         sentinel = Sentinel(hosts, socket_timeout=5)  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
         master_client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]  # same
-            master, db=db, password=parsed.password, socket_timeout=5
+            sentinel_master, db=db, password=first.password, socket_timeout=5
         )
         return master_client
     return redis.Redis.from_url(
@@ -40,5 +37,7 @@ def get_redis(settings: Settings) -> redis.Redis:
     with _lock:
         client = _clients.get(settings.redis_url)
         if client is None:
-            client = _clients[settings.redis_url] = _from_url(settings.redis_url)
+            client = _clients[settings.redis_url] = _from_url(
+                settings.redis_url, settings.redis_sentinel_master
+            )
         return client

@@ -39,6 +39,7 @@ class Settings(BaseSettings):
 
     # Where state lives: the broker, the token record, the limiter, dead letters.
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_sentinel_master: str = "mymaster"  # used when REDIS_URL is sentinel://...;sentinel://...
     key_prefix: str = "leadsync"
     account: str = "default"
 
