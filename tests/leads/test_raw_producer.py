@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -203,3 +204,19 @@ def test_a_broken_envelope_does_not_stop_the_worker(
         stop_probe_worker(worker)
         client.flushdb()
         client.close()
+
+
+def test_the_documented_redis_cli_command_delivers_the_lead(
+    probe_redis_url: str, probe_client: redis.Redis, probe_received: Any
+) -> None:
+    """Runs the `redis-cli` block of docs/notes/producers.md as written (needs redis-cli)."""
+    doc = (REPO / "docs" / "notes" / "producers.md").read_text(encoding="utf-8")
+    block = doc.split("<!-- redis-cli-example", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    redis_cli = shutil.which("redis-cli")
+    assert redis_cli, "redis-cli is needed to check the documented example"
+    env = {**os.environ, "REDIS_URL": probe_redis_url}
+    subprocess.run(["bash", "-c", block], env=env, check=True, capture_output=True, timeout=30)
+
+    (record,) = probe_received(1)
+    assert record["args"][0]["email"] == "jane.roe@example.com"
+    assert parse_lead(record["args"][0]).consent is True
