@@ -2,9 +2,8 @@
 retries): the `argsrepr`/`kwargsrepr` headers reach worker logs and Flower, so they must not
 carry an email or a phone number. Producers in worker.enqueue build redacted headers already.
 
-Known gap: Celery builds the `task-sent` event from its own repr before this signal runs, so
-with `task_send_sent_event` on, that one event still carries Celery's repr (see
-docs/notes/producers.md).
+Celery builds the `task-sent` event from its own repr before this signal runs, which is why
+worker.celery keeps `task_send_sent_event` off.
 """
 
 from __future__ import annotations

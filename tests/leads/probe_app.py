@@ -1,6 +1,7 @@
 """A stand-in Celery app for producer tests: `leadsync.sync_lead` on queue `leads` that only
 records what it received (args, kwargs, argsrepr) in Redis, so the wire contract is proven by a
-real `celery worker` independently of the delivery code.
+real `celery worker` independently of the delivery code (same transport guard and redaction
+hook as worker.celery).
 
     LEADSYNC_REDIS_URL=redis://127.0.0.1:PORT/5 celery -A tests.leads.probe_app worker --pool solo
 """
@@ -20,8 +21,11 @@ import worker.publish_hooks  # noqa: F401  # the same argsrepr redaction as work
 BROKER_URL = os.environ.get("LEADSYNC_REDIS_URL", "redis://127.0.0.1:1/0")
 RECEIVED_KEY = "probe:received"
 
-app = Celery("leadsync-probe", broker=BROKER_URL)
+# The same message guards as worker.celery (worker/guard.py): the probe's survival of broken
+# entries is then the real worker's.
+app = Celery("leadsync-probe", broker=BROKER_URL, task_cls="worker.guard:LeadsyncTask")
 app.conf.update(
+    broker_transport="worker.guard:GuardedTransport",
     task_default_queue="leads",
     task_queues=[Queue("leads")],
     task_serializer="json",

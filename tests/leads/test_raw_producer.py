@@ -13,23 +13,15 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
-from tests.fixtures.leads import (
-    PROBE_DB,
-    PROBE_RECEIVED_KEY,
-    REPO,
-    start_probe_worker,
-    stop_probe_worker,
-)
-from worker.embedded_redis import EmbeddedRedis
+from tests.fixtures.leads import REPO
 from worker.enqueue import enqueue_lead
+from worker.keys import Keys
 from worker.lead import parse_lead
 
 
@@ -173,37 +165,29 @@ def test_malformed_bodies_do_not_stop_the_worker(
     assert probe_worker.poll() is None  # and the worker is still running
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Celery 5.7 / kombu 5.7 stop the worker ('Unrecoverable error') on a list entry "
-    "that is not JSON (kombu decodes it outside any handler) and on a body that is not "
-    "[args, kwargs, embed] (celery Request unpacks it unguarded). Needs a guard on the "
-    "worker side; see docs/notes/producers.md.",
-)
 @pytest.mark.parametrize(
-    "entry",
-    ["not json at all", _envelope('{"not": "a protocol-2 body"}')],
+    ("entry", "reason"),
+    [
+        ("not json at all", "list entry is not JSON"),
+        (_envelope('{"not": "a protocol-2 body"}'), "cannot be unpacked"),
+    ],
     ids=["envelope-not-json", "body-wrong-shape"],
 )
-def test_a_broken_envelope_does_not_stop_the_worker(
-    entry: str, redis_server: EmbeddedRedis, tmp_path: Path
+def test_a_broken_envelope_is_set_aside_and_the_worker_goes_on(
+    entry: str, reason: str, probe_client: redis.Redis, probe_received: Any,
+    probe_worker: subprocess.Popen[str],
 ) -> None:
-    url = f"redis://127.0.0.1:{redis_server.port}/{PROBE_DB + 1}"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    worker = start_probe_worker(url, tmp_path / "worker.log")
-    try:
-        client.lpush("leads", entry)
-        client.lpush("leads", _minimal_message({"email": "next@example.com"}, "t-1"))
-        deadline = time.monotonic() + 60
-        while not client.llen(PROBE_RECEIVED_KEY) and worker.poll() is None:
-            assert time.monotonic() < deadline, "neither processed nor stopped within 60 s"
-            time.sleep(0.05)
-        assert worker.poll() is None, "the worker stopped on a broken list entry"
-    finally:
-        stop_probe_worker(worker)
-        client.flushdb()
-        client.close()
+    """Stock Celery 5.7 / kombu 5.7 stop the worker on both (worker/guard.py explains)."""
+    probe_client.delete(Keys().malformed)
+    probe_client.lpush("leads", entry)
+    probe_client.lpush("leads", _minimal_message({"email": "next@example.com"}, "t-1"))
+
+    (record,) = probe_received(1)
+    assert record["args"] == [{"email": "next@example.com"}]
+    assert probe_worker.poll() is None
+    (kept,) = [json.loads(raw) for raw in probe_client.lrange(Keys().malformed, 0, -1)]
+    assert reason in kept["reason"]  # rejected with a reason, and the entry is kept
+    probe_client.delete(Keys().malformed)
 
 
 def test_the_documented_redis_cli_command_delivers_the_lead(
