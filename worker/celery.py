@@ -12,6 +12,7 @@ import sys
 from celery import Celery
 from kombu import Queue
 
+import worker.logging_hooks  # worker and beat log through worker.log (scrubbed)
 import worker.publish_hooks  # noqa: F401  # connects the before_task_publish redaction
 from worker.errors import ConfigError
 from worker.settings import Settings, get_settings
