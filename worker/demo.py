@@ -1,0 +1,356 @@
+"""`leadsync demo`: the whole product on one machine, from nothing, in about a minute.
+
+Embedded Redis, the sandbox (rotating refresh tokens, short access tokens, auto-approval), the
+real `leadsync auth device` flow, a real Celery worker and beat as child processes, a few hundred
+sample leads through worker.enqueue, then a summary. Every child runs in its own process group
+and is stopped (TERM, then KILL) on the way out, so nothing survives the demo.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import redis as redis_lib
+
+from worker.embedded_redis import EmbeddedRedis, free_port
+from worker.enqueue import EnqueueReport, enqueue_leads
+from worker.errors import LeadsyncError
+from worker.settings import Settings, load_settings
+
+DEMO_CLIENT_ID = "leadsync-demo"
+DEMO_CLIENT_SECRET = "demo-secret-not-for-production"  # sandbox-only credential
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What the demo runs with; defaults fit in about a minute at the sandbox's 4 requests/s."""
+
+    leads: int = 150
+    access_token_lifetime_s: float = 20.0
+    rate_limit_per_s: float = 4.0
+    concurrency: int = 4
+    keep_running: bool = False
+    timeout_s: float = 240.0
+    seed: int = 7
+
+
+@dataclass
+class LeadMix:
+    """What the sample contains, so the summary can be checked against it."""
+
+    valid_unique: int = 0  # distinct valid leads (distinct lead_ids) that reach the worker
+    duplicates: int = 0  # exact re-sends: same lead_id, delivered once
+    updates: int = 0  # same email, new data: Constant Contact answers "updated"
+    invalid_rejected: int = 0  # refused by worker.enqueue before reaching Redis
+    invalid_unknown_list: int = 0  # valid shape, but a list the account lacks: dead letter
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: IO[bytes]
+
+
+@dataclass
+class DemoState:
+    settings: Settings | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    report: EnqueueReport | None = None
+    mix: LeadMix = field(default_factory=LeadMix)
+    started_at: float = 0.0
+    delivery_started_at: float = 0.0
+    delivery_done_at: float = 0.0
+    flower_url: str | None = None
+
+
+def sample_leads(total: int, seed: int = 7) -> tuple[list[dict[str, Any]], LeadMix]:
+    """`total` sample rows: mostly valid, ~4 % exact duplicates, ~4 % updates of an earlier
+    lead, ~3 % invalid (refused at enqueue), ~2 % naming a list that does not exist."""
+    rng = random.Random(seed)
+    mix = LeadMix()
+    rows: list[dict[str, Any]] = []
+    firsts = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Frances", "Donald", "Radia"]
+    lasts = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Thompson", "Allen", "Knuth"]
+    companies = ["Acme", "Initech", "Globex", "Umbrella", "Hooli", "Stark", "Wayne", None]
+    unknown_list = "00000000-0000-4000-8000-00000000dead"
+    for i in range(total):
+        kind = i % 50
+        if kind in (11, 37) and rows:
+            rows.append(dict(rows[rng.randrange(len(rows))]))  # exact re-send
+            mix.duplicates += 1
+        elif kind in (5, 29) and rows:
+            base = dict(rows[rng.randrange(len(rows))])
+            base["job_title"] = rng.choice(["CTO", "VP Sales", "Buyer", "Founder"])
+            base.pop("lead_id", None)
+            rows.append(base)
+            mix.updates += 1
+        elif kind in (17, 41, 23):
+            rows.append({"email": f"not-an-email-{i}", "first_name": "Broken"})
+            mix.invalid_rejected += 1
+        elif kind == 47:
+            rows.append({"email": f"lost.list.{i}@example.com", "list_ids": [unknown_list],
+                         "consent": True, "source": "demo"})
+            mix.invalid_unknown_list += 1
+        else:
+            first, last = rng.choice(firsts), rng.choice(lasts)
+            row: dict[str, Any] = {
+                "email": f"{first}.{last}.{i}@example.com".lower(),
+                "first_name": first, "last_name": last,
+                "phone": f"+1 555 {rng.randrange(100, 999)} {rng.randrange(1000, 9999)}",
+                "consent": True, "source": "demo",
+            }
+            company = rng.choice(companies)
+            if company:
+                row["company"] = company
+            rows.append(row)
+            mix.valid_unique += 1
+    mix.valid_unique += mix.updates  # an update is its own lead (new lead_id), answered 200
+    return rows, mix
+
+
+class TaskTracker(threading.Thread):
+    """Counts finished `leadsync.sync_lead` tasks from Celery's own events (the worker runs
+    with -E), so progress needs nothing from delivery's internals: a message is done when the
+    worker reports it succeeded or failed (a parked or dead-lettered lead also "succeeds")."""
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(name="leadsync-demo-events", daemon=True)
+        self.app = app
+        self.ready = threading.Event()
+        self.lock = threading.Lock()
+        self.leads: set[str] = set()
+        self.finished: set[str] = set()
+        self.retried = 0
+        self.refresh_tasks = 0
+        self._receiver: Any = None
+
+    def run(self) -> None:
+        from celery.events.receiver import EventReceiver
+
+        tracker = self
+
+        class _Receiver(EventReceiver):
+            def on_consume_ready(self, *args: Any, **kwargs: Any) -> None:
+                super().on_consume_ready(*args, **kwargs)
+                tracker.ready.set()
+
+        with self.app.connection_for_read() as conn:
+            self._receiver = _Receiver(conn, handlers={"*": self._on_event}, app=self.app)
+            self._receiver.capture(limit=None, timeout=None, wakeup=False)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind, uuid = event.get("type", ""), event.get("uuid", "")
+        with self.lock:
+            if kind == "task-received" and event.get("name") == "leadsync.sync_lead":
+                self.leads.add(uuid)
+            elif kind == "task-received" and event.get("name") == "leadsync.refresh_token":
+                self.refresh_tasks += 1
+            elif kind == "task-retried" and uuid in self.leads:
+                self.retried += 1
+            elif kind in ("task-succeeded", "task-failed", "task-rejected") and uuid in self.leads:
+                self.finished.add(uuid)
+
+    def done(self) -> int:
+        with self.lock:
+            return len(self.finished)
+
+    def stop(self) -> None:
+        if self._receiver is not None:
+            self._receiver.should_stop = True
+        self.join(timeout=5)
+
+
+class Demo:
+    """Owns every process the demo starts; `close()` (or the `with` block) stops them all."""
+
+    def __init__(self, config: DemoConfig, *, say: Callable[[str], None] = print) -> None:
+        self.config = config
+        self.say = say
+        self.state = DemoState()
+        self.workdir = Path(tempfile.mkdtemp(prefix="leadsync-demo-"))
+        self.redis: EmbeddedRedis | None = None
+        self.sandbox: Any = None
+        self.children: list[Child] = []
+
+    # --- start ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.state.started_at = time.monotonic()
+        self.redis = EmbeddedRedis(appendonly=False).start()
+        self.say(f"redis      embedded redis-server on {self.redis.url} (pid {self.redis.pid})")
+        self._start_sandbox()
+        self.state.settings = load_settings(_env_file=None, **_settings_overrides(self.state.env))
+        self.authorize()
+        self._spawn("worker", ["celery", "-A", "worker", "worker", "-E", "--without-mingle",
+                               "--without-gossip", f"--concurrency={self.config.concurrency}",
+                               "--hostname=demo-worker@%h"])
+        self._spawn("beat", ["celery", "-A", "worker", "beat",
+                             f"--schedule={self.workdir / 'celerybeat-schedule'}"])
+
+    def _start_sandbox(self) -> None:
+        from worker.sandbox import SandboxConfig, SandboxServer  # type: ignore[attr-defined]
+
+        config = SandboxConfig(
+            client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET,
+            refresh_tokens="rotating",
+            access_token_lifetime_s=self.config.access_token_lifetime_s,
+            rate_limit_per_s=self.config.rate_limit_per_s, auto_approve=True,
+        )
+        self.sandbox = SandboxServer(config).start()
+        assert self.redis is not None
+        env = dict(os.environ)
+        env.update(self.sandbox.settings_env())
+        env.update({
+            "LEADSYNC_REDIS_URL": self.redis.url,
+            "LEADSYNC_CLIENT_ID": DEMO_CLIENT_ID,
+            "LEADSYNC_CLIENT_SECRET": DEMO_CLIENT_SECRET,
+            # Refresh when half the 20 s lifetime is gone, checked every 2 s: several refreshes
+            # happen during the demo, each through the real locked refresher on beat.
+            "LEADSYNC_REFRESH_MARGIN_RATIO": "0.5",
+            "LEADSYNC_REFRESH_INTERVAL_S": "2",
+            # Stay just under the sandbox's limit, as the default does for the real 4/s.
+            "LEADSYNC_RATE_LIMIT_PER_S": f"{self.config.rate_limit_per_s * 0.95:g}",
+            "LEADSYNC_LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+        })
+        self.state.env = env
+        self.say(f"sandbox    local Constant Contact at {self.sandbox.url} (rotating refresh "
+                 f"tokens, {self.config.access_token_lifetime_s:g} s access tokens, "
+                 f"{self.config.rate_limit_per_s:g} requests/s, auto-approve)")
+
+    def authorize(self) -> None:
+        """The real `leadsync auth device` command, approved by the sandbox without a person."""
+        out = self.workdir / "auth-device.log"
+        with out.open("wb") as log:
+            code = subprocess.call([_bin("leadsync"), "auth", "device"], env=self.state.env,
+                                   stdout=log, stderr=subprocess.STDOUT, timeout=60,
+                                   start_new_session=True)
+        if code != 0:
+            raise LeadsyncError(f"`leadsync auth device` failed (exit {code}); see {out}")
+        self.say("authorize  `leadsync auth device` approved by the sandbox; tokens stored")
+
+    def _spawn(self, name: str, argv: list[str]) -> Child:
+        log = (self.workdir / f"{name}.log").open("wb")
+        argv = [_bin(argv[0]), *argv[1:]]
+        proc = subprocess.Popen(argv, env=self.state.env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        child = Child(name, proc, log)
+        self.children.append(child)
+        self.say(f"{name:<10} {' '.join(argv[1:4])} ... (pid {proc.pid}, group {proc.pid})")
+        return child
+
+    def start_flower(self) -> str:
+        port = free_port()
+        self.state.env["FLOWER_UNAUTHENTICATED_API"] = "true"  # local demo only, 127.0.0.1
+        self._spawn("flower", ["celery", "-A", "worker", "flower", "--address=127.0.0.1",
+                               f"--port={port}"])
+        self.state.flower_url = f"http://127.0.0.1:{port}"
+        return self.state.flower_url
+
+    # --- run -----------------------------------------------------------------------------
+    def enqueue(self) -> EnqueueReport:
+        rows, mix = sample_leads(self.config.leads, self.config.seed)
+        self.state.mix = mix
+        self.state.delivery_started_at = time.monotonic()
+        report = enqueue_leads(rows, settings=self.settings, redis=self.client)
+        self.state.report = report
+        return report
+
+    @property
+    def settings(self) -> Settings:
+        assert self.state.settings is not None
+        return self.state.settings
+
+    @property
+    def client(self) -> redis_lib.Redis:
+        from worker.redis_conn import get_redis
+
+        return get_redis(self.settings)
+
+    def check_children(self) -> None:
+        for child in self.children:
+            code = child.proc.poll()
+            if code is not None:
+                raise LeadsyncError(f"the {child.name} stopped (exit {code}); see "
+                                    f"{self.workdir / (child.name + '.log')}")
+
+    def log_text(self) -> str:
+        """Everything the children wrote (for the log test and for a failed run)."""
+        return "\n".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("*.log")))
+
+    # --- stop ----------------------------------------------------------------------------
+    def close(self) -> None:
+        for child in reversed(self.children):
+            _terminate_group(child.proc)
+            child.log.close()
+        self.children.clear()
+        if self.sandbox is not None:
+            self.sandbox.stop()
+            self.sandbox = None
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
+
+    def remove_workdir(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Demo:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _settings_overrides(env: dict[str, str]) -> dict[str, Any]:
+    """The demo's LEADSYNC_* variables as Settings keyword arguments."""
+    return {k.removeprefix("LEADSYNC_").lower(): v for k, v in env.items()
+            if k.startswith("LEADSYNC_")}
+
+
+def _bin(name: str) -> str:
+    """The console script next to this interpreter (the venv's), else on PATH."""
+    candidate = Path(sys.executable).with_name(name)
+    return str(candidate) if candidate.exists() else (shutil.which(name) or name)
+
+
+def _terminate_group(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
+    """TERM the child's whole process group (prefork children too), KILL what lingers."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            continue
+        # The leader is gone; make sure no pool process of its group is left either.
+        deadline = time.monotonic() + wait_s
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not _group_alive(proc.pid):
+            break
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - a foreign process reused the id
+        return False
+    return True
