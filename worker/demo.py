@@ -201,45 +201,16 @@ class Demo:
                              f"--schedule={self.workdir / 'celerybeat-schedule'}"])
 
     def _start_sandbox(self) -> None:
-        from worker.sandbox import SandboxConfig, SandboxServer  # type: ignore[attr-defined]
-
-        config = SandboxConfig(
-            client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET,
-            refresh_tokens="rotating",
-            access_token_lifetime_s=self.config.access_token_lifetime_s,
-            rate_limit_per_s=self.config.rate_limit_per_s, auto_approve=True,
-        )
-        self.sandbox = SandboxServer(config).start()
         assert self.redis is not None
-        env = dict(os.environ)
-        env.update(self.sandbox.settings_env())
-        env.update({
-            "LEADSYNC_REDIS_URL": self.redis.url,
-            "LEADSYNC_CLIENT_ID": DEMO_CLIENT_ID,
-            "LEADSYNC_CLIENT_SECRET": DEMO_CLIENT_SECRET,
-            # Refresh when half the 20 s lifetime is gone, checked every 2 s: several refreshes
-            # happen during the demo, each through the real locked refresher on beat.
-            "LEADSYNC_REFRESH_MARGIN_RATIO": "0.5",
-            "LEADSYNC_REFRESH_INTERVAL_S": "2",
-            # Stay just under the sandbox's limit, as the default does for the real 4/s.
-            "LEADSYNC_RATE_LIMIT_PER_S": f"{self.config.rate_limit_per_s * 0.95:g}",
-            "LEADSYNC_LOG_LEVEL": "INFO",
-            "PYTHONUNBUFFERED": "1",
-        })
-        self.state.env = env
+        self.sandbox, self.state.env = start_sandbox(
+            self.redis.url, lifetime_s=self.config.access_token_lifetime_s,
+            rate_limit_per_s=self.config.rate_limit_per_s)
         self.say(f"sandbox    local Constant Contact at {self.sandbox.url} (rotating refresh "
                  f"tokens, {self.config.access_token_lifetime_s:g} s access tokens, "
                  f"{self.config.rate_limit_per_s:g} requests/s, auto-approve)")
 
     def authorize(self) -> None:
-        """The real `leadsync auth device` command, approved by the sandbox without a person."""
-        out = self.workdir / "auth-device.log"
-        with out.open("wb") as log:
-            code = subprocess.call([_bin("leadsync"), "auth", "device"], env=self.state.env,
-                                   stdout=log, stderr=subprocess.STDOUT, timeout=60,
-                                   start_new_session=True)
-        if code != 0:
-            raise LeadsyncError(f"`leadsync auth device` failed (exit {code}); see {out}")
+        authorize_device(self.state.env, self.workdir / "auth-device.log")
         self.say("authorize  `leadsync auth device` approved by the sandbox; tokens stored")
 
     def _spawn(self, name: str, argv: list[str]) -> Child:
@@ -249,7 +220,7 @@ class Demo:
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         child = Child(name, proc, log)
         self.children.append(child)
-        self.say(f"{name:<10} {' '.join(argv[1:4])} ... (pid {proc.pid}, group {proc.pid})")
+        self.say(f"{name:<10} {' '.join(argv[1:4])} ... (process group {proc.pid})")
         return child
 
     def start_flower(self) -> str:
@@ -313,6 +284,43 @@ class Demo:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def start_sandbox(redis_url: str, *, lifetime_s: float = 20.0,
+                  rate_limit_per_s: float = 4.0) -> tuple[Any, dict[str, str]]:
+    """The sandbox in this process (auto-approve, rotating refresh tokens) and the environment
+    that points leadsync children at it and at `redis_url`."""
+    from worker.sandbox import SandboxConfig, SandboxServer  # type: ignore[attr-defined]
+
+    server = SandboxServer(SandboxConfig(
+        client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET, refresh_tokens="rotating",
+        access_token_lifetime_s=lifetime_s, rate_limit_per_s=rate_limit_per_s,
+        auto_approve=True,
+    )).start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADSYNC_")}
+    env.update(server.settings_env())
+    env.update({
+        "LEADSYNC_REDIS_URL": redis_url,
+        "LEADSYNC_CLIENT_ID": DEMO_CLIENT_ID,
+        "LEADSYNC_CLIENT_SECRET": DEMO_CLIENT_SECRET,
+        # Refresh once half the short lifetime is gone, checked every 2 s: several refreshes
+        # happen during a run, each through the real locked refresher on beat.
+        "LEADSYNC_REFRESH_MARGIN_RATIO": "0.5",
+        "LEADSYNC_REFRESH_INTERVAL_S": "2",
+        # Stay just under the sandbox's limit, as the default 3.8 does for the real 4/s.
+        "LEADSYNC_RATE_LIMIT_PER_S": f"{rate_limit_per_s * 0.95:g}",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return server, env
+
+
+def authorize_device(env: dict[str, str], log_path: Path) -> None:
+    """The real `leadsync auth device` command, approved by the sandbox without a person."""
+    with log_path.open("wb") as log:
+        code = subprocess.call([_bin("leadsync"), "auth", "device"], env=env, stdout=log,
+                               stderr=subprocess.STDOUT, timeout=90, start_new_session=True)
+    if code != 0:
+        raise LeadsyncError(f"`leadsync auth device` failed (exit {code}); see {log_path}")
 
 
 def _settings_overrides(env: dict[str, str]) -> dict[str, Any]:
