@@ -290,8 +290,11 @@ def start_sandbox(redis_url: str, *, lifetime_s: float = 20.0,
                   rate_limit_per_s: float = 4.0) -> tuple[Any, dict[str, str]]:
     """The sandbox in this process (auto-approve, rotating refresh tokens) and the environment
     that points leadsync children at it and at `redis_url`."""
-    from worker.sandbox import SandboxConfig, SandboxServer  # type: ignore[attr-defined]
-
+    try:
+        from worker.sandbox import SandboxConfig, SandboxServer  # type: ignore[attr-defined]
+    except ImportError:
+        raise LeadsyncError("the sandbox (worker.sandbox) is not available in this install") \
+            from None
     server = SandboxServer(SandboxConfig(
         client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET, refresh_tokens="rotating",
         access_token_lifetime_s=lifetime_s, rate_limit_per_s=rate_limit_per_s,

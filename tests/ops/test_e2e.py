@@ -180,7 +180,7 @@ def test_honcho_runs_the_procfile_and_delivers_to_the_sandbox(
     env = {**env, "FLOWER_PORT": str(free_port()), "FLOWER_UNAUTHENTICATED_API": "true"}
     procfile = tmp_path / "Procfile"
     procfile.write_text((REPO / "Procfile").read_text())
-    honcho = spawned.start("honcho", ["honcho", "start", "-f", str(procfile), "-d", str(REPO)],
+    honcho = spawned.start("honcho", ["honcho", "start", "-f", str(procfile), "-d", str(tmp_path)],
                            env)
     report = enqueue_leads(PEOPLE, redis=redis_client)
     wait_for(lambda: _delivered(sandbox, len(report.lead_ids)), 120,
