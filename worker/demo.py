@@ -78,8 +78,8 @@ class DemoState:
 
 
 def sample_leads(total: int, seed: int = 7) -> tuple[list[dict[str, Any]], LeadMix]:
-    """`total` sample rows: mostly valid, ~4 % exact duplicates, ~4 % updates of an earlier
-    lead, ~3 % invalid (refused at enqueue), ~2 % naming a list that does not exist."""
+    """`total` sample rows, in every block of 25: 19 valid, 1 exact duplicate, 1 update of an
+    earlier lead's email, 2 invalid (refused at enqueue), 1 naming a list that does not exist."""
     rng = random.Random(seed)
     mix = LeadMix()
     rows: list[dict[str, Any]] = []
@@ -87,21 +87,21 @@ def sample_leads(total: int, seed: int = 7) -> tuple[list[dict[str, Any]], LeadM
     lasts = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Thompson", "Allen", "Knuth"]
     companies = ["Acme", "Initech", "Globex", "Umbrella", "Hooli", "Stark", "Wayne", None]
     unknown_list = "00000000-0000-4000-8000-00000000dead"
+    originals: list[dict[str, Any]] = []  # valid first sends: the only rows re-sent or updated
     for i in range(total):
-        kind = i % 50
-        if kind in (11, 37) and rows:
-            rows.append(dict(rows[rng.randrange(len(rows))]))  # exact re-send
+        kind = i % 25
+        if kind == 11 and originals:
+            rows.append(dict(rng.choice(originals)))  # exact re-send: same lead_id
             mix.duplicates += 1
-        elif kind in (5, 29) and rows:
-            base = dict(rows[rng.randrange(len(rows))])
-            base["job_title"] = rng.choice(["CTO", "VP Sales", "Buyer", "Founder"])
-            base.pop("lead_id", None)
+        elif kind == 5 and originals:
+            base = dict(rng.choice(originals))
+            base["job_title"] = f"Buyer #{i}"  # new data, same email: a new lead_id, "updated"
             rows.append(base)
             mix.updates += 1
-        elif kind in (17, 41, 23):
+        elif kind in (17, 23):
             rows.append({"email": f"not-an-email-{i}", "first_name": "Broken"})
             mix.invalid_rejected += 1
-        elif kind == 47:
+        elif kind == 19:
             rows.append({"email": f"lost.list.{i}@example.com", "list_ids": [unknown_list],
                          "consent": True, "source": "demo"})
             mix.invalid_unknown_list += 1
@@ -117,6 +117,7 @@ def sample_leads(total: int, seed: int = 7) -> tuple[list[dict[str, Any]], LeadM
             if company:
                 row["company"] = company
             rows.append(row)
+            originals.append(row)
             mix.valid_unique += 1
     mix.valid_unique += mix.updates  # an update is its own lead (new lead_id), answered 200
     return rows, mix

@@ -193,11 +193,16 @@ def render_summary(summary: dict[str, Any]) -> str:
         if key != "available":
             rows.append((key.replace("_", " "), json.dumps(value, default=str)
                          if isinstance(value, dict | list) else str(value)))
+    for key, value in summary["sandbox"].items():
+        if isinstance(value, int | float) or (isinstance(value, dict) and len(value) <= 8):
+            rows.append((f"sandbox {key.replace('_', ' ')}", json.dumps(value)))
+    seconds = summary["delivery_seconds"] or 1.0
     rows += [
+        ("throughput", f"{summary['processed'] / seconds:.2f} leads/s against the sandbox's "
+                       f"{summary['rate_limit_per_s']:g} requests/s limit"),
         ("token refreshes", f"{summary['refreshes']} (generation {summary['token_generation']})"),
         ("delivery time", f"{summary['delivery_seconds']} s (whole demo "
                           f"{summary['total_seconds']} s)"),
-        ("rate limit", f"{summary['rate_limit_per_s']:g} requests/s (sandbox)"),
     ]
     width = max(len(name) for name, _ in rows)
     lines = ["", "summary", "-" * (width + 40)]
