@@ -1,0 +1,202 @@
+"""/v3/activities/contacts_json_import and /v3/activities/{id}: asynchronous bulk upserts.
+
+An activity stays `initialized` for one step, `processing` for another, then completes (the
+contacts are written then). Steps are measured on the sandbox clock, so moving the clock
+completes imports at once; a timer in the server loop also ticks them in real time.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from worker.sandbox.clock import iso
+from worker.sandbox.http import Reply, Request, api_error, json_reply
+from worker.sandbox.schema import first_error
+from worker.sandbox.store import email_object
+from worker.sandbox.validate import EMAIL_RE, Invalid, bad, json_body
+
+if TYPE_CHECKING:
+    from worker.sandbox.state import SandboxState
+
+PLAIN = ("first_name", "last_name", "job_title", "company_name", "birthday_month",
+         "birthday_day", "anniversary")
+ADDRESS = {"street": "street", "city": "city", "state": "state", "zip": "postal_code",
+           "country": "country"}
+PHONES = {"phone": "other", "home_phone": "home", "work_phone": "work",
+          "mobile_phone": "mobile", "other_phone": "other"}
+
+
+class Activities:
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+        self.items: dict[str, dict[str, Any]] = {}
+        self.pending: list[str] = []
+
+    def queued(self) -> int:
+        return len(self.pending)
+
+    def create(self, request: Request) -> Reply:
+        if request.method != "POST":
+            raise Invalid(api_error(405, "method_not_allowed", "POST only."))
+        body = json_body(request, None)
+        problem = _top_level_error(body)
+        if problem:
+            raise bad(problem)
+        config = self.state.config
+        rows = body["import_data"]
+        if len(rows) > config.max_import_contacts:
+            raise bad(f"import_data: at most {config.max_import_contacts} contacts per import")
+        for list_id in body["list_ids"]:
+            if list_id not in self.state.store.lists:
+                raise Invalid(api_error(404, "contacts.api.not_found",
+                                        f"Contact list {str(list_id)[:40]} not found."))
+        if self.queued() >= config.max_queued_activities:
+            return json_reply(429, {"error_key": "too_many_requests", "error_message":
+                                    "You exceeded 1,000 queued activities for this user "
+                                    "account."})
+        if len(request.body) > config.max_import_bytes:
+            rows = _first_bytes(rows, config.max_import_bytes)  # the rest is dropped silently
+        now = self.state.clock.now()
+        activity_id = str(uuid.uuid4())
+        self.items[activity_id] = {"activity_id": activity_id, "state": "initialized",
+                                   "created_at": now, "updated_at": now, "_rows": rows,
+                                   "_lists": list(body["list_ids"]), "activity_errors": [],
+                                   "status": {}}
+        self.pending.append(activity_id)
+        return json_reply(201, self._view(self.items[activity_id], summary=True))
+
+    def get(self, activity_id: str) -> Reply:
+        self.tick()
+        item = self.items.get(activity_id)
+        if item is None:
+            raise Invalid(api_error(404, "activities.api.not_found", "Activity not found."))
+        return json_reply(200, self._view(item, summary=False))
+
+    def _view(self, item: dict[str, Any], summary: bool) -> dict[str, Any]:
+        view = {"activity_id": item["activity_id"], "state": item["state"],
+                "created_at": iso(item["created_at"]), "updated_at": iso(item["updated_at"]),
+                "_links": {"self": {"href": f"/v3/activities/{item['activity_id']}"}}}
+        if "started_at" in item:
+            view["started_at"] = iso(item["started_at"])
+        if "completed_at" in item:
+            view["completed_at"] = iso(item["completed_at"])
+        if not summary:
+            done = item["state"] == "completed"
+            view["percent_done"] = 100 if done else (50 if item["state"] == "processing" else 0)
+            view["activity_errors"] = list(item["activity_errors"])
+            view["status"] = dict(item["status"]) or {
+                "items_total_count": len(item["_rows"]), "items_completed_count": 0}
+        return view
+
+    def tick(self) -> None:
+        """Move every queued activity along by the sandbox clock."""
+        if not self.pending:
+            return
+        now = self.state.clock.now()
+        step = self.state.config.activity_step_s
+        still = []
+        for activity_id in self.pending:
+            item = self.items[activity_id]
+            if item["state"] == "initialized" and now >= item["created_at"] + step:
+                item.update(state="processing", started_at=item["created_at"] + step,
+                            updated_at=now)
+            if item["state"] == "processing" and now >= item["created_at"] + 2 * step:
+                self._complete(item, now)
+            if item["state"] != "completed":
+                still.append(activity_id)
+        self.pending = still
+
+    def _complete(self, item: dict[str, Any], now: float) -> None:
+        errors: list[str] = []
+        added = cannot_add = 0
+        for line, row in enumerate(item["_rows"], start=1):
+            problem = _row_error(row, self.state)
+            if problem:
+                errors.append(f"Line {line}: {problem}")
+                continue
+            if self._upsert(row, item["_lists"], now):
+                added += 1
+            else:
+                cannot_add += 1
+        total = len(item["_rows"])
+        item.update(state="completed", completed_at=now, updated_at=now, activity_errors=errors,
+                    status={"items_total_count": total, "items_completed_count": total,
+                            "person_count": added + cannot_add, "error_count": len(errors),
+                            "correctable_count": 0, "cannot_add_to_list_count": cannot_add})
+
+    def _upsert(self, row: dict[str, Any], list_ids: list[str], now: float) -> bool:
+        """Write one row; False when the contact is unsubscribed (not added to lists)."""
+        store, stats = self.state.store, self.state.stats
+        contact = store.find_email(row["email"])
+        if contact is None:
+            contact = store.new_contact(now, "Account")
+            contact["email_address"] = email_object(row["email"].strip(), "implicit",
+                                                    "Account", now)
+            store.insert(contact)
+            stats.contacts_created += 1
+        else:
+            stats.contacts_updated += 1
+            contact["update_source"] = "Account"
+        for name in PLAIN:
+            if name in row:
+                contact[name] = row[name]
+        address = {ADDRESS[k]: v for k, v in row.items() if k in ADDRESS}
+        if address:
+            contact["street_addresses"] = [{"kind": "home", **address}]
+        for key, kind in PHONES.items():
+            if key in row:
+                contact["phone_numbers"] = [p for p in contact["phone_numbers"]
+                                            if p.get("kind") != kind][:2]
+                contact["phone_numbers"].append({"phone_number": row[key], "kind": kind})
+        for key, value in row.items():
+            if key.startswith("cf:"):
+                field = store.custom_field_named(key[3:])
+                assert field is not None  # checked by _row_error
+                contact["custom_fields"] = [f for f in contact["custom_fields"]
+                                            if f["custom_field_id"] != field["custom_field_id"]]
+                contact["custom_fields"].append({"custom_field_id": field["custom_field_id"],
+                                                 "value": str(value)})
+        contact["updated_at"] = iso(now)
+        if contact["email_address"].get("permission_to_send") == "unsubscribed":
+            return False
+        for list_id in list_ids:
+            if list_id not in contact["list_memberships"]:
+                contact["list_memberships"].append(list_id)
+        return True
+
+
+def _top_level_error(body: dict[str, Any]) -> str | None:
+    """The import's own fields (rows are checked one by one while processing)."""
+    shallow = {k: v for k, v in body.items() if k != "import_data"}
+    rows = body.get("import_data")
+    if rows is not None:
+        shallow["import_data"] = [] if isinstance(rows, list) else rows
+    return first_error("ContactsJsonImport", shallow)
+
+
+def _row_error(row: Any, state: SandboxState) -> str | None:
+    if not isinstance(row, dict):
+        return "the contact must be an object"
+    problem = first_error("JsonImportContact", row)
+    if problem:
+        return problem
+    if not row.get("email"):
+        return "email is required (sms_number imports are not emulated)"
+    if not EMAIL_RE.match(str(row["email"]).strip()):
+        return "email is not a valid email address"
+    for key in row:
+        if key.startswith("cf:") and state.store.custom_field_named(key[3:]) is None:
+            return f"custom field {key[:60]} does not exist"
+    return None
+
+
+def _first_bytes(rows: list[Any], limit: int) -> list[Any]:
+    kept, size = [], 0
+    for row in rows:
+        size += len(json.dumps(row)) + 1
+        if size > limit:
+            break
+        kept.append(row)
+    return kept
