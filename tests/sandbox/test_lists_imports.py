@@ -70,7 +70,7 @@ def test_fact_18_import_progresses_to_completed_with_row_errors(cc: CC) -> None:
     states.append(cc.call("GET", path).json()["state"])
     cc.server.advance_clock(cc.server.config.activity_step_s)
     done = cc.call("GET", path).json()
-    assert states + [done["state"]] == ["initialized", "processing", "completed"]
+    assert [*states, done["state"]] == ["initialized", "processing", "completed"]
     assert done["percent_done"] == 100
     assert done["status"]["items_total_count"] == 5 and done["status"]["error_count"] == 3
     assert len(done["activity_errors"]) == 3

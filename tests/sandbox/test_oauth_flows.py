@@ -134,7 +134,7 @@ def test_fact_03_codes_are_single_use_expire_and_are_bound(make_cc: Callable[...
     wrong_uri = _exchange(cc, code)  # exchanged with the default redirect URI
     assert wrong_uri.status_code == 400 and wrong_uri.json()["error"] == "invalid_grant"
 
-    verifier, challenge = _pkce()
+    _verifier, challenge = _pkce()
     code = _code(_authorize(cc, code_challenge=challenge, code_challenge_method="S256"))
     wrong_verifier = _exchange(cc, code, code_verifier=_pkce()[0])
     assert wrong_verifier.status_code == 400 and wrong_verifier.json()["error"] == "invalid_grant"
