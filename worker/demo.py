@@ -292,7 +292,7 @@ def start_sandbox(redis_url: str, *, lifetime_s: float = 20.0,
     """The sandbox in this process (auto-approve, rotating refresh tokens) and the environment
     that points leadsync children at it and at `redis_url`."""
     try:
-        from worker.sandbox import SandboxConfig, SandboxServer  # type: ignore[attr-defined]
+        from worker.sandbox import SandboxConfig, SandboxServer
     except ImportError:
         raise LeadsyncError("the sandbox (worker.sandbox) is not available in this install") \
             from None
