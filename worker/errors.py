@@ -13,8 +13,10 @@ LeadsyncError
 │   └── RefreshLockTimeoutError        another process holds the refresh lock: transient
 ├── RateLimitedLocallyError            the fleet limiter said "not now" (retry_after_s)
 ├── QuotaExhaustedError                daily quota used up: park until 00:00 UTC (resume_at)
+├── EmailBusyError                     another worker is writing this email's contact now
 └── ContactsAPIError                   Constant Contact answered with an error (status_code)
-    ├── TransientAPIError              5xx, timeouts, connection errors, 409 (retry_after_s)
+    ├── TransientAPIError              5xx, timeouts, connection errors (retry_after_s)
+    │   ├── ConflictError              409: email exists (POST) or concurrent modification
     │   └── ThrottledError             429 throttled
     ├── UnauthorizedError              401: ask for a refresh, retry without spending budget
     ├── QuotaExceededError             429 quota_exceeded
@@ -105,6 +107,14 @@ class QuotaExhaustedError(LeadsyncError):
         self.resume_at = resume_at
 
 
+class EmailBusyError(LeadsyncError):
+    """Writes are serialized per email; another worker holds this one (retry_after_s)."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class ContactsAPIError(LeadsyncError):
     """Constant Contact answered with an error status."""
 
@@ -124,6 +134,10 @@ class ContactsAPIError(LeadsyncError):
 
 class TransientAPIError(ContactsAPIError):
     """Worth retrying with backoff: 5xx, timeouts, connection errors, concurrent modification."""
+
+
+class ConflictError(TransientAPIError):
+    """409: the email already exists (POST /contacts) or another write is modifying it."""
 
 
 class ThrottledError(TransientAPIError):
