@@ -73,6 +73,15 @@ class Keys:
         """Raw entries the worker could not read as a task message (worker/guard.py)."""
         return self._k("dlq", "malformed")
 
+    def lead_state_index(self, state: str) -> str:
+        """Lead ids currently in `state` (in_flight, retrying), scored by when they got there."""
+        return self._k("state", state)
+
+    @property
+    def custom_field_ids(self) -> str:
+        """Cached custom field name -> id map (one GET for the whole fleet, not one per lead)."""
+        return self._k("custom-fields", self.account)
+
     @property
     def stats(self) -> str:
         return self._k("stats")

@@ -1,0 +1,109 @@
+"""Parked leads: waiting for a person to re-authorize, or for tomorrow's quota.
+
+A parked lead is out of the broker (its message is acknowledged only after the park is written)
+and sits in a sorted set scored by the earliest time it may resume. The beat task
+`leadsync.resume_parked` puts due leads back on the `leads` queue: quota leads at 00:00 UTC,
+re-authorization leads as soon as sending is possible again. Moving a lead in or out is one
+MULTI, so it is always in exactly one place.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+
+from worker.idempotency import PARKED, QUEUED, Ledger
+from worker.keys import Keys
+from worker.lead import Lead, parse_lead
+from worker.settings import Settings
+from worker.wire import QUEUE, encode_message
+
+REAUTH = "reauth"
+QUOTA = "quota"
+REASONS = (REAUTH, QUOTA)
+
+
+@dataclass(frozen=True)
+class Parked:
+    lead: Lead
+    reason: str
+    resume_at: float
+    parked_at: float
+    attempts: int
+
+
+class ParkingLot:
+    def __init__(self, settings: Settings, redis: Redis) -> None:
+        self.redis = redis
+        self.keys = Keys(settings.key_prefix, settings.account)
+        self.ledger = Ledger(settings, redis)
+
+    def park(self, lead: Lead, reason: str, resume_at: float, *, attempts: int = 0,
+             now: float | None = None) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unknown park reason {reason!r}")
+        now = time.time() if now is None else now
+        entry = json.dumps({"lead": lead.to_json_dict(), "reason": reason,
+                            "resume_at": resume_at, "parked_at": now, "attempts": attempts})
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.zadd(self.keys.parked, {lead.lead_id: resume_at})
+        pipe.hset(self.keys.parked_index, lead.lead_id, entry)
+        self.ledger.write(pipe, lead.lead_id, PARKED, now=now, park_reason=reason,
+                          resume_at=resume_at)
+        pipe.execute()
+
+    def entries(self) -> list[Parked]:
+        out = []
+        for raw in self.redis.hvals(self.keys.parked_index):
+            data: dict[str, Any] = json.loads(raw)
+            out.append(Parked(parse_lead(data["lead"]), data["reason"], float(data["resume_at"]),
+                              float(data["parked_at"]), int(data.get("attempts", 0))))
+        return out
+
+    def counts(self) -> dict[str, Any]:
+        """Parked leads by reason and the next resume time (for `leadsync status`)."""
+        by_reason = dict.fromkeys(REASONS, 0)
+        next_resume: dict[str, float] = {}
+        for raw in self.redis.hvals(self.keys.parked_index):
+            data = json.loads(raw)
+            reason = data.get("reason", "?")
+            by_reason[reason] = by_reason.get(reason, 0) + 1
+            at = float(data.get("resume_at", 0))
+            next_resume[reason] = min(next_resume.get(reason, at), at)
+        return {"by_reason": by_reason, "next_resume_at": next_resume}
+
+    def resume_due(self, *, sending_possible: bool, now: float | None = None) -> int:
+        """Put due leads back on the queue; reauth leads only when sending is possible."""
+        now = time.time() if now is None else now
+        resumed = 0
+        for raw_id in self.redis.zrangebyscore(self.keys.parked, "-inf", now):
+            lead_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+            raw = self.redis.hget(self.keys.parked_index, lead_id)
+            if raw is None:
+                self.redis.zrem(self.keys.parked, lead_id)
+                continue
+            data = json.loads(raw)
+            if data.get("reason") == REAUTH and not sending_possible:
+                continue
+            resumed += self._requeue(lead_id, parse_lead(data["lead"]), now)
+        return resumed
+
+    def _requeue(self, lead_id: str, lead: Lead, now: float) -> int:
+        """ZREM wins the lead for exactly one resumer; the push happens in the same MULTI."""
+        def move(pipe: Any) -> int:
+            if pipe.zscore(self.keys.parked, lead_id) is None:
+                return 0  # another beat run already resumed it
+            pipe.multi()
+            pipe.zrem(self.keys.parked, lead_id)
+            pipe.hdel(self.keys.parked_index, lead_id)
+            pipe.lpush(QUEUE, encode_message(lead))
+            self.ledger.write(pipe, lead_id, QUEUED, now=now)
+            return 1
+
+        result = self.redis.transaction(move, self.keys.parked,  # type: ignore[arg-type]  # redis-py types the callable as returning None
+                                        value_from_callable=True)
+        return int(result)  # type: ignore[arg-type]  # value_from_callable returns move's int
