@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.fixtures.tokens",
     "tests.fixtures.leads",
     "tests.fixtures.ops",
+    "tests.fixtures.delivery",
 ]
 
 

@@ -37,7 +37,8 @@ def make_app(settings: Settings) -> Celery:
     app.conf.update(
         task_default_queue=LEADS_QUEUE,
         task_queues=[Queue(LEADS_QUEUE), Queue(CONTROL_QUEUE)],
-        task_routes={"leadsync.refresh_token": {"queue": CONTROL_QUEUE}},
+        task_routes={"leadsync.refresh_token": {"queue": CONTROL_QUEUE},
+                     "leadsync.resume_parked": {"queue": CONTROL_QUEUE}},
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
@@ -63,6 +64,11 @@ def make_app(settings: Settings) -> Celery:
                 "task": "leadsync.refresh_token",
                 "schedule": settings.refresh_interval_s,
                 "options": {"queue": CONTROL_QUEUE, "expires": settings.refresh_interval_s},
+            },
+            "leadsync-resume-parked": {
+                "task": "leadsync.resume_parked",
+                "schedule": settings.resume_interval_s,
+                "options": {"queue": CONTROL_QUEUE, "expires": settings.resume_interval_s},
             },
         },
     )

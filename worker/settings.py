@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     backoff_max_s: float = Field(default=2_700.0, gt=0)
     visibility_timeout_s: float = Field(default=3_600.0, gt=0)
     outcome_ttl_s: float = Field(default=7 * 86_400.0, gt=0)
+    resume_interval_s: float = Field(default=15.0, gt=0)  # how often parked leads are checked
 
     # Logs.
     log_level: str = "INFO"
