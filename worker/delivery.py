@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis import Redis
@@ -36,7 +35,7 @@ from worker.idempotency import DELIVERED, IN_FLIGHT, RETRYING, SETTLED, Ledger
 from worker.lead import Lead
 from worker.outcome import Action, Decision, classify
 from worker.parking import QUOTA, REAUTH, ParkingLot
-from worker.ratelimit import FleetLimiter
+from worker.ratelimit import FleetLimiter, next_utc_midnight
 from worker.settings import Settings
 
 log = logging.getLogger("leadsync.delivery")
@@ -54,11 +53,6 @@ class Result:
     countdown_s: float | None = None  # set when status == retrying
     spends_budget: bool = False
     detail: dict[str, Any] = field(default_factory=dict)
-
-
-def next_utc_midnight(now: float) -> float:
-    today = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return (today + timedelta(days=1)).timestamp()
 
 
 class Delivery:
@@ -186,7 +180,7 @@ class Delivery:
             return self._dead_letter(lead.lead_id, lead.to_json_dict(), decision, attempt)
         if decision.action is Action.PARK_QUOTA:
             resume_at = (exc.resume_at.timestamp() if isinstance(exc, QuotaExhaustedError)
-                         else next_utc_midnight(now))
+                         else next_utc_midnight(now).timestamp())
             self.parking.park(lead, QUOTA, resume_at, attempts=attempt - 1, now=now)
             return Result("parked", attempt - 1, detail={"reason": QUOTA, "resume_at": resume_at})
         if decision.action is Action.PARK_REAUTH:
@@ -230,7 +224,7 @@ class Delivery:
         self.ledger.note_error(lead_id, decision.reason_code, decision.reason, now=now)
         return Result("dead_lettered", attempt, detail={"reason": decision.reason_code,
                                                         "http_status": decision.status_code,
-                                                        "message": decision.reason})
+                                                        "detail": decision.reason})
 
     # --- the one log line per outcome ------------------------------------------------------
     def _log(self, lead: Lead, result: Result, started: float) -> Result:

@@ -14,10 +14,11 @@ import redis
 from tests.fixtures.delivery import DeliveryStack
 from worker.auth.token_store import TokenStore
 from worker.deadletter import DeadLetters
-from worker.delivery import Delivery, next_utc_midnight
+from worker.delivery import Delivery
 from worker.idempotency import Ledger
 from worker.lead import parse_lead
 from worker.parking import ParkingLot
+from worker.ratelimit import next_utc_midnight
 from worker.wire import QUEUE, parse_message
 
 pytestmark = pytest.mark.redis
@@ -114,7 +115,7 @@ def test_no_list_anywhere_is_dead_lettered(
     stack = delivery_stack(settings_env={"LEADSYNC_LIST_IDS": ""})
     result = Delivery(stack.settings, redis_client).run(lead(consent=True))
     assert result.status == "dead_lettered" and result.detail["reason"] == "invalid_lead"
-    assert "LEADSYNC_LIST_IDS" in result.detail["message"]
+    assert "LEADSYNC_LIST_IDS" in result.detail["detail"]
 
 
 def test_server_errors_retry_with_growing_budget_then_dead_letter(
@@ -144,8 +145,8 @@ def test_quota_exceeded_parks_until_midnight_utc_and_resumes_then(
     lot = ParkingLot(stack.settings, redis_client)
     (parked,) = lot.entries()
     assert parked.lead.lead_id == the_lead.lead_id
-    assert parked.resume_at == next_utc_midnight(parked.parked_at)
-    assert state(stack, redis_client, the_lead.lead_id)["attempts"] == "0"  # no budget spent
+    assert parked.resume_at == next_utc_midnight(parked.parked_at).timestamp()
+    assert state(stack, redis_client, the_lead.lead_id).get("attempts", "0") == "0"  # no budget
     assert lot.resume_due(sending_possible=True, now=parked.resume_at - 1) == 0
     assert lot.resume_due(sending_possible=True, now=parked.resume_at + 1) == 1
     assert parse_message(redis_client.rpop(QUEUE)).lead_id == the_lead.lead_id  # type: ignore[arg-type]
@@ -174,7 +175,8 @@ def test_a_refused_token_asks_for_one_refresh_and_spends_no_budget(
     store = TokenStore(stack.settings, redis_client)
     record = store.read()
     assert record is not None
-    store.update(record.generation, access_token=record.access_token[:-4] + "AAAA")
+    # The stored access token is refused by the API (as a revoked one would be).
+    store.replace(record.generation, record.with_(access_token=record.access_token[:-4] + "AAAA"))
     the_lead = lead(consent=True)
     delivery = Delivery(stack.settings, redis_client)
     first = delivery.run(the_lead)
@@ -204,7 +206,7 @@ def test_custom_fields_by_name_are_sent_by_id_and_unknown_names_dead_letter(
     saved = contact(stack, "ada.lovelace@engines.example")
     assert saved["custom_fields"] == [{"custom_field_id": field_id, "value": "42"}]
     bad = delivery.run(lead(consent=True, custom_fields={"Shoe Size": "9"}))
-    assert bad.status == "dead_lettered" and "Shoe Size" in bad.detail["message"]
+    assert bad.status == "dead_lettered" and "Shoe Size" in bad.detail["detail"]
 
 
 def test_overlapping_writes_get_409_and_retry(

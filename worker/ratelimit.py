@@ -1,0 +1,105 @@
+"""One rate limit and one daily quota for every process on every machine (Redis + Lua).
+
+Constant Contact limits the application, not the process: about 4 requests/s and 10,000 a day
+per API key (facts sheet 5), so Celery's per-worker `rate_limit` cannot keep a fleet inside it.
+GCRA with a burst of one spaces grants evenly, T = 1/rate apart: at the default 3.8/s any five
+grants span at least 1.05 s, so a server counting 4 per sliding second sees no 429 unless a
+request's trip from grant to arrival varies by more than ~50 ms. The daily count is keyed by the
+UTC date; lead calls stop `quota_reserve` short of the quota so token and lookup calls still fit.
+Time is passed into the script (the caller's clock), so tests can move it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from worker.errors import QuotaExhaustedError, RateLimitedLocallyError, RedisUnavailableError
+from worker.keys import Keys
+from worker.settings import Settings
+
+QUOTA_KEY_TTL_S = 2 * 86_400
+_SCRIPT = resources.files("worker").joinpath("lua/acquire.lua").read_text()
+
+
+@dataclass(frozen=True)
+class Grant:
+    used_today: int  # requests counted today (UTC), this one included
+
+
+def utc_date(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d")
+
+
+def next_utc_midnight(now: float) -> datetime:
+    day = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day + timedelta(days=1)
+
+
+class FleetLimiter:
+    """One limiter for every process on every machine (Redis + Lua)."""
+
+    def __init__(self, settings: Settings, redis: Redis, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.redis = redis
+        self.keys = Keys(settings.key_prefix, settings.account)
+        self.interval_ms = 1000.0 / settings.rate_limit_per_s
+        self.daily_quota = settings.daily_quota
+        self.lead_quota = max(settings.daily_quota - settings.quota_reserve, 0)
+        self.clock = clock
+        # register_script runs EVALSHA and reloads the script on NOSCRIPT (after SCRIPT FLUSH
+        # or a fail-over to a replica that never saw it).
+        self._acquire = redis.register_script(_SCRIPT)
+
+    def try_acquire(self, *, reserve: bool = False) -> Grant:
+        """A slot now, or RateLimitedLocallyError / QuotaExhaustedError (nothing counted)."""
+        now = self.clock()
+        limit = self.daily_quota if reserve else self.lead_quota
+        try:
+            granted, wait_ms, used = self._acquire(
+                keys=[self.keys.rate_limit, self.keys.daily_quota(utc_date(now))],
+                args=[f"{now * 1000:.3f}", f"{self.interval_ms:.6f}", limit, QUOTA_KEY_TTL_S])
+        except RedisError as exc:
+            raise RedisUnavailableError(
+                f"rate limiter unavailable: {type(exc).__name__}") from None
+        if int(granted) == 1:
+            return Grant(int(used))
+        if int(granted) == -1:
+            midnight = next_utc_midnight(now)
+            raise QuotaExhaustedError(
+                f"daily quota spent ({int(used)} of {limit} requests today); resuming at "
+                f"{midnight:%Y-%m-%d %H:%M} UTC", resume_at=midnight)
+        raise RateLimitedLocallyError("no request slot yet", retry_after_s=int(wait_ms) / 1000)
+
+    def acquire(self, *, reserve: bool = False, max_wait_s: float = 30.0,
+                sleep: Callable[[float], None] = time.sleep) -> Grant:
+        """Wait for a slot (never longer than `max_wait_s`); waiting spends no retries."""
+        waited = 0.0
+        while True:
+            try:
+                return self.try_acquire(reserve=reserve)
+            except RateLimitedLocallyError as exc:
+                if waited + exc.retry_after_s > max_wait_s:
+                    raise
+                # Sleep a hair past the slot: another process may take it, then we go again.
+                pause = max(exc.retry_after_s, 0.001)
+                sleep(pause)
+                waited += pause
+
+    def used_today(self) -> int:
+        try:
+            raw = self.redis.get(self.keys.daily_quota(utc_date(self.clock())))
+        except RedisError as exc:
+            raise RedisUnavailableError(
+                f"rate limiter unavailable: {type(exc).__name__}") from None
+        return int(raw or 0)
+
+    def quota_left(self) -> int:
+        return max(self.lead_quota - self.used_today(), 0)
+
