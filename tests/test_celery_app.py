@@ -55,6 +55,8 @@ def celery_worker_process(redis_url: str) -> Iterator[subprocess.Popen[str]]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()  # an unclosed pipe is an unraisable ResourceWarning (an error here)
 
 
 def test_celery_a_worker_starts_and_answers_ping(

@@ -4,6 +4,7 @@ Procfile under honcho, and `leadsync demo`, against the sandbox and a private Re
 from __future__ import annotations
 
 import base64
+import os
 import json
 import re
 import time
@@ -81,8 +82,13 @@ def test_flower_shows_sync_lead_with_redacted_arguments(
 
     wait_for(lambda: _health(env, "--node", "ops-test@%h", "--timeout", "1") == 0, 60,
              "the worker")
-    wait_for(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=2)
-             .status == 200 if _port_open(port) else False, 60, "flower")
+    def flower_up() -> bool:
+        if not _port_open(port):
+            return False
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=2) as answer:
+            return bool(answer.status == 200)  # closed at once: a leaked socket fails the run
+
+    wait_for(flower_up, 60, "flower")
     report = enqueue_leads(PEOPLE[:1], redis=redis_client)
     (lead_id,) = report.lead_ids
 
@@ -102,6 +108,7 @@ def test_flower_shows_sync_lead_with_redacted_arguments(
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tasks", timeout=5)
     assert refused.value.code == 401
+    refused.value.close()
 
 
 def _port_open(port: int) -> bool:
@@ -177,7 +184,10 @@ def test_honcho_runs_the_procfile_and_delivers_to_the_sandbox(
     tmp_path: Path,
 ) -> None:
     sandbox, env = ops_stack
-    env = {**env, "FLOWER_PORT": str(free_port()), "FLOWER_UNAUTHENTICATED_API": "true"}
+    # The Procfile names bare `celery`, as an activated virtual environment provides it.
+    bin_dir = str(Path(leadsync_bin("celery")).parent)
+    env = {**env, "FLOWER_PORT": str(free_port()), "FLOWER_UNAUTHENTICATED_API": "true",
+           "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"}
     procfile = tmp_path / "Procfile"
     procfile.write_text((REPO / "Procfile").read_text())
     honcho = spawned.start("honcho", ["honcho", "start", "-f", str(procfile), "-d", str(tmp_path)],

@@ -104,18 +104,21 @@ def _run(demo: Demo, config: DemoConfig) -> dict[str, Any]:
 
 
 def _wait(demo: Demo, tracker: TaskTracker, total: int, timeout_s: float) -> None:
-    """Progress bar until every queued message was processed by the worker."""
+    """Progress bar until every queued message was processed by the worker and the token was
+    refreshed at least once (the demo exists to show both)."""
     start = time.monotonic()
     tty = sys.stdout.isatty()
     last_line = -1.0
     while True:
         done = tracker.done()
         elapsed = time.monotonic() - start
-        if tty or elapsed - last_line >= 5 or done >= total:
+        finished_now = done >= total and not demo.state.delivery_done_at
+        if tty or elapsed - last_line >= 5 or finished_now:
             _progress(done, total, elapsed, demo, end="\r" if tty and done < total else "\n")
             last_line = elapsed
-        if done >= total:
+        if finished_now:
             demo.state.delivery_done_at = time.monotonic()
+        if done >= total and int(_token(demo).get("refresh_count") or 0) >= 1:
             return
         demo.check_children()
         if elapsed > timeout_s:
