@@ -4,8 +4,8 @@ Procfile under honcho, and `leadsync demo`, against the sandbox and a private Re
 from __future__ import annotations
 
 import base64
-import os
 import json
+import os
 import re
 import time
 import urllib.request
