@@ -7,10 +7,8 @@ backlog shows even when no worker runs.
 
 from __future__ import annotations
 
-import importlib
 import time
-from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -20,21 +18,8 @@ from worker.auth.status import token_status
 from worker.enqueue import redis_location
 from worker.errors import RedisUnavailableError
 from worker.settings import Settings
+from worker.stats import lead_counts
 from worker.wire import QUEUE as LEADS_QUEUE
-
-LeadCounts = Callable[[Settings, Redis], dict[str, Any]]
-
-
-def _lead_counts() -> LeadCounts | None:
-    """worker.stats.lead_counts, or None while delivery's stats module is not installed."""
-    try:
-        module = importlib.import_module("worker.stats")
-    except ModuleNotFoundError as exc:
-        if exc.name == "worker.stats":
-            return None
-        raise
-    return cast(LeadCounts, module.lead_counts)
-
 
 def gather_status(settings: Settings, redis: Redis, *, now: float | None = None) -> dict[str, Any]:
     """Token state, queue depths and lead counts; raises RedisUnavailableError."""
@@ -43,8 +28,7 @@ def gather_status(settings: Settings, redis: Redis, *, now: float | None = None)
         queues = {LEADS_QUEUE: int(redis.llen(LEADS_QUEUE)),
                   CONTROL_QUEUE: int(redis.llen(CONTROL_QUEUE))}
         token = token_status(settings, redis, now=now)
-        counts = _lead_counts()
-        leads = counts(settings, redis) if counts else {"available": False}
+        leads = lead_counts(settings, redis, now=now)
     except RedisError as exc:
         raise RedisUnavailableError(
             f"Redis unavailable at {redis_location(redis)}: {type(exc).__name__}"

@@ -112,9 +112,6 @@ def render_status(status: dict[str, Any]) -> str:
              "  {:<20} {}".format("queues", ", ".join(
                  f"{name} {depth} waiting" for name, depth in status["queues"].items()))]
     leads = status["leads"]
-    if leads.get("available") is False:
-        lines.append(f"  {'leads':<20} lead counts unavailable (worker.stats not installed)")
-        return "\n".join(lines)
     for key, value in leads.items():
         lines.append(f"  {key.replace('_', ' '):<20} {_value(key, value)}")
         if isinstance(value, list):
