@@ -185,25 +185,36 @@ def collect_summary(demo: Demo, tracker: TaskTracker) -> dict[str, Any]:
 
 
 def render_summary(summary: dict[str, Any]) -> str:
+    """The table a person reads: what went in, where every lead ended, what the API saw."""
+    leads, sandbox = summary["leads"], summary["sandbox"]
+    expected = summary["expected"]
+    seconds = summary["delivery_seconds"] or 1.0
+    limit = summary["rate_limit_per_s"]
+    api_requests = int(sandbox.get("api_requests", leads.get("requests_today", 0)))
+    throttled = sandbox.get("throttled_429", {})
+    dead = leads.get("dead_letters_by_reason") or {}
     rows: list[tuple[str, str]] = [
         ("sample leads", str(summary["leads_sampled"])),
         ("refused at enqueue", f"{summary['rejected_at_enqueue']} "
                                f"({'; '.join(summary['rejection_reasons']) or '-'})"),
         ("queued / processed", f"{summary['enqueued']} / {summary['processed']} "
-                               f"({summary['retried']} retries)"),
-    ]
-    for key, value in summary["leads"].items():
-        if key != "available":
-            rows.append((key.replace("_", " "), json.dumps(value, default=str)
-                         if isinstance(value, dict | list) else str(value)))
-    for key, value in summary["sandbox"].items():
-        if isinstance(value, int | float) or (isinstance(value, dict) and len(value) <= 8):
-            rows.append((f"sandbox {key.replace('_', ' ')}", json.dumps(value)))
-    seconds = summary["delivery_seconds"] or 1.0
-    rows += [
-        ("throughput", f"{summary['processed'] / seconds:.2f} leads/s against the sandbox's "
-                       f"{summary['rate_limit_per_s']:g} requests/s limit"),
-        ("token refreshes", f"{summary['refreshes']} (generation {summary['token_generation']})"),
+                               f"({summary['retried']} retries, {expected['duplicates']} "
+                               "exact re-sends skipped)"),
+        ("delivered", f"{leads.get('delivered_total', 0)} of {expected['distinct_valid']} "
+                      "distinct valid leads"),
+        ("created / updated", f"{leads.get('created_total', 0)} / "
+                              f"{leads.get('updated_total', 0)}"),
+        ("dead-lettered", f"{leads.get('dead_letters', 0)} "
+                          f"({', '.join(f'{k}: {v}' for k, v in dead.items()) or '-'})"),
+        ("parked", f"{leads.get('parked_reauth', 0)} re-authorization, "
+                   f"{leads.get('parked_quota', 0)} quota"),
+        ("contacts in sandbox", str(sandbox.get("contacts", {}).get("count", "?"))),
+        ("API requests", f"{api_requests} ({throttled.get('throttled', 0)} answered 429 "
+                         f"throttled, {sandbox.get('unauthorized_401', 0)} answered 401)"),
+        ("rate used", f"{api_requests / seconds:.2f} requests/s of the sandbox's {limit:g}/s "
+                      f"({100 * api_requests / seconds / limit:.0f} %)"),
+        ("token refreshes", f"{summary['refreshes']} (generation {summary['token_generation']}, "
+                            f"{sandbox.get('invalid_grant', 0)} invalid_grant)"),
         ("delivery time", f"{summary['delivery_seconds']} s (whole demo "
                           f"{summary['total_seconds']} s)"),
     ]
