@@ -1,0 +1,163 @@
+"""The fleet limiter on a real Redis: even spacing, the daily quota, NOSCRIPT, many processes."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import random
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import redis
+
+from worker.embedded_redis import free_port
+from worker.errors import QuotaExhaustedError, RateLimitedLocallyError, RedisUnavailableError
+from worker.ratelimit import FleetLimiter
+from worker.settings import Settings
+
+pytestmark = pytest.mark.redis
+NOON = datetime(2026, 11, 28, 12, 0, tzinfo=UTC).timestamp()
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def max_in_any_second(times: list[float]) -> int:
+    times = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= 1.0:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def test_grants_are_spaced_one_interval_apart_and_the_wait_is_exact(
+    make_settings: Any, redis_client: redis.Redis
+) -> None:
+    clock = Clock(NOON)
+    limiter = FleetLimiter(make_settings(rate_limit_per_s=4), redis_client, clock=clock)
+    assert limiter.try_acquire().used_today == 1
+    with pytest.raises(RateLimitedLocallyError) as early:
+        limiter.try_acquire()
+    assert early.value.retry_after_s == 0.25
+    clock.now += 0.249
+    with pytest.raises(RateLimitedLocallyError) as still:
+        limiter.try_acquire()
+    assert still.value.retry_after_s == pytest.approx(0.001, abs=0.001)
+    clock.now += 0.001
+    assert limiter.try_acquire().used_today == 2  # refused tries were not counted
+
+
+def test_no_second_ever_holds_more_than_the_rate_under_jittered_demand(
+    make_settings: Any, redis_client: redis.Redis
+) -> None:
+    clock = Clock(NOON)
+    limiter = FleetLimiter(make_settings(rate_limit_per_s=3.8), redis_client, clock=clock)
+    rng = random.Random(11)
+    granted: list[float] = []
+    while clock.now < NOON + 60:
+        clock.now += rng.uniform(0, 0.02)  # eager callers, arriving in random order
+        try:
+            limiter.try_acquire()
+            granted.append(clock.now)
+        except RateLimitedLocallyError:
+            pass
+    assert max_in_any_second(granted) <= math.ceil(3.8)
+    assert len(granted) >= 0.95 * 3.8 * 60  # and the allowed rate is used
+
+
+def test_daily_quota_keeps_a_reserve_and_resets_at_midnight_utc(
+    make_settings: Any, redis_client: redis.Redis
+) -> None:
+    clock = Clock(NOON)
+    settings = make_settings(rate_limit_per_s=1000, daily_quota=10, quota_reserve=3)
+    limiter = FleetLimiter(settings, redis_client, clock=clock)
+    for _ in range(7):
+        clock.now += 0.01
+        limiter.try_acquire()
+    clock.now += 0.01
+    with pytest.raises(QuotaExhaustedError) as spent:
+        limiter.try_acquire()
+    assert spent.value.resume_at == datetime(2026, 11, 29, tzinfo=UTC)
+    assert limiter.quota_left() == 0
+    for _ in range(3):  # lookups may still use the reserve
+        clock.now += 0.01
+        limiter.try_acquire(reserve=True)
+    clock.now += 0.01
+    with pytest.raises(QuotaExhaustedError):
+        limiter.try_acquire(reserve=True)
+    assert limiter.used_today() == 10
+    clock.now = datetime(2026, 11, 29, 0, 0, 1, tzinfo=UTC).timestamp()
+    assert limiter.try_acquire().used_today == 1
+    assert 0 < redis_client.ttl("leadsync:quota:2026-11-29") <= 2 * 86_400
+
+
+def test_a_flushed_script_cache_is_reloaded(make_settings: Any,
+                                            redis_client: redis.Redis) -> None:
+    clock = Clock(NOON)
+    limiter = FleetLimiter(make_settings(rate_limit_per_s=10), redis_client, clock=clock)
+    limiter.try_acquire()
+    redis_client.script_flush()
+    clock.now += 1
+    assert limiter.try_acquire().used_today == 2
+
+
+def test_acquire_waits_for_its_slot_without_failing(make_settings: Any,
+                                                    redis_client: redis.Redis) -> None:
+    clock = Clock(NOON)
+    limiter = FleetLimiter(make_settings(rate_limit_per_s=2), redis_client, clock=clock)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.now += seconds
+
+    for _ in range(3):
+        limiter.acquire(sleep=sleep)
+    assert slept == [0.5, 0.5]
+    with pytest.raises(RateLimitedLocallyError):
+        limiter.acquire(max_wait_s=0.1, sleep=sleep)
+
+
+def _hammer(url: str, seconds: float, out: Any) -> None:
+    settings = Settings(_env_file=None, redis_url=url, rate_limit_per_s=3.8)  # type: ignore[call-arg]
+    limiter = FleetLimiter(settings, redis.Redis.from_url(url))
+    times = []
+    deadline = time.time() + seconds
+    while True:
+        try:
+            limiter.acquire(max_wait_s=max(deadline - time.time(), 0))
+        except RateLimitedLocallyError:
+            break
+        times.append(time.time())
+    out.put(times)
+
+
+def test_processes_share_one_rate(redis_url: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    seconds = 4.0
+    procs = [ctx.Process(target=_hammer, args=(redis_url, seconds, out)) for _ in range(4)]
+    for proc in procs:
+        proc.start()
+    grants = [t for _ in procs for t in out.get(timeout=60)]
+    for proc in procs:
+        proc.join(30)
+    assert max_in_any_second(grants) <= 4
+    assert 3.8 * seconds - 2 <= len(grants) <= 3.8 * seconds + 2
+    assert len(set(grants)) == len(grants)
+
+
+def test_redis_down_is_a_clear_error(make_settings: Any) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+    with pytest.raises(RedisUnavailableError, match="rate limiter unavailable"):
+        FleetLimiter(make_settings(redis_url=url), client).try_acquire()
