@@ -221,3 +221,19 @@ def test_overlapping_writes_get_409_and_retry(
     stack.sandbox.set_faults(conflict_window_ms=0)
     assert delivery.run(second).status == "delivered"
     assert contact(stack, second.email)["first_name"] == "Augusta"
+
+
+def test_a_timed_out_write_that_happened_is_retried_without_a_second_contact(
+    stack: DeliveryStack, redis_client: redis.Redis
+) -> None:
+    stack.sandbox.set_faults(timeout_rate=1.0)
+    delivery = Delivery(stack.settings, redis_client)
+    the_lead = lead(consent=True)
+    first = delivery.run(the_lead)
+    assert first.status == "retrying" and first.spends_budget
+    assert first.detail["reason"] == "transient"
+    assert len(stack.sandbox.contacts()) == 1  # the server wrote it; the answer never came
+    stack.sandbox.set_faults(timeout_rate=0.0)
+    second = delivery.run(the_lead)
+    assert second.status == "delivered" and second.detail["action"] == "updated"
+    assert len(stack.sandbox.contacts()) == 1

@@ -46,6 +46,7 @@ class SandboxConfig:
     fail_rate: float = 0.0  # share of 500/503 answers
     latency_ms: float = 0.0
     drop_rate: float = 0.0  # share of connections closed without an answer
+    timeout_rate: float = 0.0  # share of requests carried out but answered too late
     conflict_window_ms: float = 0.0  # sign_up_form 409 when writes to one contact overlap
 
     activity_step_s: float = 0.2  # time an import spends initialized, then processing

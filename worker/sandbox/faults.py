@@ -8,7 +8,8 @@ from typing import Any
 
 from worker.sandbox.config import SandboxConfig
 
-FIELDS = ("fail_rate", "latency_ms", "drop_rate", "throttle_burst", "conflict_window_ms",
+FIELDS = ("fail_rate", "latency_ms", "drop_rate", "timeout_rate", "throttle_burst",
+          "conflict_window_ms",
           "daily_quota", "quota_used", "rate_limit_per_s", "token_rate_limit_per_s")
 
 
@@ -17,16 +18,23 @@ class Faults:
     fail_rate: float = 0.0
     latency_ms: float = 0.0
     drop_rate: float = 0.0
+    # A share of requests is carried out but answered only after TIMEOUT_DELAY_S: the client
+    # times out not knowing the write happened (the case idempotency exists for).
+    timeout_rate: float = 0.0
     throttle_burst: int = 0  # the next N API requests answer 429 throttled
     conflict_window_ms: float = 0.0
 
     @classmethod
     def from_config(cls, config: SandboxConfig) -> Faults:
         return cls(fail_rate=config.fail_rate, latency_ms=config.latency_ms,
-                   drop_rate=config.drop_rate, conflict_window_ms=config.conflict_window_ms)
+                   drop_rate=config.drop_rate, timeout_rate=config.timeout_rate,
+                   conflict_window_ms=config.conflict_window_ms)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+TIMEOUT_DELAY_S = 60.0
 
 
 class FaultDice:
@@ -57,7 +65,7 @@ def parse_faults(body: Any) -> dict[str, float]:
         value = body[name]
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ValueError(f"{name} must be a non-negative number")
-        if name in ("fail_rate", "drop_rate") and value > 1:
+        if name in ("fail_rate", "drop_rate", "timeout_rate") and value > 1:
             raise ValueError(f"{name} must be between 0 and 1")
         parsed[name] = float(value)
     return parsed

@@ -20,7 +20,7 @@ from worker.errors import ConfigError
 from worker.sandbox import control
 from worker.sandbox.api import API
 from worker.sandbox.config import SandboxConfig
-from worker.sandbox.faults import parse_faults
+from worker.sandbox.faults import TIMEOUT_DELAY_S, parse_faults
 from worker.sandbox.http import DROP, Reply, Request, api_error, json_reply, oauth_error
 from worker.sandbox.oauth import OAuthEndpoints
 from worker.sandbox.state import SandboxState
@@ -162,6 +162,9 @@ class SandboxServer:
         else:
             reply = self.api.handle(request) if is_api else self._oauth(request)
         reply.delay_s = faults.latency_ms / 1000
+        if state.dice.hit(faults.timeout_rate):
+            state.stats.faults_injected["timeout"] += 1
+            reply.delay_s = max(reply.delay_s, TIMEOUT_DELAY_S)
         return reply
 
     def _oauth(self, request: Request) -> Reply:
@@ -202,7 +205,8 @@ class SandboxServer:
         parsed = parse_faults(changes)
         with self.state.lock:
             state, faults = self.state, self.state.faults
-            for name in ("fail_rate", "latency_ms", "drop_rate", "conflict_window_ms"):
+            for name in ("fail_rate", "latency_ms", "drop_rate", "timeout_rate",
+                         "conflict_window_ms"):
                 if name in parsed:
                     setattr(faults, name, parsed[name])
             if "throttle_burst" in parsed:

@@ -1,0 +1,242 @@
+"""Issue 4's "done when", shown with real `celery worker` processes, the private Redis and the
+sandbox: leads pushed by a bare Redis client, a fleet sharing one rate limit, kill -9, a flaky
+API, rotating tokens, a revoked refresh token, and a flood of malformed messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from tests.fixtures.delivery import Fleet
+from tests.fixtures.ops import leadsync_bin, wait_for
+from worker.deadletter import DeadLetters
+from worker.idempotency import Ledger
+from worker.keys import Keys
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+
+def people(count: int, *, consent: bool | None = None, tag: str = "lead") -> list[dict[str, Any]]:
+    """Distinct leads; consent alternates unless fixed (both delivery paths get exercised)."""
+    return [{"email": f"{tag}{n}@fleet.example", "first_name": f"P{n}",
+             "consent": (n % 2 == 0) if consent is None else consent} for n in range(count)]
+
+
+def assert_each_contact_once(fleet: Fleet, count: int) -> dict[str, Any]:
+    stats: dict[str, Any] = fleet.stack.sandbox.stats()
+    assert stats["contacts"]["count"] == count
+    assert stats["contacts"]["created"] == count  # nobody was created twice
+    assert stats["sign_up_form"]["max_calls_per_contact"] <= 1
+    return stats
+
+
+def test_a_thousand_raw_pushed_leads_become_contacts_exactly_once(
+    fleet: Any, redis_client: redis.Redis
+) -> None:
+    fleet = fleet()
+    fleet.start_worker("w1", concurrency=4)
+    fleet.wait_ready("w1")
+    lead_ids = fleet.push_raw(people(1000))
+    fleet.wait_settled(lead_ids, 240)
+    stats = assert_each_contact_once(fleet, 1000)
+    assert stats["contacts"]["updated"] == 0
+    assert stats["api_requests"] == 1000 + 500  # sign_up_form, or lookup + create
+    assert redis_client.llen("leads") == 0
+
+
+def test_four_workers_share_one_rate_limit_without_a_single_429(
+    fleet: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet = fleet(rate_limit_per_s=4.0, settings_env={"LEADSYNC_RATE_LIMIT_PER_S": "3.8"})
+    names = [f"w{n}" for n in range(4)]
+    for name in names:
+        fleet.start_worker(name, concurrency=4, queues="leads")
+    fleet.wait_ready(*names)
+    count = 200
+    started = time.monotonic()
+    lead_ids = fleet.push_raw(people(count, consent=True))
+    fleet.wait_settled(lead_ids, 180)
+    elapsed = time.monotonic() - started
+    stats = assert_each_contact_once(fleet, count)
+    share = stats["api_requests"] / elapsed / 4.0
+    with capsys.disabled():
+        print(f"\nRATE-SHARE {share:.3f} ({stats['api_requests']} requests in {elapsed:.1f} s "
+              f"against 4/s; 429 throttled {stats['throttled_429']['throttled']})")
+    assert stats["throttled_429"] == {"throttled": 0, "quota_exceeded": 0}
+    assert share >= 0.90
+
+
+def test_kill_minus_nine_at_random_moments_loses_nothing(
+    fleet: Any, redis_client: redis.Redis
+) -> None:
+    # A short visibility timeout so messages held by a killed worker come back within the test.
+    fleet = fleet(settings_env={"LEADSYNC_VISIBILITY_TIMEOUT_S": "15",
+                                "LEADSYNC_BACKOFF_MAX_S": "2"})
+    fleet.start_worker("k0", concurrency=2)
+    fleet.start_worker("k1", concurrency=2)
+    fleet.wait_ready("k0", "k1")
+    lead_ids = fleet.push_raw(people(1000, tag="kill"))
+    rng = random.Random(5)
+    kills = []
+    for round_no in range(6):
+        time.sleep(rng.uniform(0.5, 2.0))  # a random moment, not a wait for anything
+        name = rng.choice(sorted(fleet.workers))
+        pids = fleet.worker_pids(name)
+        if round_no % 2 == 0:  # the whole worker: parent and pool
+            os.killpg(pids[0], signal.SIGKILL)
+            fleet.workers[name].wait(10)
+            fleet.start_worker(name, concurrency=2)
+            kills.append(f"{name}:group")
+        elif len(pids) > 1:  # one pool process mid-task: reject_on_worker_lost requeues
+            os.kill(rng.choice(pids[1:]), signal.SIGKILL)
+            kills.append(f"{name}:child")
+    fleet.wait_settled(lead_ids, 300)
+    assert len(kills) >= 4
+    stats = fleet.stack.sandbox.stats()
+    assert stats["contacts"]["count"] == 1000
+    print(f"KILL kills={kills} contacts={stats['contacts']} "
+          f"sign_up_form={stats['sign_up_form']}")
+
+
+def test_a_flaky_api_with_thirty_percent_failures_still_gets_every_lead(
+    fleet: Any, redis_client: redis.Redis
+) -> None:
+    fleet = fleet(seed=7, settings_env={"LEADSYNC_HTTP_TIMEOUT_S": "1",
+                                        "LEADSYNC_MAX_RETRIES": "12",
+                                        "LEADSYNC_BACKOFF_BASE_S": "0.1",
+                                        "LEADSYNC_BACKOFF_MAX_S": "1"})
+    # Faults start after the one-time authorization (they hit the token endpoint too).
+    fleet.stack.sandbox.set_faults(fail_rate=0.25, drop_rate=0.03, timeout_rate=0.02)
+    fleet.start_worker("f1", concurrency=4)
+    fleet.wait_ready("f1")
+    lead_ids = fleet.push_raw(people(300, tag="flaky"))
+    fleet.wait_settled(lead_ids, 300)
+    stats = fleet.stack.sandbox.stats()
+    assert stats["contacts"]["count"] == 300
+    faults = stats["faults_injected"]
+    assert faults.get("500", 0) + faults.get("503", 0) > 50 and faults.get("timeout", 0) > 0
+    ledger = Ledger(fleet.stack.settings, redis_client)
+    attempts = [int(ledger.get(lead_id).get("attempts", 0)) for lead_id in lead_ids]
+    assert max(attempts) <= 12 and sum(attempts) > 50  # retries happened, and stayed bounded
+    print(f"FLAKY faults={faults} failed tries={sum(attempts)} max per lead={max(attempts)}")
+
+
+def test_rotating_ten_second_tokens_during_the_run_lose_nothing(
+    fleet: Any, redis_client: redis.Redis
+) -> None:
+    fleet = fleet(rate_limit_per_s=4.0, access_token_lifetime_s=10,
+                  refresh_tokens="rotating",
+                  settings_env={"LEADSYNC_RATE_LIMIT_PER_S": "3.8",
+                                "LEADSYNC_REFRESH_MARGIN_RATIO": "0.5",
+                                "LEADSYNC_REFRESH_INTERVAL_S": "1"})
+    fleet.start_worker("r1", concurrency=4)
+    fleet.start_beat()
+    fleet.wait_ready("r1")
+    lead_ids = fleet.push_raw(people(120, tag="rotate"))  # ~32 s at 3.8/s: several lifetimes
+    fleet.wait_settled(lead_ids, 180)
+    stats = assert_each_contact_once(fleet, 120)
+    print(f"ROTATE refreshes={stats['refreshes']} invalid_grant={stats['invalid_grant']} "
+          f"401={stats['unauthorized_401']}")
+    assert stats["refreshes"] >= 3
+    assert stats["invalid_grant"] == 0
+    assert stats["throttled_429"]["throttled"] == 0
+
+
+def test_a_revoked_refresh_token_parks_leads_until_auth_device(
+    fleet: Any, redis_client: redis.Redis
+) -> None:
+    fleet = fleet(access_token_lifetime_s=4, refresh_tokens="rotating", auto_approve=True,
+                  device_interval_s=1,
+                  settings_env={"LEADSYNC_REFRESH_MARGIN_RATIO": "0.5",
+                                "LEADSYNC_REFRESH_INTERVAL_S": "1",
+                                "LEADSYNC_RESUME_INTERVAL_S": "1"})
+    fleet.start_worker("v1", concurrency=2)
+    fleet.start_beat()
+    fleet.wait_ready("v1")
+    first = fleet.push_raw(people(10, tag="before"))
+    fleet.wait_settled(first, 60)
+    fleet.stack.sandbox.revoke_refresh_tokens()
+    settings = fleet.stack.settings
+    from worker.auth.access import token_state
+
+    wait_for(lambda: token_state(settings, redis_client) == "reauth_required", 60,
+             "the token state to turn reauth_required")
+    later = fleet.push_raw(people(20, tag="after"))
+    states = fleet.wait_settled(later, 60, settled=("parked",))
+    assert set(states.values()) == {"parked"}
+    before = fleet.stack.sandbox.stats()["contacts"]["count"]
+    assert before == 10
+    result = subprocess.run([leadsync_bin("leadsync"), "auth", "device"], env=fleet.env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    fleet.wait_settled(later, 120)
+    assert fleet.stack.sandbox.stats()["contacts"]["count"] == 30
+
+
+def test_ten_thousand_malformed_messages_are_set_aside_and_good_leads_flow(
+    fleet: Any, redis_client: redis.Redis
+) -> None:
+    fleet = fleet()
+    worker = fleet.start_worker("m1", concurrency=4)
+    fleet.wait_ready("m1")
+    bad_bodies = [
+        [[{"email": "not-an-email"}], {}, {}],  # invalid lead
+        [[{"first_name": "no email"}], {}, {}],  # missing email
+        [[{"email": 42}], {}, {}],  # wrong type
+        [[{"email": "z" * 60 + "@y.example", "first_name": "z" * 10_000}], {}, {}],  # oversize
+        [[{"email": "x@y.example"}, "extra"], {}, {}],  # unknown extra argument
+        [[], {"lead": {"email": "x@y.example"}}, {}],  # unknown keyword argument
+        [["just a string"], {}, {}],
+        {"not": "a body"},  # JSON, but not [args, kwargs, embed]
+    ]
+    pipe = redis_client.pipeline(transaction=False)
+    for n in range(10_000):
+        kind = n % 10
+        if kind == 8:
+            pipe.lpush("leads", f"not json at all {n}")
+        elif kind == 9:
+            pipe.lpush("leads", json.dumps({"body": "x", "headers": {}, "no": n}))
+        else:
+            body = json.loads(json.dumps(bad_bodies[kind]))
+            if isinstance(body, list) and body[0] and isinstance(body[0][0], dict):
+                body[0][0]["source"] = f"bad-{n}"  # each message distinct
+            elif isinstance(body, list) and body[1]:
+                body[1]["n"] = n
+            else:
+                body = {"not": "a body", "n": n} if isinstance(body, dict) else [[f"s{n}"], {}, {}]
+            pipe.lpush("leads", json.dumps({
+                "body": json.dumps(body), "content-type": "application/json",
+                "content-encoding": "utf-8",
+                "headers": {"lang": "py", "task": "leadsync.sync_lead", "id": f"bad-{n}"},
+                "properties": {"delivery_tag": f"bad-{n}", "delivery_mode": 2,
+                               "delivery_info": {"exchange": "", "routing_key": "leads"}}}))
+    pipe.execute()
+    good = fleet.push_raw(people(50, tag="good"))
+    fleet.wait_settled(good, 300)
+
+    keys = Keys()
+
+    def all_set_aside() -> bool:
+        return bool(redis_client.llen("leads") == 0 and _dead_and_malformed(fleet, redis_client,
+                                                                           keys) >= 10_000)
+
+    wait_for(all_set_aside, 300, "every malformed message to be dead-lettered or set aside")
+    assert worker.poll() is None, "the worker died"
+    assert fleet.stack.sandbox.stats()["contacts"]["count"] == 50
+    letters = DeadLetters(fleet.stack.settings, redis_client)
+    reasons = letters.counts_by_reason()
+    assert reasons.get("malformed", 0) >= 2_000 and reasons.get("invalid_lead", 0) >= 6_000
+    for letter in letters.select(reason="invalid_lead")[:50]:
+        assert letter.reason  # every one says why
+
+
+def _dead_and_malformed(fleet: Fleet, client: redis.Redis, keys: Keys) -> int:
+    return int(client.hlen(keys.dead_letters)) + int(client.llen(keys.malformed))
