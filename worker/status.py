@@ -21,6 +21,7 @@ from worker.settings import Settings
 from worker.stats import lead_counts
 from worker.wire import QUEUE as LEADS_QUEUE
 
+
 def gather_status(settings: Settings, redis: Redis, *, now: float | None = None) -> dict[str, Any]:
     """Token state, queue depths and lead counts; raises RedisUnavailableError."""
     now = time.time() if now is None else now
