@@ -1,11 +1,11 @@
-"""The done-when run: rotating refresh tokens with a 10 s access-token lifetime, a real
-`celery beat` and `celery worker -Q leadsync-control` on the private Redis, and four OS processes
-calling the API with the shared token for two minutes. Then the refresh token is revoked
-mid-run: reauth_required within one beat interval, one alert, and `auth device` restores ok."""
+"""The done-when run, against the sandbox: rotating refresh tokens with a 10 s access-token
+lifetime, a real `celery beat` and `celery worker -Q leadsync-control` on the private Redis, and
+four OS processes calling the API with the shared token for two minutes. Then the refresh token
+is revoked mid-run: reauth_required within one beat interval, one alert, and `auth device`
+restores ok."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import redis
 
-from tests.fixtures.tokens import FakeAuthServer, WebhookSink
+from tests.fixtures.tokens import WebhookSink
+from worker.sandbox import SandboxConfig, SandboxServer
 from worker.auth.status import token_status
 from worker.cli import main
 from worker.settings import load_settings
@@ -28,8 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 CELERY = str(Path(sys.executable).with_name("celery"))
 SOAK_S = float(os.environ.get("LEADSYNC_TEST_SOAK_S", "120"))
 BEAT_S = 1.0
-# `-A worker` as soon as the leads task module exists; until then the same app without it.
-APP = "worker" if importlib.util.find_spec("worker.tasks.leads") else "tests.auth.soak_app"
+APP = "worker"
 
 CALLER = """
 import json, sys, time, requests
@@ -63,10 +63,20 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture
-def soak_env(monkeypatch: pytest.MonkeyPatch, fake_auth: FakeAuthServer, redis_url: str,
+def sandbox_10s() -> Iterator[SandboxServer]:
+    """Rotating refresh tokens, 10 s access tokens, device requests approved at once; the API
+    limits are off so four busy callers measure the token path, not the rate limiter."""
+    server = SandboxServer(SandboxConfig(
+        refresh_tokens="rotating", access_token_lifetime_s=10, auto_approve=True,
+        device_interval_s=1, rate_limit_per_s=0, daily_quota=0)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def soak_env(monkeypatch: pytest.MonkeyPatch, sandbox_10s: SandboxServer, redis_url: str,
              webhook_server: WebhookSink, tmp_path: Path) -> dict[str, str]:
-    fake_auth.state.access_ttl_s = 10
-    env = {**fake_auth.settings_env(), "LEADSYNC_REDIS_URL": redis_url,
+    env = {**sandbox_10s.settings_env(), "LEADSYNC_REDIS_URL": redis_url,
            "LEADSYNC_REFRESH_INTERVAL_S": str(BEAT_S),
            "LEADSYNC_REFRESH_MARGIN_RATIO": "0.5",
            "LEADSYNC_ALERT_WEBHOOK_URL": webhook_server.url}
@@ -95,7 +105,7 @@ def celery_procs(soak_env: dict[str, str], tmp_path: Path) -> Iterator[list[Any]
 
 
 @pytest.mark.slow
-def test_soak_then_revocation(soak_env: dict[str, str], fake_auth: FakeAuthServer,
+def test_soak_then_revocation(soak_env: dict[str, str], sandbox_10s: SandboxServer,
                               webhook_server: WebhookSink, redis_client: redis.Redis,
                               celery_procs: list[Any], tmp_path: Path) -> None:
     assert main(["auth", "device"]) == 0
@@ -111,20 +121,21 @@ def test_soak_then_revocation(soak_env: dict[str, str], fake_auth: FakeAuthServe
     results = [c.communicate() for c in callers]
     counts = [json.loads(out) for out, _ in results]
     status = token_status(settings, redis_client)
+    seen = sandbox_10s.stats()
     report = {"seconds": round(time.time() - start), "calls": sum(c["ok"] for c in counts),
-              "api_401": fake_auth.count("api_401"), "refreshes": fake_auth.count("refreshes"),
-              "generation": status["generation"], "invalid_grant": fake_auth.count("invalid_grant"),
+              "api_401": seen["unauthorized_401"], "refreshes": seen["refreshes"],
+              "generation": status["generation"], "invalid_grant": seen["invalid_grant"],
               "samples": len(samples)}
     print("SOAK", json.dumps(report))
     assert all(c["401"] == 0 and c["other"] == 0 for c in counts), results
-    assert fake_auth.count("api_401") == 0 and fake_auth.count("invalid_grant") == 0
+    assert seen["unauthorized_401"] == 0 and seen["invalid_grant"] == 0
     assert set(samples) == {"ok"}
     # exactly one refresh per generation (generation 1 came from `auth device`)
-    assert fake_auth.count("refreshes") == status["generation"] - 1
-    assert fake_auth.count("refreshes") >= SOAK_S / 10  # it kept refreshing the 10 s token
+    assert seen["refreshes"] == status["generation"] - 1
+    assert seen["refreshes"] >= SOAK_S / 10  # it kept refreshing the 10 s token
 
     # Revoke mid-run: the next due refresh finds invalid_grant and stops everything cleanly.
-    fake_auth.revoke_all_refresh_tokens()
+    sandbox_10s.revoke_refresh_tokens()
     revoked_at = time.time()
     deadline = revoked_at + 10 + BEAT_S * 2
     while token_status(settings, redis_client)["state"] != "reauth_required":
