@@ -20,9 +20,9 @@ import pytest
 import redis
 
 from tests.fixtures.tokens import WebhookSink
-from worker.sandbox import SandboxConfig, SandboxServer
 from worker.auth.status import token_status
 from worker.cli import main
+from worker.sandbox import SandboxConfig, SandboxServer
 from worker.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
