@@ -12,10 +12,11 @@ import threading
 from typing import Any
 
 from celery import Task, shared_task
+from redis.exceptions import RedisError
 
 from worker.auth.access import sending_possible
-from worker.delivery import Delivery, safe_run
-from worker.errors import InvalidLeadError
+from worker.delivery import WAIT_COUNTDOWN_S, Delivery, safe_run
+from worker.errors import InvalidLeadError, LeadsyncError
 from worker.parking import ParkingLot
 from worker.redaction import fingerprint
 from worker.redis_conn import get_redis
@@ -49,7 +50,12 @@ def sync_lead(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]
         lead = lead_from_task_args(args, kwargs)
     except InvalidLeadError as exc:
         raw: Any = args[0] if len(args) == 1 and not kwargs else {"args": args, "kwargs": kwargs}
-        result = delivery.dead_letter_invalid(exc, raw, lead_id=invalid_id(args, kwargs))
+        try:
+            result = delivery.dead_letter_invalid(exc, raw, lead_id=invalid_id(args, kwargs))
+        except (LeadsyncError, RedisError):
+            # Could not write the dead letter (Redis refused): try again rather than let a
+            # failed task be acknowledged and the message vanish.
+            raise self.retry(countdown=WAIT_COUNTDOWN_S) from None
         return {"status": result.status}
     result = safe_run(delivery, lead, self.request.id)
     if result.status == "retrying":
