@@ -20,6 +20,7 @@ from worker.settings import Settings, get_settings
 LEADS_QUEUE = "leads"
 CONTROL_QUEUE = "leadsync-control"
 TASK_MODULES = ["worker.tasks.leads", "worker.tasks.tokens"]
+MIN_TICK_EXPIRY_S = 30.0
 
 
 def make_app(settings: Settings) -> Celery:
@@ -68,7 +69,10 @@ def make_app(settings: Settings) -> Celery:
             "leadsync-refresh-token": {
                 "task": "leadsync.refresh_token",
                 "schedule": settings.refresh_interval_s,
-                "options": {"queue": CONTROL_QUEUE, "expires": settings.refresh_interval_s},
+                # A tick may wait behind leads for a free pool process; expiring it after one
+                # short interval let a busy fleet skip every refresh (401s with 10 s tokens).
+                "options": {"queue": CONTROL_QUEUE,
+                            "expires": max(settings.refresh_interval_s, MIN_TICK_EXPIRY_S)},
             },
             "leadsync-resume-parked": {
                 "task": "leadsync.resume_parked",
