@@ -237,3 +237,14 @@ def test_a_timed_out_write_that_happened_is_retried_without_a_second_contact(
     second = delivery.run(the_lead)
     assert second.status == "delivered" and second.detail["action"] == "updated"
     assert len(stack.sandbox.contacts()) == 1
+
+
+def test_redis_down_mid_delivery_becomes_a_retry_not_a_crash(stack: DeliveryStack) -> None:
+    from worker.delivery import safe_run
+    from worker.embedded_redis import free_port
+
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.3)
+    delivery = Delivery(stack.settings, dead)
+    result = safe_run(delivery, lead(consent=True), "t-redis-down")
+    assert result.status == "retrying" and result.countdown_s == 2.0
+    assert stack.sandbox.contacts() == []  # nothing was sent without its bookkeeping
