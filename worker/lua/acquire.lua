@@ -20,7 +20,9 @@ local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat > now then
   return {0, math.ceil(tat - now), used}
 end
-redis.call('SET', KEYS[1], tostring(now + interval), 'PX', math.ceil(interval) + 1000)
+-- %.3f, not tostring: Lua prints 14 significant digits, which would round the TAT of an
+-- epoch-ms clock to 0.1 ms (and sometimes down, a hair under T).
+redis.call('SET', KEYS[1], string.format('%.3f', now + interval), 'PX', math.ceil(interval) + 1000)
 used = redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
 return {1, 0, used}
