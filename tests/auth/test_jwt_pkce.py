@@ -1,4 +1,5 @@
-"""PKCE against RFC 7636's own example, and JWT verification with keys made in the test."""
+"""PKCE against RFC 7636's own example, and JWT verification against the sandbox's published
+keys (JWKS over HTTP, key rotation, a stranger's key)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,15 @@ from typing import Any
 
 import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.fixtures.tokens import FakeAuthServer
+from tests.fixtures.tokens import sandbox_settings
 from worker.auth.jwt_verify import JwksCache, verify_access_token
+from worker.auth.oauth_client import OAuthClient
 from worker.auth.pkce import challenge_s256, make_state, make_verifier, same_state
 from worker.errors import TokenVerificationError
+from worker.sandbox import SandboxServer
+from worker.settings import Settings
 
 
 def test_pkce_s256_matches_rfc7636_appendix_b() -> None:
@@ -26,22 +31,31 @@ def test_pkce_s256_matches_rfc7636_appendix_b() -> None:
     assert not same_state(state, None)
 
 
-def _token(fake: FakeAuthServer, **overrides: Any) -> str:
+def _token(sandbox: SandboxServer, **overrides: Any) -> str:
+    """A JWT signed with the sandbox's current signing key, claims as Constant Contact's."""
     now = time.time()
-    claims = {"iss": fake.issuer, "aud": "https://api.cc.email/v3", "iat": int(now),
-              "exp": int(now + 600), "sub": "owner", "cid": "test-client-id",
+    config = sandbox.config
+    claims = {"iss": config.issuer, "aud": config.audience, "iat": int(now),
+              "exp": int(now + 600), "sub": "owner", "cid": config.client_id,
               "platform_user_id": "pu-1"}
     claims.update(overrides)
     claims = {k: v for k, v in claims.items() if v is not None}
-    return jwt.encode(claims, fake.key, algorithm="RS256", headers={"kid": fake.kid})
+    with sandbox.state.lock:
+        return sandbox.state.keys.sign(claims)
 
 
-def test_claims_checked(auth_settings: Any, fake_auth: FakeAuthServer) -> None:
-    cache = JwksCache(lambda: fake_auth.jwks())
-    assert verify_access_token(auth_settings, _token(fake_auth), cache=cache)["sub"] == "owner"
+def _cache(settings: Settings, **options: Any) -> JwksCache:
+    """A JWKS cache fetching the sandbox's published keys over HTTP."""
+    return JwksCache(OAuthClient(settings).fetch_jwks, **options)
+
+
+def test_claims_checked(make_settings: Any, sandbox: SandboxServer) -> None:
+    settings = sandbox_settings(make_settings, sandbox)
+    cache = _cache(settings)
+    assert verify_access_token(settings, _token(sandbox), cache=cache)["sub"] == "owner"
     # exp 30 s ago is inside the 60 s leeway; 120 s ago is not.
-    verify_access_token(auth_settings, _token(fake_auth, exp=int(time.time() - 30)), cache=cache)
-    bad = {
+    verify_access_token(settings, _token(sandbox, exp=int(time.time() - 30)), cache=cache)
+    bad: dict[str, dict[str, Any]] = {
         "expired": {"exp": int(time.time() - 120)},
         "audience": {"aud": "https://elsewhere"},
         "issuer": {"iss": "https://evil"},
@@ -49,24 +63,27 @@ def test_claims_checked(auth_settings: Any, fake_auth: FakeAuthServer) -> None:
         "platform_user_id": {"platform_user_id": None},
     }
     for name, change in bad.items():
-        token = _token(fake_auth, **change)
+        token = _token(sandbox, **change)
         with pytest.raises(TokenVerificationError) as exc:
-            verify_access_token(auth_settings, token, cache=cache)
+            verify_access_token(settings, token, cache=cache)
         assert token not in str(exc.value), name
-    forged = _token(fake_auth)[:-6] + "AAAAAA"
+    forged = _token(sandbox)[:-6] + "AAAAAA"
     with pytest.raises(TokenVerificationError):
-        verify_access_token(auth_settings, forged, cache=cache)
+        verify_access_token(settings, forged, cache=cache)
     with pytest.raises(TokenVerificationError):
-        verify_access_token(auth_settings, "not-a-jwt", cache=cache)
+        verify_access_token(settings, "not-a-jwt", cache=cache)
 
 
-def test_unknown_kid_refetches_jwks_once(auth_settings: Any, fake_auth: FakeAuthServer) -> None:
-    cache = JwksCache(lambda: fake_auth.jwks(), min_refetch_s=0)
-    verify_access_token(auth_settings, _token(fake_auth), cache=cache)
+def test_unknown_kid_refetches_jwks_once(make_settings: Any, sandbox: SandboxServer) -> None:
+    settings = sandbox_settings(make_settings, sandbox)
+    cache = _cache(settings, min_refetch_s=0)
+    verify_access_token(settings, _token(sandbox), cache=cache)
     assert cache.fetch_count == 1
-    fake_auth.rotate_signing_key()  # the server rotated its keys
-    verify_access_token(auth_settings, _token(fake_auth), cache=cache)
+    sandbox.rotate_keys()  # a new signing key the cache has never seen
+    verify_access_token(settings, _token(sandbox), cache=cache)
     assert cache.fetch_count == 2
-    unknown = jwt.encode({"exp": 1}, fake_auth.key, algorithm="RS256", headers={"kid": "nope"})
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    unknown = jwt.encode({"exp": 1}, stranger, algorithm="RS256", headers={"kid": "nope"})
     with pytest.raises(TokenVerificationError, match="unknown key id"):
-        verify_access_token(auth_settings, unknown, cache=cache)
+        verify_access_token(settings, unknown, cache=cache)
+    assert cache.fetch_count == 3  # one re-fetch for the unknown kid, then refused

@@ -1,61 +1,74 @@
-"""The single locked refresh path on real Redis against a fake authorization server:
-one refresh per generation however many callers, long-lived vs rotating, invalid_grant after a
-re-read, transient failures with backoff, crash recovery with and without a grace window."""
+"""The single locked refresh path on real Redis against the sandbox's authorization server:
+one refresh per generation however many callers, long-lived vs rotating, the 1 request/s token
+endpoint, invalid_grant after a re-read, transient failures with backoff, crash recovery with
+and without a grace window, and the client's error mapping."""
 
 from __future__ import annotations
 
-import itertools
+import dataclasses
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
 
-from tests.fixtures.tokens import FakeAuthServer, WebhookSink
+from tests.fixtures.sandbox import CC
+from tests.fixtures.tokens import HOUR_S, WebhookSink, authorize, sandbox_settings
 from worker.auth import token_store
 from worker.auth.access import current_access_token, sending_possible, token_state
-from worker.auth.grant import store_authorization
-from worker.auth.oauth_client import OAuthClient
+from worker.auth.oauth_client import OAuthClient, TokenResponse
 from worker.auth.refresher import backoff_s, refresh
+from worker.auth.token_record import TokenRecord
 from worker.auth.token_store import TokenStore
-from worker.errors import OAuthServerError, TokenVerificationError
+from worker.errors import OAuthServerError, OAuthTransientError, TokenVerificationError
+from worker.sandbox import SandboxServer
+from worker.settings import Settings
 
 pytestmark = pytest.mark.redis
+DUE = 3500.0  # 100 s left of a 1-hour token: under the 25 % margin, so the beat refreshes
 
 
-def _authorize(settings: Any, r: redis.Redis, fake: FakeAuthServer) -> None:
-    with fake.lock:
-        body = fake.mint()
-    from worker.auth.oauth_client import TokenResponse
-
-    answer = TokenResponse(body["access_token"], body.get("refresh_token"), body["expires_in"],
-                           body["scope"], "Bearer", time.time())
-    store_authorization(settings, r, answer)
+def _due() -> float:
+    return time.time() + DUE
 
 
-def test_fresh_token_is_not_refreshed_and_due_one_is(auth_settings: Any,
+def _record(settings: Settings, r: redis.Redis) -> TokenRecord:
+    record = TokenStore(settings, r).read()
+    assert record is not None
+    return record
+
+
+def _api_accepts(server: SandboxServer, token: str) -> bool:
+    return CC(server).call("GET", "/contact_lists", token=token).status_code == 200
+
+
+def test_fresh_token_is_not_refreshed_and_due_one_is(auth_settings: Settings,
                                                      redis_client: redis.Redis,
-                                                     fake_auth: FakeAuthServer) -> None:
-    _authorize(auth_settings, redis_client, fake_auth)
+                                                     auth_sandbox: SandboxServer) -> None:
+    first = authorize(auth_settings, redis_client, auth_sandbox)
+    calls = auth_sandbox.stats()["token_requests"]
     assert refresh(auth_settings, redis_client).action == "not_needed"
-    assert fake_auth.count("token_requests") == 0
-    # With 100 s left of 3600 s (under the 25 % margin) the beat refreshes.
-    outcome = refresh(auth_settings, redis_client, clock=lambda: time.time() + 3500)
+    assert auth_sandbox.stats()["token_requests"] == calls
+    outcome = refresh(auth_settings, redis_client, clock=_due)
     assert (outcome.action, outcome.generation) == ("refreshed", 2)
-    newest = fake_auth.state.issued_access[-1]
-    assert current_access_token(auth_settings, redis_client).value == newest
-    assert TokenStore(auth_settings, redis_client).read().refresh_token_mode == "rotating"
+    stored = current_access_token(auth_settings, redis_client).value
+    assert stored != first.access_token and _api_accepts(auth_sandbox, stored)
+    assert auth_sandbox.stats()["refresh_token_generation"] == 2  # the server agrees
+    assert _record(auth_settings, redis_client).refresh_token_mode == "rotating"
 
 
-def test_many_callers_one_refresh_per_generation(auth_settings: Any, redis_client: redis.Redis,
-                                                 fake_auth: FakeAuthServer) -> None:
-    _authorize(auth_settings, redis_client, fake_auth)
+def test_many_callers_one_refresh_per_generation(auth_settings: Settings,
+                                                 redis_client: redis.Redis,
+                                                 auth_sandbox: SandboxServer) -> None:
+    authorize(auth_settings, redis_client, auth_sandbox)
     results: list[str] = []
 
     def worker() -> None:  # eight workers got a 401 on generation 1 at the same moment
         client = redis.Redis.from_url(auth_settings.redis_url)
         results.append(refresh(auth_settings, client, seen_generation=1).action)
+        client.close()
 
     threads = [threading.Thread(target=worker) for _ in range(8)]
     for t in threads:
@@ -63,63 +76,78 @@ def test_many_callers_one_refresh_per_generation(auth_settings: Any, redis_clien
     for t in threads:
         t.join(30)
     assert sorted(results) == ["already_refreshed"] * 7 + ["refreshed"]
-    assert fake_auth.count("refreshes") == 1 and fake_auth.count("invalid_grant") == 0
+    seen = auth_sandbox.stats()
+    assert seen["refreshes"] == 1 and seen["invalid_grant"] == 0
     assert TokenStore(auth_settings, redis_client).generation() == 2
 
 
-def test_long_lived_answer_without_refresh_token_keeps_the_old_one(
-        auth_settings: Any, redis_client: redis.Redis, fake_auth: FakeAuthServer) -> None:
-    fake_auth.state.rotating = False
-    fake_auth.state.omit_refresh_token = True
-    _authorize(auth_settings, redis_client, fake_auth)
-    original = fake_auth.state.issued_refresh[-1]
+class _AnswerWithoutRefreshToken(OAuthClient):
+    """RFC 6749 section 6 lets a server leave refresh_token out of a refresh answer; the
+    sandbox (like Constant Contact) always repeats it, so the field is dropped here."""
+
+    def refresh(self, refresh_token: str) -> TokenResponse:
+        return dataclasses.replace(super().refresh(refresh_token), refresh_token=None)
+
+
+@pytest.mark.parametrize("omitted", [False, True], ids=["same-value", "omitted"])
+def test_long_lived_refresh_token_is_kept(make_sandbox: Callable[..., SandboxServer],
+                                          make_settings: Any, redis_url: str,
+                                          redis_client: redis.Redis, omitted: bool) -> None:
+    server = make_sandbox(refresh_tokens="long-lived", token_rate_limit_per_s=0)
+    settings = sandbox_settings(make_settings, server, redis_url=redis_url)
+    original = authorize(settings, redis_client, server).refresh_token
+    client = _AnswerWithoutRefreshToken(settings) if omitted else None
     for expected_generation in (2, 3):
-        outcome = refresh(auth_settings, redis_client, force=True)
+        outcome = refresh(settings, redis_client, force=True, client=client)
         assert (outcome.action, outcome.generation) == ("refreshed", expected_generation)
-    record = TokenStore(auth_settings, redis_client).read()
+    record = _record(settings, redis_client)
     assert record.refresh_token == original and record.refresh_token_mode == "long_lived"
+    assert server.stats()["refreshes"] == 2 and server.stats()["invalid_grant"] == 0
 
 
-def test_token_requests_never_exceed_one_per_second(auth_settings: Any,
+def test_token_requests_never_exceed_one_per_second(auth_settings: Settings,
                                                     redis_client: redis.Redis,
-                                                    fake_auth: FakeAuthServer) -> None:
-    _authorize(auth_settings, redis_client, fake_auth)
+                                                    auth_sandbox: SandboxServer) -> None:
+    authorize(auth_settings, redis_client, auth_sandbox)
+    auth_sandbox.set_faults(token_rate_limit_per_s=1)  # Constant Contact's limit, from now on
+    started = time.monotonic()
     for _ in range(3):
         assert refresh(auth_settings, redis_client, force=True).action == "refreshed"
-    times = fake_auth.state.token_times
-    assert all(b - a >= 0.95 for a, b in itertools.pairwise(times))
+    assert time.monotonic() - started >= 1.9  # the fleet-wide gate spaced them
+    assert auth_sandbox.stats()["token_throttled"] == 0
 
 
 def test_invalid_grant_after_reread_needs_a_person_and_alerts_once(
         make_settings: Any, redis_url: str, redis_client: redis.Redis,
-        fake_auth: FakeAuthServer, webhook_server: WebhookSink,
+        auth_sandbox: SandboxServer, webhook_server: WebhookSink,
         caplog: pytest.LogCaptureFixture) -> None:
-    settings = make_settings(redis_url=redis_url, alert_webhook_url=webhook_server.url,
-                             **fake_auth.settings_kwargs())
-    _authorize(settings, redis_client, fake_auth)
-    fake_auth.revoke_all_refresh_tokens()
+    settings = sandbox_settings(make_settings, auth_sandbox, redis_url=redis_url,
+                                alert_webhook_url=webhook_server.url)
+    authorize(settings, redis_client, auth_sandbox)
+    auth_sandbox.revoke_refresh_tokens()
     outcome = refresh(settings, redis_client, force=True)
     assert outcome.action == "reauth_required"
     assert token_state(settings, redis_client) == "reauth_required"
     assert sending_possible(settings, redis_client) is False
     assert refresh(settings, redis_client, force=True).action == "reauth_required"  # no retry
-    assert fake_auth.count("invalid_grant") == 1
+    assert auth_sandbox.stats()["invalid_grant"] == 1
     assert len(webhook_server.posts) == 1
     assert webhook_server.posts[0]["event"] == "leadsync.token.reauth_required"
     assert [r for r in caplog.records if r.levelname == "ERROR"]
     # Re-authorizing resets the state and the incident: the next one alerts again.
-    _authorize(settings, redis_client, fake_auth)
+    authorize(settings, redis_client, auth_sandbox)
     assert token_state(settings, redis_client) == "ok"
-    fake_auth.revoke_all_refresh_tokens()
+    auth_sandbox.revoke_refresh_tokens()
     assert refresh(settings, redis_client, force=True).action == "reauth_required"
     assert len(webhook_server.posts) == 2
 
 
-def test_transient_failures_back_off_then_recover(auth_settings: Any, redis_client: redis.Redis,
-                                                  fake_auth: FakeAuthServer) -> None:
-    _authorize(auth_settings, redis_client, fake_auth)
-    fake_auth.state.faults = [503, 429]
-    later = time.time() + 3500  # refresh is due
+def test_transient_failures_back_off_then_recover(auth_settings: Settings,
+                                                  redis_client: redis.Redis,
+                                                  auth_sandbox: SandboxServer) -> None:
+    authorize(auth_settings, redis_client, auth_sandbox)
+    auth_sandbox.set_faults(fail_rate=1.0)  # every call answers 500 or 503
+    later = _due()
     first = refresh(auth_settings, redis_client, clock=lambda: later)
     assert first.action == "failing"
     assert token_state(auth_settings, redis_client) == "refresh_failing"
@@ -127,9 +155,11 @@ def test_transient_failures_back_off_then_recover(auth_settings: Any, redis_clie
     assert refresh(auth_settings, redis_client, clock=lambda: later).action == "backing_off"
     second = refresh(auth_settings, redis_client, clock=lambda: later + backoff_s(1) + 0.1)
     assert second.action == "failing"
+    auth_sandbox.set_faults(fail_rate=0.0)
     third = refresh(auth_settings, redis_client, clock=lambda: later + 10)
     assert third.action == "refreshed"
     assert token_state(auth_settings, redis_client) == "ok"
+    assert sum(auth_sandbox.stats()["faults_injected"].values()) == 2
     assert [backoff_s(n) for n in (1, 2, 3, 20)] == [1, 2, 4, 300]
     assert backoff_s(1, retry_after_s=30) == 30
 
@@ -143,74 +173,83 @@ def _crash_after_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(token_store.TokenStore, "replace", crash)
 
 
-def test_crash_between_answer_and_write_with_grace_window_recovers(
-        auth_settings: Any, redis_client: redis.Redis, fake_auth: FakeAuthServer,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_auth.state.grace_s = 60
-    _authorize(auth_settings, redis_client, fake_auth)
+def _crash_once(settings: Settings, r: redis.Redis) -> None:
     with pytest.MonkeyPatch.context() as patch:
         _crash_after_answer(patch)
         with pytest.raises(SystemExit):
-            refresh(auth_settings, redis_client, force=True)
-    assert fake_auth.count("refreshes") == 1
-    outcome = refresh(auth_settings, redis_client, clock=lambda: time.time() + 3500)  # next beat
+            refresh(settings, r, force=True)
+
+
+def test_crash_between_answer_and_write_with_grace_window_recovers(
+        make_sandbox: Callable[..., SandboxServer], make_settings: Any, redis_url: str,
+        redis_client: redis.Redis) -> None:
+    server = make_sandbox(access_token_lifetime_s=HOUR_S, refresh_grace_s=60,
+                          token_rate_limit_per_s=0)
+    settings = sandbox_settings(make_settings, server, redis_url=redis_url)
+    authorize(settings, redis_client, server)
+    _crash_once(settings, redis_client)
+    assert server.stats()["refreshes"] == 1  # the server rotated; we never stored the answer
+    outcome = refresh(settings, redis_client, clock=_due)  # the next beat
     assert outcome.action == "refreshed"
-    assert token_state(auth_settings, redis_client) == "ok"
+    assert token_state(settings, redis_client) == "ok"
+    assert server.stats()["invalid_grant"] == 0
+    assert _api_accepts(server, current_access_token(settings, redis_client).value)
 
 
 def test_crash_between_answer_and_write_without_grace_needs_reauth(
-        auth_settings: Any, redis_client: redis.Redis, fake_auth: FakeAuthServer) -> None:
-    _authorize(auth_settings, redis_client, fake_auth)
-    with pytest.MonkeyPatch.context() as patch:
-        _crash_after_answer(patch)
-        with pytest.raises(SystemExit):
-            refresh(auth_settings, redis_client, force=True)
-    outcome = refresh(auth_settings, redis_client, clock=lambda: time.time() + 3500)
+        auth_settings: Settings, redis_client: redis.Redis,
+        auth_sandbox: SandboxServer) -> None:
+    authorize(auth_settings, redis_client, auth_sandbox)
+    _crash_once(auth_settings, redis_client)
+    outcome = refresh(auth_settings, redis_client, clock=_due)
     assert outcome.action == "reauth_required"
     assert "stopped before storing it" in outcome.detail
     assert token_state(auth_settings, redis_client) == "reauth_required"
+    assert auth_sandbox.stats()["invalid_grant"] == 1
 
 
-def test_token_failing_verification_is_never_stored(auth_settings: Any,
+def test_token_failing_verification_is_never_stored(auth_settings: Settings,
                                                     redis_client: redis.Redis,
-                                                    fake_auth: FakeAuthServer,
-                                                    make_settings: Any) -> None:
-    _authorize(auth_settings, redis_client, fake_auth)
+                                                    auth_sandbox: SandboxServer) -> None:
+    authorize(auth_settings, redis_client, auth_sandbox)
     before = current_access_token(auth_settings, redis_client)
-    wrong_client = auth_settings.model_copy(update={"client_id": "someone-else"})
-    outcome = refresh(wrong_client, redis_client, force=True)
-    assert outcome.action == "reauth_required" and "cid" in outcome.detail
-    record = TokenStore(auth_settings, redis_client).read()
+    # The sandbox's tokens carry aud=https://api.cc.email/v3; this worker expects another.
+    elsewhere = auth_settings.model_copy(update={"token_audience": "https://elsewhere.invalid"})
+    outcome = refresh(elsewhere, redis_client, force=True)
+    assert outcome.action == "reauth_required" and "failed verification" in outcome.detail
+    record = _record(auth_settings, redis_client)
     assert record.access_token == before.value and record.generation == before.generation
     with pytest.raises(TokenVerificationError):  # and a first authorization is refused too
-        with fake_auth.lock:
-            body = fake_auth.mint()
-        from worker.auth.oauth_client import TokenResponse
-
-        store_authorization(wrong_client, redis_client, TokenResponse(
-            body["access_token"], body["refresh_token"], 60, None, "Bearer", time.time()))
+        authorize(elsewhere, redis_client, auth_sandbox)
+    assert _record(auth_settings, redis_client).generation == before.generation
 
 
 def test_missing_refresh_token_on_first_authorization_names_offline_access(
-        auth_settings: Any, redis_client: redis.Redis, fake_auth: FakeAuthServer) -> None:
-    fake_auth.state.issue_refresh_token = False
+        auth_settings: Settings, redis_client: redis.Redis,
+        auth_sandbox: SandboxServer) -> None:
     with pytest.raises(OAuthServerError, match="offline_access"):
-        _authorize(auth_settings, redis_client, fake_auth)
+        authorize(auth_settings, redis_client, auth_sandbox, scope="contact_data")
     assert token_state(auth_settings, redis_client) == "not_authorized"
 
 
-def test_client_errors_are_translated(auth_settings: Any, fake_auth: FakeAuthServer) -> None:
-    from worker.errors import OAuthTransientError
-
+def test_client_errors_are_translated(auth_settings: Settings,
+                                      auth_sandbox: SandboxServer) -> None:
     client = OAuthClient(auth_settings)
-    fake_auth.state.faults = [500]
+    auth_sandbox.set_faults(fail_rate=1.0)
     with pytest.raises(OAuthTransientError) as server_error:
         client.refresh("whatever")
-    assert server_error.value.status_code == 500
+    status = server_error.value.status_code
+    assert status in (500, 503)
+    assert auth_sandbox.stats()["faults_injected"] == {str(status): 1}
+    auth_sandbox.set_faults(fail_rate=0.0, token_rate_limit_per_s=1)
     with pytest.raises(OAuthServerError) as grant:
         client.refresh("not-a-token")
-    assert grant.value.error == "invalid_grant" and not isinstance(grant.value,
-                                                                    OAuthTransientError)
+    assert grant.value.error == "invalid_grant"
+    assert not isinstance(grant.value, OAuthTransientError)
+    with pytest.raises(OAuthTransientError) as throttled:  # a second call in the same second
+        client.refresh("not-a-token")
+    assert throttled.value.status_code == 429
+    assert auth_sandbox.stats()["token_throttled"] == 1
     dead = auth_settings.model_copy(update={"token_url": "http://127.0.0.1:9/token"})
     with pytest.raises(OAuthTransientError) as refused:
         OAuthClient(dead).refresh("x")
