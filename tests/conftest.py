@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.fixtures.leads",
     "tests.fixtures.ops",
     "tests.fixtures.delivery",
+    "tests.fixtures.fleet",
 ]
 
 
