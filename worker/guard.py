@@ -9,27 +9,36 @@ the raw entry goes to the malformed dead-letter list with a reason: rejected, ne
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Collection
 from typing import Any
 
 from celery import Task
 from celery.exceptions import InvalidTaskError
 from celery.worker.request import Request
-from kombu.transport.redis import Channel as RedisChannel
 from kombu.transport.redis import Transport as RedisTransport
 
 from worker.keys import Keys
+from worker.reliable_fetch import ReliableChannel
 
 log = logging.getLogger("leadsync.guard")
 
 MALFORMED_MAX_BYTES = 1_000_000  # keep at most this much of one unreadable entry
+ACCEPTED_CONTENT_TYPE = "application/json"  # the app accepts JSON only (worker/celery.py)
 
 
-def envelope_problem(raw: bytes | str) -> str | None:
-    """Why kombu could not turn this list entry into a message, or None if it can."""
+def envelope_problem(raw: bytes | str, known_tasks: Collection[str] | None = None) -> str | None:
+    """Why this list entry cannot be delivered, or None if it can.
+
+    Without `known_tasks` (a reply queue, say) only what kombu needs to build a message is
+    checked. With them (a task queue), also what Celery would otherwise drop with a log line
+    only (body not decodable or not JSON, no or unknown task name, a content type we do not
+    accept) or die on (an unknown or broken `body_encoding`).
+    """
     try:
         message = json.loads(raw)
     except ValueError:
@@ -39,14 +48,47 @@ def envelope_problem(raw: bytes | str) -> str | None:
     properties = message.get("properties")
     if not isinstance(properties, dict):
         return "message has no `properties` object"
-    if not isinstance(properties.get("delivery_info"), dict):
+    info = properties.get("delivery_info")
+    if not isinstance(info, dict):
         return "message has no `properties.delivery_info` object"
+    if not isinstance(info.get("exchange"), str) or not isinstance(info.get("routing_key"), str):
+        return "`properties.delivery_info` needs `exchange` and `routing_key` strings"
     if "delivery_tag" not in properties:
         return "message has no `properties.delivery_tag`"
-    if not isinstance(message.get("headers", {}), dict):
+    headers = message.get("headers", {})
+    if not isinstance(headers, dict):
         return "message `headers` is not an object"
     if "body" not in message:
         return "message has no `body`"
+    if known_tasks is None:
+        return None
+    return _task_problem(message, properties, headers, known_tasks)
+
+
+def _task_problem(message: dict[str, Any], properties: dict[str, Any], headers: dict[str, Any],
+                  known_tasks: Collection[str]) -> str | None:
+    task = headers.get("task")
+    if not isinstance(task, str):
+        return "message has no `headers.task` naming the task"
+    if task not in known_tasks:
+        return f"unknown task {task[:100]!r}"
+    if message.get("content-type") != ACCEPTED_CONTENT_TYPE:
+        return f"`content-type` must be {ACCEPTED_CONTENT_TYPE!r}"
+    body = message["body"]
+    if not isinstance(body, str):
+        return "message `body` is not a string"
+    encoding = properties.get("body_encoding")
+    if encoding is not None:
+        if encoding != "base64":
+            return "`properties.body_encoding` must be 'base64' or absent"
+        try:
+            body = base64.b64decode(body, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return "message `body` is not valid base64 of UTF-8 text"
+    try:
+        json.loads(body)
+    except ValueError:
+        return "task body is not JSON"
     return None
 
 
@@ -72,30 +114,39 @@ def _broker_redis() -> Any:
     return get_redis(get_settings())
 
 
-class GuardedChannel(RedisChannel):
-    """Redis channel that moves an unreadable list entry aside instead of crashing."""
+class GuardedChannel(ReliableChannel):
+    """Reliable Redis channel that moves an unreadable list entry aside instead of crashing."""
 
-    def _brpop_read(self, **options: Any) -> Any:
-        client = self.client
-        parse: Callable[..., Any] = client.parse_response
+    def _accept(self, item: bytes, queue: str) -> bool:
+        app = _app()
+        task_queue = queue in app.amqp.queues  # not a reply queue of a ping, say
+        problem = envelope_problem(item, app.tasks.keys() if task_queue else None)
+        if problem is None:
+            return True
+        redis = _broker_redis()
+        record_malformed(redis, _keys_from_settings(), item, problem)
+        # The pop may have recorded it as unacknowledged; kept aside now, it must not come back.
+        tag = _delivery_tag(item)
+        if tag is not None:
+            redis.hdel(self.unacked_key, tag)
+            redis.zrem(self.unacked_index_key, tag)
+        log.error("rejected an unreadable message on the leads list: %s", problem,
+                  extra={"event": "malformed_message", "reason": problem})
+        return False
 
-        def checked(connection: Any, command: str, **kwargs: Any) -> Any:
-            reply = parse(connection, command, **kwargs)
-            if reply:
-                _queue, item = reply
-                problem = envelope_problem(item)
-                if problem is not None:
-                    record_malformed(_broker_redis(), _keys_from_settings(), item, problem)
-                    log.error("rejected an unreadable message on the leads list: %s", problem,
-                              extra={"event": "malformed_message", "reason": problem})
-                    return None  # the base class then reports Empty and polls again
-            return reply
 
-        client.parse_response = checked
-        try:
-            return super()._brpop_read(**options)  # type: ignore[misc]  # private in kombu stubs
-        finally:
-            del client.parse_response
+def _delivery_tag(item: bytes) -> str | None:
+    try:
+        tag = json.loads(item)["properties"]["delivery_tag"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return str(tag) if isinstance(tag, str | int | float) else None
+
+
+def _app() -> Any:
+    from worker.celery import app
+
+    return app
 
 
 class GuardedTransport(RedisTransport):

@@ -33,9 +33,6 @@ MARKER = re.compile(r"mk(\d\d)n(\d{5})x")
 UNACKED = "unacked"  # kombu's hash of delivered, unacknowledged messages
 QUIET_S = 5.0
 PER_CELERY_KIND = 20
-# Kinds Celery drops before leadsync code runs (see the xfail test below); the lead fixes
-# worker/guard.py, then this set empties and the xfail marker goes.
-KNOWN_LOST = {"body_not_json"}
 
 
 def marker(kind: int, n: int) -> str:
@@ -162,14 +159,12 @@ def test_ten_thousand_malformed_messages_mixed_with_good_leads(
 
     run.wait_settled([lead.lead_id for lead in good], 300)
     keys = Keys()
-    lost_known = sum(1 for k, _n, _e in entries if KINDS[k][0] in KNOWN_LOST)
-    kept = wait_until_kept(redis_client, keys, MALFORMED - lost_known, 300, worker)
+    kept = wait_until_kept(redis_client, keys, MALFORMED, 300, worker)
     elapsed = time.monotonic() - started
     missing = missing_by_kind(redis_client, keys, entries, KINDS)
     print(f"\nMALFORMED pushed={len(entries)} good={GOOD} kinds={len(KINDS)} kept={kept} "
           f"in {elapsed:.1f} s; missing_by_kind={dict(missing)}")
-    unexpected = {kind: count for kind, count in missing.items() if kind not in KNOWN_LOST}
-    assert not unexpected, f"malformed messages lost, by kind: {unexpected}"
+    assert not missing, f"malformed messages lost, by kind: {dict(missing)}"
 
     # The worker is the same process, lost no pool process, and still answers.
     assert worker.poll() is None, "the worker died"
@@ -217,30 +212,9 @@ CELERY_LEVEL_KINDS: list[tuple[str, Callable[[str], str | bytes]]] = [
 ]
 
 
-# What happens to each today (Celery 5.7 / kombu 5.7, seen in the worker log); the lead fixes
-# worker/guard.py, then the marker of a fixed kind goes (strict: an unexpected pass fails).
-DROPPED = "kept nowhere: "
-CELERY_LEVEL_TODAY = {
-    "body_not_json": DROPPED + "the strategy decodes the body before GuardedRequest runs; "
-    "consumer.on_decode_error logs 'Can't decode message body' and acks it",
-    "body_not_a_string": DROPPED + "consumer.on_decode_error acks it (DecodeError TypeError)",
-    "unknown_task_name": DROPPED + "consumer.on_unknown_task rejects it ('unregistered task')",
-    "no_task_header": DROPPED + "consumer.on_unknown_message rejects it ('Received and "
-    "deleted unknown message')",
-    "pickle_content_type": DROPPED + "consumer.on_invalid_task rejects it (ContentDisallowed)",
-    "base64_garbage": "the worker exits: kombu decodes body_encoding in Message() inside the "
-    "event loop ('Unrecoverable error: Incorrect padding')",
-    "unknown_body_encoding": "the worker exits: no codec, 'Unrecoverable error: "
-    "AttributeError NoneType has no attribute decode'",
-    "delivery_info_without_exchange": DROPPED + "KeyError('exchange') is taken for a lost "
-    "broker connection: the consumer restarts and the popped message is gone",
-}
-
-
-@pytest.mark.parametrize("kind", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=CELERY_LEVEL_TODAY[name]))
-    if name in CELERY_LEVEL_TODAY else name
-    for name, _build in CELERY_LEVEL_KINDS])
+# Unguarded, Celery 5.7 / kombu 5.7 would log and drop the first six of these, and stop the
+# worker ("Unrecoverable error") on the two broken body encodings; worker/guard.py keeps them all.
+@pytest.mark.parametrize("kind", [name for name, _build in CELERY_LEVEL_KINDS])
 def test_messages_celery_cannot_route_or_decode_are_kept_too(
     fleet: Callable[..., Fleet], redis_client: redis.Redis, kind: str
 ) -> None:
