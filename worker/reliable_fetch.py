@@ -21,6 +21,23 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
 RELIABLE_POP = resources.files("worker").joinpath("lua/reliable_pop.lua").read_text()
+MIN_REDIS = (6, 2)  # BLMOVE
+
+
+def redis_version_problem(version: str) -> str | None:
+    """A clear sentence when this Redis is too old for the reliable fetch, else None."""
+    try:
+        found = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return None  # an unusual version string: let the first BLMOVE answer for itself
+    if found >= MIN_REDIS:
+        return None
+    wanted = ".".join(map(str, MIN_REDIS))
+    return f"leadsync needs Redis >= {wanted} (BLMOVE); this server is Redis {version}"
+
+
+class RedisTooOldError(RuntimeError):
+    """The broker's Redis lacks a command the fetch needs."""
 
 
 class ReliableChannel(RedisChannel):
@@ -36,6 +53,7 @@ class ReliableChannel(RedisChannel):
     _reliable_keys: list[str]
     _reliable_sent: str = "EVAL"
     _reliable_idle: bool = False
+    _version_checked: bool = False
     # kombu's own members, absent from its type stubs:
     _queue_cycle: Any
     _q_for_pri: Callable[[str, int], str]
@@ -47,6 +65,11 @@ class ReliableChannel(RedisChannel):
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return
+        if not self._version_checked:
+            problem = redis_version_problem(str(self.client.info("server")["redis_version"]))
+            if problem is not None:
+                raise RedisTooOldError(problem)  # the worker stops with this one line
+            self._version_checked = True
         self._reliable_keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps
                                for queue in queues]
         connection = self._in_poll = self.client.connection

@@ -121,3 +121,15 @@ def test_an_idle_consumer_wakes_for_a_message_on_either_queue(
         assert redis_client.hlen("unacked") == 0  # both acknowledged
     finally:
         conn.release()
+
+
+@pytest.mark.parametrize(("version", "too_old"), [("6.0.16", True), ("5.0.7", True),
+                                                  ("6.2.14", False), ("7.0.15", False),
+                                                  ("255.255.255", False)])
+def test_a_redis_without_blmove_is_named_at_start(version: str, too_old: bool) -> None:
+    from worker.reliable_fetch import redis_version_problem
+
+    problem = redis_version_problem(version)
+    assert (problem is not None) == too_old
+    if too_old:
+        assert problem == f"leadsync needs Redis >= 6.2 (BLMOVE); this server is Redis {version}"
