@@ -311,8 +311,8 @@ def start_sandbox(redis_url: str, *, lifetime_s: float = 20.0,
         # happen during a run, each through the real locked refresher on beat.
         "LEADSYNC_REFRESH_MARGIN_RATIO": "0.5",
         "LEADSYNC_REFRESH_INTERVAL_S": "2",
-        # Stay just under the sandbox's limit, as the default 3.8 does for the real 4/s.
-        "LEADSYNC_RATE_LIMIT_PER_S": f"{rate_limit_per_s * 0.95:g}",
+        # Stay just under the sandbox's limit, as the default 3.7 does for the real 4/s.
+        "LEADSYNC_RATE_LIMIT_PER_S": f"{rate_limit_per_s * 0.925:g}",
         "PYTHONUNBUFFERED": "1",
     })
     return server, env

@@ -2,14 +2,15 @@
 
 Constant Contact limits the application, not the process: about 4 requests/s and 10,000 a day
 per API key (facts sheet 5), so Celery's per-worker `rate_limit` cannot keep a fleet inside it.
-GCRA with a burst of one spaces grants evenly, T = 1/rate apart: at the default 3.8/s any five
-grants span at least 1.05 s, so a server counting 4 per sliding second sees no 429 unless a
-request's trip from grant to arrival varies by more than ~50 ms (4T - 1 s = 52.6 ms; at 3.9/s it
-would be only 26 ms, at 4/s none). The daily count is keyed by the UTC date; lead calls stop
-`quota_reserve` short of the quota so token and lookup calls still fit.
+GCRA with a burst of one spaces grants evenly, T = 1/rate apart: at the default 3.7/s any five
+grants span at least 1.08 s, so a server counting 4 per sliding second sees no 429 unless a
+request's trip from grant to arrival varies by more than ~80 ms (4T - 1 s = 81 ms; at 3.8/s it
+is 53 ms, which a loaded 2-core test machine exceeded in 3 runs of 14; at 4/s none). The daily
+count is keyed by the UTC date; lead calls stop `quota_reserve` short of the quota so token and
+lookup calls still fit.
 Time is passed into the script (the caller's clock), so tests can move it; across machines this
 means clocks must agree (NTP): a host running behind can take a slot early by its skew, which
-spends the same ~50 ms margin.
+spends the same ~80 ms margin.
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ class Settings(BaseSettings):
 
     # Leads.
     list_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    rate_limit_per_s: float = Field(default=3.8, gt=0)
+    rate_limit_per_s: float = Field(default=3.7, gt=0)
     daily_quota: int = Field(default=10_000, ge=1)
     quota_reserve: int = Field(default=200, ge=0)
     max_retries: int = Field(default=12, ge=0)

@@ -10,20 +10,20 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.fixtures.delivery import Fleet
+from tests.fixtures.delivery import DEFAULT_RATE_ENV, Fleet
 from tests.fixtures.fleet import RateSampler, people, start_pool_worker
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 SANDBOX_RATE_PER_S = 4.0
-LEADS = 240  # consent leads: one sign_up_form call each, ~63 s at 3.8/s
+LEADS = 240  # consent leads: one sign_up_form call each, ~65 s at 3.7/s
 
 
 def test_four_thread_pool_workers_use_the_rate_without_a_429(
     fleet: Callable[..., Fleet], rate_sampler: Callable[..., RateSampler]
 ) -> None:
     run = fleet(rate_limit_per_s=SANDBOX_RATE_PER_S,
-                settings_env={"LEADSYNC_RATE_LIMIT_PER_S": "3.8"})
+                settings_env=DEFAULT_RATE_ENV)
     names = [f"t{n}" for n in range(4)]
     for name in names:
         start_pool_worker(run, name, pool="threads", concurrency=4)

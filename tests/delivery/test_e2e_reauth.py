@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from tests.fixtures.delivery import Fleet
+from tests.fixtures.delivery import DEFAULT_RATE_ENV, Fleet
 from tests.fixtures.fleet import people
 from tests.fixtures.ops import leadsync_bin, wait_for
 from worker.auth.access import token_state
@@ -23,7 +23,7 @@ from worker.wire import QUEUE
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
-LEADS = 120  # consent leads at 3.8/s: ~32 s of sending, revoked a fifth of the way in
+LEADS = 120  # consent leads at 3.7/s: ~32 s of sending, revoked a fifth of the way in
 REVOKE_AFTER = 25
 
 
@@ -32,7 +32,7 @@ def test_refresh_token_revoked_mid_run_parks_then_auth_device_delivers_all(
 ) -> None:
     run = fleet(rate_limit_per_s=4.0, access_token_lifetime_s=6, refresh_tokens="rotating",
                 auto_approve=True, device_interval_s=1,
-                settings_env={"LEADSYNC_RATE_LIMIT_PER_S": "3.8",
+                settings_env={**DEFAULT_RATE_ENV,
                               "LEADSYNC_REFRESH_MARGIN_RATIO": "0.5",
                               "LEADSYNC_REFRESH_INTERVAL_S": "1",
                               "LEADSYNC_RESUME_INTERVAL_S": "1"})

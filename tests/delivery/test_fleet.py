@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.fixtures.delivery import Fleet
+from tests.fixtures.delivery import DEFAULT_RATE_ENV, Fleet
 from tests.fixtures.ops import leadsync_bin, wait_for
 from worker.deadletter import DeadLetters
 from worker.idempotency import Ledger
@@ -55,7 +55,7 @@ def test_a_thousand_raw_pushed_leads_become_contacts_exactly_once(
 def test_four_workers_share_one_rate_limit_without_a_single_429(
     fleet: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fleet = fleet(rate_limit_per_s=4.0, settings_env={"LEADSYNC_RATE_LIMIT_PER_S": "3.8"})
+    fleet = fleet(rate_limit_per_s=4.0, settings_env=DEFAULT_RATE_ENV)
     names = [f"w{n}" for n in range(4)]
     for name in names:
         fleet.start_worker(name, concurrency=4, queues="leads")
@@ -134,13 +134,13 @@ def test_rotating_ten_second_tokens_during_the_run_lose_nothing(
 ) -> None:
     fleet = fleet(rate_limit_per_s=4.0, access_token_lifetime_s=10,
                   refresh_tokens="rotating",
-                  settings_env={"LEADSYNC_RATE_LIMIT_PER_S": "3.8",
+                  settings_env={**DEFAULT_RATE_ENV,
                                 "LEADSYNC_REFRESH_MARGIN_RATIO": "0.5",
                                 "LEADSYNC_REFRESH_INTERVAL_S": "1"})
     fleet.start_worker("r1", concurrency=4)
     fleet.start_beat()
     fleet.wait_ready("r1")
-    lead_ids = fleet.push_raw(people(120, tag="rotate"))  # ~32 s at 3.8/s: several lifetimes
+    lead_ids = fleet.push_raw(people(120, tag="rotate"))  # ~32 s at 3.7/s: several lifetimes
     fleet.wait_settled(lead_ids, 180)
     stats = assert_each_contact_once(fleet, 120)
     print(f"ROTATE refreshes={stats['refreshes']} invalid_grant={stats['invalid_grant']} "
