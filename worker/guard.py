@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 import time
@@ -118,9 +119,9 @@ class GuardedChannel(ReliableChannel):
     """Reliable Redis channel that moves an unreadable list entry aside instead of crashing."""
 
     def _accept(self, item: bytes, queue: str) -> bool:
-        app = _app()
-        task_queue = queue in app.amqp.queues  # not a reply queue of a ping, say
-        problem = envelope_problem(item, app.tasks.keys() if task_queue else None)
+        task_queues, task_names = _task_routing()
+        # Task checks on task queues only: a ping's reply queue carries no task.
+        problem = envelope_problem(item, task_names if queue in task_queues else None)
         if problem is None:
             return True
         redis = _broker_redis()
@@ -143,10 +144,14 @@ def _delivery_tag(item: bytes) -> str | None:
     return str(tag) if isinstance(tag, str | int | float) else None
 
 
-def _app() -> Any:
+@functools.cache
+def _task_routing() -> tuple[frozenset[str], frozenset[str]]:
+    """The app's task queues and task names, with the task modules imported as a worker does
+    (any process that consumes through this transport judges messages the same way)."""
     from worker.celery import app
 
-    return app
+    app.loader.import_default_modules()
+    return frozenset(app.amqp.queues), frozenset(app.tasks)
 
 
 class GuardedTransport(RedisTransport):

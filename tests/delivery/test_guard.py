@@ -75,3 +75,12 @@ def test_replies_on_other_queues_need_only_a_kombu_envelope() -> None:
     reply = _broken("no_task")
     assert envelope_problem(json.dumps(reply)) is None
     assert envelope_problem(json.dumps(reply), KNOWN) is not None
+
+
+def test_any_consumer_knows_leadsyncs_tasks_without_a_worker_having_imported_them() -> None:
+    # A plain kombu consumer (a benchmark, a script) judges messages as the worker does.
+    from worker.guard import _task_routing
+
+    queues, tasks = _task_routing()
+    assert {"leads", "leadsync-control"} <= queues
+    assert {TASK_NAME, "leadsync.refresh_token", "leadsync.resume_parked"} <= tasks
