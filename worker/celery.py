@@ -32,9 +32,12 @@ def make_app(settings: Settings) -> Celery:
         task_cls="worker.guard:LeadsyncTask",  # unreadable bodies: rejected and kept, no crash
     )
     visibility = settings.visibility_timeout_s
+    # Raw producers can push anything: these transports move unreadable entries aside, and
+    # fetch so that a killed worker cannot lose a message (worker/reliable_fetch.py).
     if settings.redis_url.startswith(("redis://", "rediss://")):
-        # Raw producers can push anything: this transport moves unreadable entries aside.
         app.conf.broker_transport = "worker.guard:GuardedTransport"
+    elif settings.redis_url.startswith("sentinel://"):
+        app.conf.broker_transport = "worker.guard:GuardedSentinelTransport"
     app.conf.update(
         task_default_queue=LEADS_QUEUE,
         task_queues=[Queue(LEADS_QUEUE), Queue(CONTROL_QUEUE)],

@@ -21,6 +21,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import InvalidTaskError
 from celery.worker.request import Request
+from kombu.transport.redis import SentinelChannel, SentinelTransport
 from kombu.transport.redis import Transport as RedisTransport
 
 from worker.keys import Keys
@@ -158,6 +159,16 @@ class GuardedTransport(RedisTransport):
     """kombu's Redis transport with the guarded channel."""
 
     Channel = GuardedChannel
+
+
+class GuardedSentinelChannel(GuardedChannel, SentinelChannel):
+    """The guarded, reliable fetch on connections that Sentinel hands out (fail-over)."""
+
+
+class GuardedSentinelTransport(SentinelTransport):
+    """kombu's Sentinel transport (`sentinel://` URLs) with the guarded channel."""
+
+    Channel = GuardedSentinelChannel
 
 
 class GuardedRequest(Request):
