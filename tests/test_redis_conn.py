@@ -6,6 +6,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -72,12 +73,14 @@ def test_workers_behind_sentinel_get_the_guarded_reliable_fetch(
 
     app = make_app(make_settings(redis_url=sentinel_url, redis_sentinel_master="leadsync-test"))
     redis_client.lpush("leads", encode_message(parse_lead({"email": "ada@x.example"})))
-    received: list[object] = []
+    received: list[Any] = []
     with app.connection_for_read() as conn:
         assert isinstance(conn.default_channel, GuardedChannel)
         consumer = Consumer(conn.default_channel, [Queue("leads")], accept=["json"],
-                            callbacks=[lambda body, message: received.append(body)])
+                            callbacks=[lambda body, message: received.append(message)])
         consumer.consume()
         conn.drain_events(timeout=5)
         # Taken through Sentinel, not acknowledged yet: kombu's `unacked` already holds it.
         assert len(received) == 1 and redis_client.hlen("unacked") == 1
+        received[0].ack()  # (closing with a message unacked would restore it on a fresh pool)
+        assert redis_client.hlen("unacked") == 0
