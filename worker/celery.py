@@ -1,8 +1,8 @@
 """The Celery app (`celery -A worker worker|beat|flower`): delivery guarantees live in this config.
 
-At least once: late acks, reject on worker loss, prefetch 1, and one visibility timeout that every
-countdown stays below. Token refreshes travel on their own queue so a backlog of leads never
-delays them.
+At least once: late acks, reject on worker loss, prefetch 1; retries wait in Redis's schedule
+(worker/schedule.py), promoted by a bootstep in every worker (worker/promoter.py), never as ETA
+messages. Token refreshes travel on their own queue so a backlog of leads never delays them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from kombu import Queue
 import worker.logging_hooks  # worker and beat log through worker.log (scrubbed)
 import worker.publish_hooks  # noqa: F401  # connects the before_task_publish redaction
 from worker.errors import ConfigError
+from worker.promoter import promoter_step
 from worker.settings import Settings, get_settings
 
 LEADS_QUEUE = "leads"
@@ -42,7 +43,8 @@ def make_app(settings: Settings) -> Celery:
         task_default_queue=LEADS_QUEUE,
         task_queues=[Queue(LEADS_QUEUE), Queue(CONTROL_QUEUE)],
         task_routes={"leadsync.refresh_token": {"queue": CONTROL_QUEUE},
-                     "leadsync.resume_parked": {"queue": CONTROL_QUEUE}},
+                     "leadsync.resume_parked": {"queue": CONTROL_QUEUE},
+                     "leadsync.reconcile": {"queue": CONTROL_QUEUE}},
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
@@ -82,8 +84,15 @@ def make_app(settings: Settings) -> Celery:
                 "schedule": settings.resume_interval_s,
                 "options": {"queue": CONTROL_QUEUE, "expires": settings.resume_interval_s},
             },
+            "leadsync-reconcile": {
+                "task": "leadsync.reconcile",
+                "schedule": settings.reconcile_interval_s,
+                "options": {"queue": CONTROL_QUEUE,
+                            "expires": max(settings.reconcile_interval_s, MIN_TICK_EXPIRY_S)},
+            },
         },
     )
+    app.steps["worker"].add(promoter_step(settings))  # due retries back on the queue, each 1 s
     return app
 
 

@@ -17,11 +17,11 @@ from typing import Any
 
 from redis import Redis
 
-from worker.idempotency import DEAD_LETTERED, Ledger
+from worker.idempotency import Ledger, Side
 from worker.keys import Keys
 from worker.lead import parse_lead
 from worker.settings import Settings
-from worker.wire import QUEUE, encode_message
+from worker.wire import encode_message
 
 MALFORMED = "malformed"
 MALFORMED_PREFIX = "mf_"
@@ -54,14 +54,14 @@ class DeadLetters:
         self.ledger = Ledger(settings, redis)
 
     # --- writing ---------------------------------------------------------------------------
-    def add(self, letter: DeadLetter) -> None:
-        """Store the letter and mark the lead dead-lettered, in one MULTI."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.keys.dead_letters, letter.lead_id, letter.to_json())
-        pipe.zadd(self.keys.dead_letter_index, {letter.lead_id: letter.dead_at})
-        self.ledger.write(pipe, letter.lead_id, DEAD_LETTERED, now=letter.dead_at,
-                          reason_code=letter.reason_code, last_status=letter.last_status)
-        pipe.execute()
+    def add(self, letter: DeadLetter) -> tuple[bool, str]:
+        """Store the letter and mark the lead dead-lettered, in one ledger step.
+
+        (False, state) when the lead had settled meanwhile: no letter is stored then."""
+        return self.ledger.move(letter.lead_id, "dead", now=letter.dead_at,
+                                side=Side(self.keys.dead_letters, self.keys.dead_letter_index,
+                                          letter.to_json(), letter.dead_at),
+                                reason_code=letter.reason_code, last_status=letter.last_status)
 
     # --- reading ---------------------------------------------------------------------------
     def get(self, lead_id: str) -> DeadLetter:
@@ -107,12 +107,11 @@ class DeadLetters:
             raise ValueError(f"{lead_id} is not a lead ({letter.reason_code}); it can only be "
                              "purged")
         lead = parse_lead(letter.lead)  # InvalidLeadError if it never was a valid lead
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hdel(self.keys.dead_letters, lead_id)
-        pipe.zrem(self.keys.dead_letter_index, lead_id)
-        self.ledger.forget(pipe, lead.lead_id)
-        pipe.lpush(QUEUE, encode_message(lead))
-        pipe.execute()
+        moved, state = self.ledger.move(
+            lead.lead_id, "replay", message=encode_message(lead), attempts=0,
+            side=Side(self.keys.dead_letters, self.keys.dead_letter_index, None))
+        if not moved:
+            raise ValueError(f"{lead_id} is {state} now; not replayed (purge the letter)")
 
     def purge(self, letters: list[DeadLetter]) -> int:
         removed = 0

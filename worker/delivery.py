@@ -1,42 +1,46 @@
 """Deliver one lead to Constant Contact: the plain logic `leadsync.sync_lead` calls.
 
 `Delivery.run(lead)` never raises for anything a lead or the API can do; it returns a `Result`
-saying where the lead went (delivered, retrying with a countdown, parked, dead-lettered, or
-skipped as already settled) after writing that state to the ledger. The task only turns a
-countdown into `self.retry`. Every attempt's outcome is classified by worker.outcome.
+saying where the lead went (a `LeadState`: delivered, retrying with a due time in the schedule,
+parked, dead-lettered; or a duplicate that found it settled or held elsewhere) after writing
+that outcome to Redis. The one thing it cannot record is an outcome while Redis stays away for
+`LEADSYNC_OUTCOME_WAIT_S`: then it raises `OutcomeNotRecordedError` and the task hands the
+message back unacknowledged. Every attempt's outcome is classified by worker.outcome.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from redis import Redis
-from redis.exceptions import RedisError
 
 from worker.auth.access import AccessToken, current_access_token, request_refresh
-from worker.backoff import backoff_s, cap_countdown
+from worker.backoff import backoff_s
 from worker.contact_body import create_body, sign_up_form_body, update_body
 from worker.contacts import ContactsClient
 from worker.custom_fields import CustomFieldResolver
 from worker.deadletter import DeadLetter, DeadLetters
+from worker.durable import OutcomeNotRecordedError, write_durably
 from worker.email_lock import email_lock
 from worker.errors import (
     ConflictError,
     InvalidLeadError,
-    LeadsyncError,
     QuotaExhaustedError,
     UnauthorizedError,
 )
-from worker.idempotency import DELIVERED, IN_FLIGHT, RETRYING, SETTLED, Ledger
+from worker.idempotency import Ledger
 from worker.lead import Lead
+from worker.lead_state import NOTHING_TO_DO, LeadState
 from worker.outcome import Action, Decision, classify
 from worker.parking import QUOTA, REAUTH, ParkingLot
 from worker.ratelimit import FleetLimiter, next_utc_midnight
 from worker.settings import Settings
+from worker.wire import encode_message
 
 log = logging.getLogger("leadsync.delivery")
 
@@ -44,15 +48,17 @@ LIMITER_WAIT_S = 10.0  # longer waits hand the worker slot back (retry, no budge
 REFRESH_WAIT_S = 3.0  # how long one try waits for a refreshed token after a 401
 WAIT_COUNTDOWN_S = 2.0  # when a wait reason gives no better figure
 CALLS_PER_LEAD = 4  # lookup, write, and lookup + write again after a 409
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Result:
-    status: str  # delivered | retrying | parked | dead_lettered | duplicate
+    status: LeadState  # where the lead is now
     attempt: int
-    countdown_s: float | None = None  # set when status == retrying
+    countdown_s: float | None = None  # set when status == retrying: due in this many seconds
     spends_budget: bool = False
     detail: dict[str, Any] = field(default_factory=dict)
+    duplicate: bool = False  # this copy did nothing: the lead was settled or held elsewhere
 
 
 class Delivery:
@@ -75,6 +81,13 @@ class Delivery:
         self.parking = ParkingLot(settings, redis)
         self.dead_letters = DeadLetters(settings, redis)
         self.fields = CustomFieldResolver(settings, redis)
+        # A lead's lease (and its email lock) outlive the longest try: every call waiting for
+        # the limiter and timing out, plus room to record the outcome.
+        self.lease_s = CALLS_PER_LEAD * (settings.http_timeout_s + LIMITER_WAIT_S) + 30.0
+
+    def durably(self, write: Callable[[], T], what: str) -> T:
+        """`write()`, waiting up to LEADSYNC_OUTCOME_WAIT_S for Redis (worker/durable.py)."""
+        return write_durably(write, self.settings.outcome_wait_s, what=what)
 
     def _gate(self, reserve: bool) -> None:
         self.limiter.acquire(reserve=reserve, max_wait_s=LIMITER_WAIT_S)
@@ -82,14 +95,23 @@ class Delivery:
     # --- the one entry point ---------------------------------------------------------------
     def run(self, lead: Lead, *, task_id: str | None = None) -> Result:
         started = time.monotonic()
-        state = self.ledger.get(lead.lead_id)
-        attempt = int(state.get("attempts", 0) or 0) + 1
-        if state.get("state") in SETTLED:
-            return self._log(lead, Result("duplicate", attempt - 1,
-                                          detail={"was": state["state"]}), started)
+        task_id = task_id or f"local-{uuid.uuid4()}"
+        message = encode_message(lead, task_id=task_id)
+        taken = self.durably(lambda: self.ledger.begin(lead.lead_id, task_id, message,
+                                                       self.lease_s), "start")
+        if taken.outcome == "settled":
+            return self._log(lead, Result(LeadState(taken.state), taken.attempts,
+                                          duplicate=True), started)
+        if taken.outcome == "busy":
+            # Held by another task under a live lease: recorded in the schedule for the lease
+            # end (dropped when the lead settles first); nothing sent.
+            return self._log(lead, Result(LeadState.IN_FLIGHT, 0, duplicate=True,
+                                          detail={"held_until": taken.lease_until}), started)
+        attempt = taken.attempts + 1
         try:
-            self.ledger.set_state(lead.lead_id, IN_FLIGHT, task_id=task_id)
             result = self._attempt(lead, attempt)
+        except OutcomeNotRecordedError:
+            raise  # Redis stayed away: the task hands the message back, nothing is lost
         except Exception as exc:  # every failure is classified, none escapes to Celery
             result = self._after_failure(lead, attempt, classify(exc), exc)
         return self._log(lead, result, started)
@@ -108,13 +130,16 @@ class Delivery:
         if not list_ids:
             raise InvalidLeadError("no contact list: give list_ids on the lead or set "
                                    "LEADSYNC_LIST_IDS", field="list_ids")
-        lock_ttl_s = CALLS_PER_LEAD * (self.settings.http_timeout_s + LIMITER_WAIT_S) + 30.0
+        lock_ttl_s = self.lease_s
         with email_lock(self.settings, self.redis, lead.email, ttl_s=lock_ttl_s):
-            if self.ledger.get(lead.lead_id).get("state") in SETTLED:
-                return Result("duplicate", attempt - 1, detail={"was": "delivered meanwhile"})
+            # Taken over after a lease ran out, a copy of the same task may have got here
+            # first: under the lock, the ledger says whether it already sent.
+            now_state = self.ledger.state(lead.lead_id)
+            if now_state in NOTHING_TO_DO:
+                return Result(LeadState(now_state), attempt - 1, duplicate=True,
+                              detail={"was": "settled meanwhile"})
             detail = self._send_with_fresh_token(lead, list_ids)
-        self._record_delivered(lead, attempt, detail)
-        return Result(DELIVERED, attempt, detail=detail)
+        return self._record_delivered(lead, attempt, detail)
 
     def _send_with_fresh_token(self, lead: Lead, list_ids: list[str]) -> dict[str, Any]:
         """Send; on a 401 ask for one refresh and try once more with the new token."""
@@ -166,29 +191,39 @@ class Delivery:
                             update_body(lead, existing, list_ids, fields))
         return {"path": "contacts", "contact_id": contact_id, "action": "updated"}
 
-    # --- bookkeeping -----------------------------------------------------------------------
-    def _record_delivered(self, lead: Lead, attempt: int, detail: dict[str, Any]) -> None:
-        self.ledger.set_state(lead.lead_id, DELIVERED, contact_id=detail.get("contact_id"),
-                              action=detail.get("action"), path=detail.get("path"),
-                              delivered_at=self.clock())
-        self.ledger.bump("delivered", str(detail.get("action") or "delivered_other"))
+    # --- bookkeeping: every outcome is written before the task returns ---------------------
+    def _record_delivered(self, lead: Lead, attempt: int, detail: dict[str, Any]) -> Result:
+        moved, state = self.durably(lambda: self.ledger.move(
+            lead.lead_id, "deliver", contact_id=detail.get("contact_id"),
+            action=detail.get("action"), path=detail.get("path"), delivered_at=self.clock()),
+            "delivery")
+        if not moved:  # settled by another copy meanwhile (lease taken over): keep its state
+            return Result(LeadState(state), attempt, duplicate=True, detail=detail)
+        self._best_effort(lambda: self.ledger.bump(
+            "delivered", str(detail.get("action") or "delivered_other")))
+        return Result(LeadState.DELIVERED, attempt, detail=detail)
 
     def _after_failure(self, lead: Lead, attempt: int, decision: Decision,
                        exc: BaseException) -> Result:
         now = self.clock()
         if decision.action is Action.DEAD_LETTER:
             return self._dead_letter(lead.lead_id, lead.to_json_dict(), decision, attempt)
-        if decision.action is Action.PARK_QUOTA:
-            resume_at = (exc.resume_at.timestamp() if isinstance(exc, QuotaExhaustedError)
-                         else next_utc_midnight(now).timestamp())
-            self.parking.park(lead, QUOTA, resume_at, attempts=attempt - 1, now=now)
-            return Result("parked", attempt - 1, detail={"reason": QUOTA, "resume_at": resume_at})
-        if decision.action is Action.PARK_REAUTH:
-            self.parking.park(lead, REAUTH, now, attempts=attempt - 1, now=now)
-            return Result("parked", attempt - 1, detail={"reason": REAUTH})
+        if decision.action in (Action.PARK_QUOTA, Action.PARK_REAUTH):
+            reason, resume_at = REAUTH, now
+            if decision.action is Action.PARK_QUOTA:
+                reason = QUOTA
+                resume_at = (exc.resume_at.timestamp() if isinstance(exc, QuotaExhaustedError)
+                             else next_utc_midnight(now).timestamp())
+            self.durably(lambda: self.parking.park(lead, reason, resume_at,
+                                                   attempts=attempt - 1, now=now), "park")
+            detail: dict[str, Any] = {"reason": reason}
+            if reason == QUOTA:
+                detail["resume_at"] = resume_at
+            return Result(LeadState.PARKED, attempt - 1, detail=detail)
         if decision.spends_budget:
-            failures = self.ledger.count_attempt(lead.lead_id)
-            self.ledger.note_error(lead.lead_id, decision.reason_code, decision.reason, now=now)
+            failures = self.durably(lambda: self.ledger.count_attempt(lead.lead_id), "attempt")
+            self._best_effort(lambda: self.ledger.note_error(
+                lead.lead_id, decision.reason_code, decision.reason, now=now))
             if failures > self.settings.max_retries:
                 exhausted = Decision(Action.DEAD_LETTER, True,
                                      f"retries exhausted after {failures} tries: "
@@ -204,27 +239,42 @@ class Delivery:
                 WAIT_COUNTDOWN_S)
             if decision.action is Action.REFRESH:
                 wait = WAIT_COUNTDOWN_S  # the refresh is on its way; let this slot go meanwhile
-        countdown = cap_countdown(wait, self.settings.visibility_timeout_s)
-        self.ledger.set_state(lead.lead_id, RETRYING, last_reason=decision.reason_code,
-                              last_status=decision.status_code, retry_at=now + countdown)
-        return Result("retrying", failures, countdown_s=countdown,
+        wait = max(0.0, wait)
+        moved, state = self.durably(lambda: self.ledger.move(
+            lead.lead_id, "retry", now=now, due=now + wait, last_reason=decision.reason_code,
+            last_status=decision.status_code, retry_at=now + wait), "retry")
+        if not moved:
+            return Result(LeadState(state), failures, duplicate=True)
+        return Result(LeadState.RETRYING, failures, countdown_s=wait,
                       spends_budget=decision.spends_budget,
                       detail={"reason": decision.reason_code, "http_status": decision.status_code})
 
     def _dead_letter(self, lead_id: str, raw: Any, decision: Decision, attempt: int, *,
                      replayable: bool = True) -> Result:
         now = self.clock()
-        first_seen = self.ledger.get(lead_id).get("first_seen")
-        self.dead_letters.add(DeadLetter(
+        first_seen = self.durably(lambda: self.ledger.get(lead_id).get("first_seen"), "lookup")
+        letter = DeadLetter(
             lead_id=lead_id, reason=decision.reason, reason_code=decision.reason_code,
             attempts=attempt, last_status=decision.status_code,
             first_seen=float(first_seen) if first_seen else now, dead_at=now, lead=raw,
-            replayable=replayable))
-        self.ledger.bump("dead_lettered")
-        self.ledger.note_error(lead_id, decision.reason_code, decision.reason, now=now)
-        return Result("dead_lettered", attempt, detail={"reason": decision.reason_code,
-                                                        "http_status": decision.status_code,
-                                                        "detail": decision.reason})
+            replayable=replayable)
+        moved, state = self.durably(lambda: self.dead_letters.add(letter), "dead letter")
+        if not moved:
+            return Result(LeadState(state), attempt, duplicate=True)
+        self._best_effort(lambda: self.ledger.bump("dead_lettered"))
+        self._best_effort(lambda: self.ledger.note_error(lead_id, decision.reason_code,
+                                                         decision.reason, now=now))
+        return Result(LeadState.DEAD_LETTERED, attempt,
+                      detail={"reason": decision.reason_code,
+                              "http_status": decision.status_code, "detail": decision.reason})
+
+    @staticmethod
+    def _best_effort(write: Callable[[], object]) -> None:
+        """Counters and recent errors: shown by `status`, never worth holding a lead for."""
+        try:
+            write()
+        except Exception as exc:  # diagnostics only; the outcome is written
+            log.warning("could not update counters (%s)", type(exc).__name__)
 
     # --- the one log line per outcome ------------------------------------------------------
     def _log(self, lead: Lead, result: Result, started: float) -> Result:
@@ -233,23 +283,15 @@ class Delivery:
 
     def _log_id(self, lead_id: str, result: Result, started: float, **extra: Any) -> Result:
         latency_ms = round((time.monotonic() - started) * 1000, 1)
-        fields: dict[str, Any] = {"lead_id": lead_id, "status": result.status,
+        fields: dict[str, Any] = {"lead_id": lead_id, "status": str(result.status),
                                   "attempt": result.attempt, "latency_ms": latency_ms, **extra}
         fields.update({k: v for k, v in result.detail.items() if v is not None})
         if result.countdown_s is not None:
             fields["countdown_s"] = round(result.countdown_s, 3)
-        level = logging.WARNING if result.status == "dead_lettered" else logging.INFO
+        if result.duplicate:
+            fields["duplicate"] = True
+        level = logging.WARNING if result.status == LeadState.DEAD_LETTERED else logging.INFO
         summary = " ".join(f"{k}={v}" for k, v in fields.items() if k != "lead_id")
         log.log(level, "lead %s %s", lead_id, summary, extra=fields)
         return result
 
-
-def safe_run(delivery: Delivery, lead: Lead, task_id: str | None) -> Result:
-    """`run`, with Redis trouble (the one thing it cannot record) turned into a retry."""
-    try:
-        return delivery.run(lead, task_id=task_id)
-    except (LeadsyncError, RedisError) as exc:  # Redis down while writing the ledger
-        decision = classify(exc)
-        log.warning("lead %s could not be recorded (%s); retrying", lead.lead_id,
-                    decision.reason_code)
-        return Result("retrying", 0, countdown_s=WAIT_COUNTDOWN_S)

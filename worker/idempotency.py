@@ -1,8 +1,11 @@
 """The per-lead ledger: one Redis hash per `lead_id` that says where the lead is.
 
-A lead is in exactly one state at a time (docs/architecture.md): queued, in_flight, retrying,
-parked, delivered, dead_lettered. A redelivered message (crash, visibility timeout, a producer
-sending twice) whose lead is already delivered, parked or dead-lettered is not sent again.
+A lead is in exactly one `LeadState` at a time (worker/lead_state.py). Every move is one call
+of worker/lua/ledger.lua, which checks the move against `TRANSITIONS` and makes it together
+with what goes with it (schedule entry, dead letter, parked entry, push back to the queue), so
+a concurrent duplicate can never overwrite `delivered` and send again. `begin` takes a lead
+for one task with a lease; while a lead is not settled its hash keeps the message that re-sends
+it (the schedule, the promoter and the reconciler push that), and drops it once settled.
 Failed tries are counted here, not by Celery, so waiting never spends the retry budget.
 Ledger entries live `LEADSYNC_OUTCOME_TTL_S`.
 """
@@ -11,66 +14,106 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 from redis import Redis
-from redis.client import Pipeline
 
 from worker.keys import Keys
+from worker.lead_state import ABSENT, TRANSITIONS, LeadState
 from worker.settings import Settings
+from worker.wire import QUEUE
 
-QUEUED = "queued"
-IN_FLIGHT = "in_flight"
-RETRYING = "retrying"
-PARKED = "parked"
-DELIVERED = "delivered"
-DEAD_LETTERED = "dead_lettered"
-STATES = (QUEUED, IN_FLIGHT, RETRYING, PARKED, DELIVERED, DEAD_LETTERED)
-INDEXED = (IN_FLIGHT, RETRYING)  # counted by `leadsync status` from sorted sets
-FINAL = frozenset({DELIVERED, DEAD_LETTERED})
-SETTLED = frozenset({DELIVERED, DEAD_LETTERED, PARKED})  # a redelivered copy has nothing to do
 RECENT_WINDOW_S = 3_600.0
 LAST_ERRORS_KEPT = 20
+_SCRIPT = resources.files("worker").joinpath("lua/ledger.lua").read_text()
+
+
+@dataclass(frozen=True)
+class Begin:
+    """What `Ledger.begin` found: taken (send it), busy elsewhere, or nothing to do."""
+
+    outcome: str  # taken | busy | settled
+    state: str  # the state found (settled), or in_flight
+    attempts: int = 0  # failed tries so far (taken)
+    lease_until: float | None = None  # the holder's lease end (busy)
+
+
+@dataclass(frozen=True)
+class Side:
+    """An entry written (or, with value None, removed) with the move: a dead letter, say."""
+
+    hash_key: str
+    zset_key: str
+    value: str | None
+    score: float = 0.0
 
 
 class Ledger:
-    """Reads and writes lead states; writes can join a caller's MULTI pipeline."""
+    """Reads lead states and moves them, each move one Lua call."""
 
     def __init__(self, settings: Settings, redis: Redis) -> None:
         self.redis = redis
         self.keys = Keys(settings.key_prefix, settings.account)
         self.ttl_s = int(settings.outcome_ttl_s)
+        self._step = redis.register_script(_SCRIPT)  # EVALSHA, reloaded on NOSCRIPT
 
     def get(self, lead_id: str) -> dict[str, str]:
         raw = self.redis.hgetall(self.keys.lead_outcome(lead_id))
-        return {_text(k): _text(v) for k, v in raw.items()}
+        return {_text(k): _text(v) for k, v in raw.items() if _text(k) != "msg"}
 
-    def attempts(self, lead_id: str) -> int:
-        return int(self.get(lead_id).get("attempts", 0) or 0)
+    def state(self, lead_id: str) -> str:
+        """The lead's state, ABSENT ("") when the ledger has never seen it."""
+        return _text(self.redis.hget(self.keys.lead_outcome(lead_id), "state") or b"")
 
-    def write(self, pipe: Pipeline, lead_id: str, state: str, *, now: float | None = None,
-              **fields: Any) -> None:
-        """Queue the commands that move `lead_id` to `state` on `pipe`."""
+    def message(self, lead_id: str) -> str | None:
+        """The message kept to re-send an unsettled lead (None once settled)."""
+        raw = self.redis.hget(self.keys.lead_outcome(lead_id), "msg")
+        return None if raw is None else _text(raw)
+
+    def begin(self, lead_id: str, task_id: str, message: str, lease_s: float, *,
+              now: float | None = None) -> Begin:
+        """Take the lead for `task_id` until now + lease_s, keeping `message` to re-send it."""
         now = time.time() if now is None else now
-        key = self.keys.lead_outcome(lead_id)
-        mapping: dict[Any, Any] = {"state": state, "updated_at": f"{now:.3f}"}
-        mapping.update({k: _field(v) for k, v in fields.items() if v is not None})
-        pipe.hsetnx(key, "first_seen", f"{now:.3f}")
-        pipe.hset(key, mapping=mapping)
-        pipe.expire(key, self.ttl_s)
-        for indexed in INDEXED:
-            if indexed == state:
-                pipe.zadd(self.keys.lead_state_index(indexed), {lead_id: now})
-            else:
-                pipe.zrem(self.keys.lead_state_index(indexed), lead_id)
-        if state == DELIVERED:
-            pipe.zadd(self.keys.delivered_recent, {lead_id: now})
-            pipe.zremrangebyscore(self.keys.delivered_recent, 0, now - RECENT_WINDOW_S)
+        reply = self._call("begin", lead_id, now, task_id=task_id, until=now + lease_s,
+                           message=message)
+        outcome, value = _text(reply[0]), _text(reply[1])
+        if outcome == "taken":
+            return Begin("taken", LeadState.IN_FLIGHT, attempts=int(value or 0))
+        if outcome == "busy":
+            return Begin("busy", LeadState.IN_FLIGHT, lease_until=float(value))
+        return Begin("settled", value)
 
-    def set_state(self, lead_id: str, state: str, **fields: Any) -> None:
-        pipe = self.redis.pipeline(transaction=True)
-        self.write(pipe, lead_id, state, **fields)
-        pipe.execute()
+    def move(self, lead_id: str, operation: str, *, now: float | None = None,
+             due: float | None = None, message: str = "", side: Side | None = None,
+             expect_updated_at: str = "", **fields: Any) -> tuple[bool, str]:
+        """Apply `operation` (TRANSITIONS); (True, new state) or (False, the state it is in)."""
+        now = time.time() if now is None else now
+        reply = self._call(operation, lead_id, now, until=due, message=message, side=side,
+                           expect=expect_updated_at, fields=fields)
+        return _text(reply[0]) == "ok", _text(reply[1])
+
+    def _call(self, operation: str, lead_id: str, now: float, *, task_id: str = "",
+              until: float | None = None, message: str = "", side: Side | None = None,
+              expect: str = "", fields: dict[str, Any] | None = None) -> list[Any]:
+        sources, target = TRANSITIONS[operation]
+        keys = [self.keys.lead_outcome(lead_id), self.keys.lead_state_index(LeadState.IN_FLIGHT),
+                self.keys.lead_state_index(LeadState.RETRYING), self.keys.schedule,
+                self.keys.delivered_recent, QUEUE,
+                side.hash_key if side else self.keys.dead_letters,
+                side.zset_key if side else self.keys.dead_letter_index]
+        side_value = "" if side is None else ("-" if side.value is None else side.value)
+        args: list[Any] = [
+            operation, lead_id, f"{now:.3f}", self.ttl_s,
+            ",".join("-" if s == ABSENT else str(s) for s in sources), str(target), task_id,
+            "" if until is None else f"{until:.3f}", message, side_value,
+            f"{side.score:.3f}" if side else "0", expect, RECENT_WINDOW_S]
+        for name, value in (fields or {}).items():
+            if value is not None:
+                args += [name, _field(value)]
+        reply: list[Any] = self._step(keys=keys, args=args)
+        return reply
 
     def count_attempt(self, lead_id: str) -> int:
         """One more failed try; returns the total."""
@@ -79,11 +122,6 @@ class Ledger:
         pipe.hincrby(key, "attempts", 1)
         pipe.expire(key, self.ttl_s)
         return int(pipe.execute()[0])
-
-    def forget(self, pipe: Pipeline, lead_id: str) -> None:
-        """Start over (dead-letter replay): attempts back to zero, state queued."""
-        pipe.delete(self.keys.lead_outcome(lead_id))
-        self.write(pipe, lead_id, QUEUED)
 
     def note_error(self, lead_id: str, status: str, reason: str, *,
                    now: float | None = None) -> None:
@@ -111,3 +149,8 @@ def _field(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value)
+
+
+# The names other modules imported before LeadState existed.
+QUEUED, IN_FLIGHT, RETRYING = LeadState.QUEUED, LeadState.IN_FLIGHT, LeadState.RETRYING
+PARKED, DELIVERED, DEAD_LETTERED = LeadState.PARKED, LeadState.DELIVERED, LeadState.DEAD_LETTERED

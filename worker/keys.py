@@ -53,6 +53,16 @@ class Keys:
         return self._k("email-lock", email_hash)
 
     @property
+    def schedule(self) -> str:
+        """Leads waiting for a retry (or for a holder's lease), scored by when they are due."""
+        return self._k("schedule")
+
+    @property
+    def lead_prefix(self) -> str:
+        """What `lead_outcome(lead_id)` puts before the id (for Lua that addresses leads)."""
+        return self._k("lead", "")
+
+    @property
     def parked(self) -> str:
         return self._k("parked")
 

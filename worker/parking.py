@@ -4,7 +4,7 @@ A parked lead is out of the broker (its message is acknowledged only after the p
 and sits in a sorted set scored by the earliest time it may resume. The beat task
 `leadsync.resume_parked` puts due leads back on the `leads` queue: quota leads at 00:00 UTC,
 re-authorization leads as soon as sending is possible again. Moving a lead in or out is one
-MULTI, so it is always in exactly one place.
+ledger step (worker/lua/ledger.lua), so it is always in exactly one place.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 
 from redis import Redis
 
-from worker.idempotency import PARKED, QUEUED, Ledger
+from worker.idempotency import Ledger, Side
 from worker.keys import Keys
 from worker.lead import Lead, parse_lead
 from worker.settings import Settings
-from worker.wire import QUEUE, encode_message
+from worker.wire import encode_message
 
 REAUTH = "reauth"
 QUOTA = "quota"
@@ -43,18 +43,17 @@ class ParkingLot:
         self.ledger = Ledger(settings, redis)
 
     def park(self, lead: Lead, reason: str, resume_at: float, *, attempts: int = 0,
-             now: float | None = None) -> None:
+             now: float | None = None) -> tuple[bool, str]:
+        """Park the lead (one ledger step); (False, state) if it settled meanwhile."""
         if reason not in REASONS:
             raise ValueError(f"unknown park reason {reason!r}")
         now = time.time() if now is None else now
         entry = json.dumps({"lead": lead.to_json_dict(), "reason": reason,
                             "resume_at": resume_at, "parked_at": now, "attempts": attempts})
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.zadd(self.keys.parked, {lead.lead_id: resume_at})
-        pipe.hset(self.keys.parked_index, lead.lead_id, entry)
-        self.ledger.write(pipe, lead.lead_id, PARKED, now=now, park_reason=reason,
-                          resume_at=resume_at)
-        pipe.execute()
+        return self.ledger.move(lead.lead_id, "park", now=now,
+                                side=Side(self.keys.parked_index, self.keys.parked, entry,
+                                          resume_at),
+                                park_reason=reason, resume_at=resume_at)
 
     def entries(self) -> list[Parked]:
         out = []
@@ -93,17 +92,13 @@ class ParkingLot:
         return resumed
 
     def _requeue(self, lead_id: str, lead: Lead, now: float) -> int:
-        """ZREM wins the lead for exactly one resumer; the push happens in the same MULTI."""
-        def move(pipe: Any) -> int:
-            if pipe.zscore(self.keys.parked, lead_id) is None:
-                return 0  # another beat run already resumed it
-            pipe.multi()
+        """One ledger step: only a lead still parked moves (one resumer wins), pushed with it."""
+        moved, _state = self.ledger.move(
+            lead_id, "resume", now=now, message=encode_message(lead),
+            side=Side(self.keys.parked_index, self.keys.parked, None))
+        if not moved:  # resumed by another beat run, or settled: drop a stale parked entry
+            pipe = self.redis.pipeline(transaction=True)
             pipe.zrem(self.keys.parked, lead_id)
             pipe.hdel(self.keys.parked_index, lead_id)
-            pipe.lpush(QUEUE, encode_message(lead))
-            self.ledger.write(pipe, lead_id, QUEUED, now=now)
-            return 1
-
-        result = self.redis.transaction(move, self.keys.parked,  # type: ignore[arg-type]  # redis-py types the callable as returning None
-                                        value_from_callable=True)
-        return int(result)  # type: ignore[arg-type]  # value_from_callable returns move's int
+            pipe.execute()
+        return int(moved)

@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     visibility_timeout_s: float = Field(default=3_600.0, gt=0)
     outcome_ttl_s: float = Field(default=7 * 86_400.0, gt=0)
     resume_interval_s: float = Field(default=15.0, gt=0)  # how often parked leads are checked
+    # How long a task waits for an unreachable Redis to record its outcome before it hands the
+    # message back unacknowledged (worker/durable.py).
+    outcome_wait_s: float = Field(default=30.0, gt=0)
+    # How often beat looks for leads whose message is nowhere (worker/reconcile.py).
+    reconcile_interval_s: float = Field(default=30.0, gt=0)
 
     # Logs.
     log_level: str = "INFO"
@@ -93,14 +98,9 @@ class Settings(BaseSettings):
         return _split_csv(value)
 
     @model_validator(mode="after")
-    def _countdowns_fit_visibility_timeout(self) -> Settings:
-        # A countdown longer than the visibility timeout makes Redis redeliver the message
-        # while it is still waiting: the lead would run twice.
-        if self.backoff_max_s >= self.visibility_timeout_s:
-            raise ValueError(
-                "backoff_max_s must be below visibility_timeout_s "
-                f"({self.backoff_max_s} >= {self.visibility_timeout_s})"
-            )
+    def _lock_outlives_request(self) -> Settings:
+        # Retries wait in Redis (worker/schedule.py), not in the broker: no backoff has to fit
+        # the visibility timeout any more.
         if self.refresh_lock_ttl_s <= self.http_timeout_s:
             raise ValueError("refresh_lock_ttl_s must exceed http_timeout_s")
         return self

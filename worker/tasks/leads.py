@@ -1,23 +1,30 @@
-"""`leadsync.sync_lead` (queue `leads`) and `leadsync.resume_parked` (beat): thin wrappers.
+"""`leadsync.sync_lead` (queue `leads`), `leadsync.resume_parked` and `leadsync.reconcile`
+(beat, control queue): thin wrappers around worker.delivery, worker.parking, worker.reconcile.
 
-The logic is in worker.delivery; this module only reads the arguments, hands the lead over,
-and turns a countdown into `self.retry` (Celery publishes the retry before acking the message,
-so a crash in between duplicates the lead at worst, which the ledger then skips).
+`sync_lead` returns only once the lead's outcome is in Redis (delivered, dead letter, parked,
+or a retry in the schedule): Celery then acknowledges the message. There is no `self.retry`:
+a retry is a schedule entry written with the ledger step, not a message re-published. When
+Redis stays away longer than LEADSYNC_OUTCOME_WAIT_S the task raises `Reject(requeue=True)`:
+kombu pushes the message back and drops it from `unacked` in one transaction, or, with Redis
+still away, does neither, and the message waits in `unacked` for kombu's sweep.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from typing import Any
 
 from celery import Task, shared_task
-from redis.exceptions import RedisError
+from celery.exceptions import Reject
 
 from worker.auth.access import sending_possible
-from worker.delivery import WAIT_COUNTDOWN_S, Delivery, safe_run
-from worker.errors import InvalidLeadError, LeadsyncError
+from worker.delivery import Delivery
+from worker.durable import OutcomeNotRecordedError
+from worker.errors import InvalidLeadError
 from worker.parking import ParkingLot
+from worker.reconcile import Reconciler
 from worker.redaction import fingerprint
 from worker.redis_conn import get_redis
 from worker.settings import get_settings
@@ -25,6 +32,7 @@ from worker.wire import lead_from_task_args
 
 INVALID_PREFIX = "bad_"
 _local = threading.local()
+log = logging.getLogger("leadsync.tasks")
 
 
 def _delivery() -> Delivery:
@@ -41,26 +49,25 @@ def invalid_id(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     return INVALID_PREFIX + fingerprint(json.dumps([args, kwargs], sort_keys=True, default=repr))
 
 
-@shared_task(bind=True, name="leadsync.sync_lead", queue="leads", max_retries=None,
-             ignore_result=True)
+@shared_task(bind=True, name="leadsync.sync_lead", queue="leads", ignore_result=True)
 def sync_lead(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Deliver one lead; anything that is not one becomes a dead letter with the reason."""
     delivery = _delivery()
     try:
-        lead = lead_from_task_args(args, kwargs)
-    except InvalidLeadError as exc:
-        raw: Any = args[0] if len(args) == 1 and not kwargs else {"args": args, "kwargs": kwargs}
         try:
+            lead = lead_from_task_args(args, kwargs)
+        except InvalidLeadError as exc:
+            raw: Any = (args[0] if len(args) == 1 and not kwargs
+                        else {"args": args, "kwargs": kwargs})
             result = delivery.dead_letter_invalid(exc, raw, lead_id=invalid_id(args, kwargs))
-        except (LeadsyncError, RedisError):
-            # Could not write the dead letter (Redis refused): try again rather than let a
-            # failed task be acknowledged and the message vanish.
-            raise self.retry(countdown=WAIT_COUNTDOWN_S) from None
-        return {"status": result.status}
-    result = safe_run(delivery, lead, self.request.id)
-    if result.status == "retrying":
-        raise self.retry(countdown=result.countdown_s)
-    return {"lead_id": lead.lead_id, "status": result.status}
+            return {"status": str(result.status)}
+        result = delivery.run(lead, task_id=self.request.id)
+    except OutcomeNotRecordedError as exc:
+        # Not acknowledged: requeued in one kombu transaction, or left in `unacked`.
+        log.warning("task %s handed back unacknowledged: %s", self.request.id, exc)
+        raise Reject(str(exc), requeue=True) from None
+    return {"lead_id": lead.lead_id, "status": str(result.status),
+            "duplicate": result.duplicate}
 
 
 @shared_task(name="leadsync.resume_parked", ignore_result=True)
@@ -71,3 +78,15 @@ def resume_parked() -> dict[str, int]:
     resumed = ParkingLot(settings, redis).resume_due(
         sending_possible=sending_possible(settings, redis))
     return {"resumed": resumed}
+
+
+@shared_task(name="leadsync.reconcile", ignore_result=True)
+def reconcile() -> dict[str, int]:
+    """Promote due retries; put back leads whose message exists nowhere (beat)."""
+    settings = get_settings()
+    report = Reconciler(settings, get_redis(settings)).run()
+    if report.requeued:
+        log.warning("reconcile: %d leads had no message anywhere; put back on the queue",
+                    report.requeued)
+    return {"promoted": report.promoted, "checked": report.checked,
+            "requeued": report.requeued}

@@ -1,0 +1,90 @@
+-- One step of a lead's ledger entry (worker/idempotency.py), atomic: check, move, side writes.
+-- KEYS[1] lead hash          KEYS[2] in_flight index (zset)  KEYS[3] retrying index (zset)
+-- KEYS[4] schedule (zset: lead_id -> due epoch s)            KEYS[5] delivered-recent (zset)
+-- KEYS[6] the `leads` list   KEYS[7] side hash (dead letters / parked entries, by lead_id)
+-- KEYS[8] side zset (dead-letter index / parked resume times)
+-- ARGV[1] op (begin|deliver|retry|park|dead|promote|requeue|resume|replay)
+-- ARGV[2] lead_id  ARGV[3] now (epoch s)  ARGV[4] ttl_s of the lead hash
+-- ARGV[5] states the op may start from, comma separated, "-" standing for "no entry"
+--         (from worker/lead_state.py TRANSITIONS: the table is the source of truth)
+-- ARGV[6] target state  ARGV[7] task id (begin)  ARGV[8] lease end (begin) / due time (retry)
+-- ARGV[9] message to keep (begin) or to push (to queued; "" = the one kept in the hash)
+-- ARGV[10] side value ("" none, "-" remove lead_id from the side hash and zset)
+-- ARGV[11] side score  ARGV[12] expected updated_at ("" = no check)  ARGV[13] recent window s
+-- ARGV[14..] field, value pairs to set on the lead hash
+-- Returns {"taken", attempts} | {"busy", lease_end} | {"settled", state} (begin)
+--         {"ok", target} | {"refused", current state} (other ops)
+local key, lead_id, now = KEYS[1], ARGV[2], tonumber(ARGV[3])
+local state = redis.call('HGET', key, 'state') or ''
+local from = (state == '') and '-' or state
+local allowed = false
+for s in string.gmatch(ARGV[5], '[^,]+') do
+  if s == from then allowed = true end
+end
+local op, target = ARGV[1], ARGV[6]
+
+local function index(to)
+  for i, s in ipairs({'in_flight', 'retrying'}) do
+    if s == to then redis.call('ZADD', KEYS[1 + i], now, lead_id)
+    else redis.call('ZREM', KEYS[1 + i], lead_id) end
+  end
+end
+
+if op == 'begin' then
+  if not allowed then return {'settled', state} end
+  if state == 'in_flight' then
+    local holder = redis.call('HGET', key, 'task_id') or ''
+    local lease = tonumber(redis.call('HGET', key, 'lease_until') or '0') or 0
+    if holder ~= ARGV[7] and lease > now then
+      -- Someone else holds it: come back when the lease ends (dropped if it settles first).
+      redis.call('ZADD', KEYS[4], lease, lead_id)
+      return {'busy', tostring(lease)}
+    end
+  end
+  redis.call('HSETNX', key, 'first_seen', ARGV[3])
+  redis.call('HSET', key, 'state', 'in_flight', 'task_id', ARGV[7], 'lease_until', ARGV[8],
+             'msg', ARGV[9], 'updated_at', ARGV[3])
+  redis.call('EXPIRE', key, ARGV[4])
+  index('in_flight')
+  redis.call('ZREM', KEYS[4], lead_id)
+  return {'taken', redis.call('HGET', key, 'attempts') or '0'}
+end
+
+if not allowed then return {'refused', state} end
+if ARGV[12] ~= '' and (redis.call('HGET', key, 'updated_at') or '') ~= ARGV[12] then
+  return {'refused', state}
+end
+redis.call('HSETNX', key, 'first_seen', ARGV[3])
+redis.call('HSET', key, 'state', target, 'updated_at', ARGV[3])
+for i = 14, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+index(target)
+if target == 'retrying' then
+  redis.call('ZADD', KEYS[4], ARGV[8], lead_id)
+else
+  redis.call('ZREM', KEYS[4], lead_id)
+end
+if target == 'delivered' or target == 'dead_lettered' or target == 'parked' then
+  redis.call('HDEL', key, 'msg', 'lease_until')  -- settled leads keep no message
+end
+if target == 'delivered' then
+  redis.call('ZADD', KEYS[5], now, lead_id)
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], 0, now - tonumber(ARGV[13]))
+end
+if target == 'queued' then
+  local msg = ARGV[9]
+  if msg == '' then msg = redis.call('HGET', key, 'msg') or '' end
+  if msg ~= '' then
+    redis.call('LPUSH', KEYS[6], msg)
+    redis.call('HSET', key, 'msg', msg)
+  end
+  redis.call('HDEL', key, 'lease_until')
+end
+if ARGV[10] == '-' then
+  redis.call('HDEL', KEYS[7], lead_id)
+  redis.call('ZREM', KEYS[8], lead_id)
+elseif ARGV[10] ~= '' then
+  redis.call('HSET', KEYS[7], lead_id, ARGV[10])
+  redis.call('ZADD', KEYS[8], ARGV[11], lead_id)
+end
+redis.call('EXPIRE', key, ARGV[4])
+return {'ok', target}

@@ -1,0 +1,31 @@
+-- Move due scheduled leads back onto the `leads` list (worker/schedule.py), bounded batch.
+-- KEYS[1] schedule (zset: lead_id -> due epoch s)  KEYS[2] the `leads` list
+-- KEYS[3] in_flight index (zset)  KEYS[4] retrying index (zset)
+-- ARGV[1] now (epoch s)  ARGV[2] most entries to look at  ARGV[3] lead hash key prefix
+-- ("<prefix>:lead:"; lead hashes are addressed by name: one Redis node, as the whole ledger)
+-- A lead still in_flight under a live lease is pushed back to its lease end; one that settled
+-- (no message kept) is dropped; a retrying one, or one whose holder's lease ran out, has its
+-- kept message pushed and becomes queued (lead_state.py TRANSITIONS "promote").
+-- Returns the number of messages pushed.
+local now = tonumber(ARGV[1])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local pushed = 0
+for _, lead_id in ipairs(due) do
+  local key = ARGV[3] .. lead_id
+  local f = redis.call('HMGET', key, 'state', 'msg', 'lease_until')
+  local state, msg, lease = f[1], f[2], tonumber(f[3] or '0') or 0
+  if state == 'in_flight' and lease > now then
+    redis.call('ZADD', KEYS[1], lease, lead_id)
+  else
+    if (state == 'retrying' or state == 'in_flight') and msg then
+      redis.call('LPUSH', KEYS[2], msg)
+      redis.call('HSET', key, 'state', 'queued', 'updated_at', ARGV[1])
+      redis.call('HDEL', key, 'lease_until')
+      redis.call('ZREM', KEYS[3], lead_id)
+      redis.call('ZREM', KEYS[4], lead_id)
+      pushed = pushed + 1
+    end
+    redis.call('ZREM', KEYS[1], lead_id)
+  end
+end
+return pushed
