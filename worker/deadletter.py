@@ -108,7 +108,7 @@ class DeadLetters:
                              "purged")
         lead = parse_lead(letter.lead)  # InvalidLeadError if it never was a valid lead
         moved, state = self.ledger.move(
-            lead.lead_id, "replay", message=encode_message(lead), attempts=0,
+            lead.lead_id, "replay", message=encode_message(lead),
             side=Side(self.keys.dead_letters, self.keys.dead_letter_index, None))
         if not moved:
             raise ValueError(f"{lead_id} is {state} now; not replayed (purge the letter)")

@@ -105,7 +105,7 @@ class Reconciler:
         cursor = 0
         while True:
             cursor, fields = self.redis.hscan(self.unacked_key, cursor, count=PAGE)
-            search(list(dict(fields).values()))
+            search(list(fields.values()) if isinstance(fields, dict) else list(fields))
             if not cursor:
                 break
         return found

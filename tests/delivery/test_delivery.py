@@ -19,6 +19,7 @@ from worker.idempotency import Ledger
 from worker.lead import parse_lead
 from worker.parking import ParkingLot
 from worker.ratelimit import next_utc_midnight
+from worker.schedule import Schedule
 from worker.wire import QUEUE, parse_message
 
 pytestmark = pytest.mark.redis
@@ -57,7 +58,7 @@ def test_consent_goes_through_sign_up_form_once_even_when_sent_twice(
     assert saved["company_name"] == "Engines Ltd"
     assert saved["list_memberships"] == stack.settings.list_ids
     again = delivery.run(the_lead, task_id="t1-redelivered")
-    assert again.status == "duplicate"
+    assert again.status == "delivered" and again.duplicate
     assert stack.sandbox.stats()["sign_up_form"]["calls"] == 1
     record = state(stack, redis_client, the_lead.lead_id)
     assert record["state"] == "delivered" and record["contact_id"] == saved["contact_id"]
@@ -130,6 +131,8 @@ def test_server_errors_retry_with_growing_budget_then_dead_letter(
     assert [r.attempt for r in results] == [1, 2, 3, 4]
     assert all(r.spends_budget for r in results[:3])
     assert all(0 <= (r.countdown_s or 0) <= 2 for r in results[:3])
+    # Each retry waited in Redis's schedule; the dead letter took the lead out of it again.
+    assert Schedule(stack.settings, redis_client).due_at(the_lead.lead_id) is None
     letter = DeadLetters(stack.settings, redis_client).get(the_lead.lead_id)
     assert letter.reason_code == "retries_exhausted" and letter.last_status in (500, 503)
 
@@ -239,12 +242,40 @@ def test_a_timed_out_write_that_happened_is_retried_without_a_second_contact(
     assert len(stack.sandbox.contacts()) == 1
 
 
-def test_redis_down_mid_delivery_becomes_a_retry_not_a_crash(stack: DeliveryStack) -> None:
-    from worker.delivery import safe_run
+def test_redis_down_at_the_start_hands_the_message_back_and_sends_nothing(
+    stack: DeliveryStack,
+) -> None:
+    from worker.durable import OutcomeNotRecordedError
     from worker.embedded_redis import free_port
 
     dead = redis.Redis(port=free_port(), socket_connect_timeout=0.3)
-    delivery = Delivery(stack.settings, dead)
-    result = safe_run(delivery, lead(consent=True), "t-redis-down")
-    assert result.status == "retrying" and result.countdown_s == 2.0
+    settings = stack.settings.model_copy(update={"outcome_wait_s": 0.5})
+    delivery = Delivery(settings, dead)
+    with pytest.raises(OutcomeNotRecordedError):
+        delivery.run(lead(consent=True), task_id="t-redis-down")
     assert stack.sandbox.contacts() == []  # nothing was sent without its bookkeeping
+
+
+def test_a_retry_is_a_schedule_entry_with_the_message_kept(
+    delivery_stack: Any, redis_client: redis.Redis
+) -> None:
+    from worker.idempotency import Ledger
+    from worker.wire import QUEUE, parse_message
+
+    stack = delivery_stack()
+    stack.sandbox.set_faults(fail_rate=1.0)
+    the_lead = lead(consent=True)
+    result = Delivery(stack.settings, redis_client).run(the_lead, task_id="t-retry")
+    assert result.status == "retrying"
+    schedule = Schedule(stack.settings, redis_client)
+    due = schedule.due_at(the_lead.lead_id)
+    assert due is not None
+    assert schedule.promote(now=due - 0.01) == 0  # not due yet
+    assert schedule.promote(now=due) == 1
+    assert parse_message(redis_client.rpop(QUEUE)).lead_id == the_lead.lead_id
+    ledger = Ledger(stack.settings, redis_client)
+    assert ledger.state(the_lead.lead_id) == "queued"
+    stack.sandbox.set_faults(fail_rate=0.0)
+    assert Delivery(stack.settings, redis_client).run(the_lead).status == "delivered"
+    assert ledger.message(the_lead.lead_id) is None  # settled leads keep no message
+    assert schedule.size() == 0

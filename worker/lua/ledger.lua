@@ -54,6 +54,7 @@ if not allowed then return {'refused', state} end
 if ARGV[12] ~= '' and (redis.call('HGET', key, 'updated_at') or '') ~= ARGV[12] then
   return {'refused', state}
 end
+if op == 'replay' then redis.call('DEL', key) end  -- a fresh start: budget and errors reset
 redis.call('HSETNX', key, 'first_seen', ARGV[3])
 redis.call('HSET', key, 'state', target, 'updated_at', ARGV[3])
 for i = 14, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end

@@ -1,0 +1,139 @@
+"""The ledger's one Lua step against a real Redis: the transition table walked, duplicates.
+
+Every (operation, state) pair of worker/lead_state.py's TRANSITIONS is tried on a real Redis:
+allowed moves land in the target state, refused ones leave the entry untouched. Then 8
+concurrent copies of one lead, 200 rounds, through `Delivery.run` and the sandbox: one send a
+round, the others skip (settled) or wait in the schedule (held elsewhere) without sending.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+import redis
+
+from worker.delivery import Delivery, Result
+from worker.idempotency import Ledger
+from worker.lead import parse_lead
+from worker.lead_state import ABSENT, TRANSITIONS, LeadState, allowed
+from worker.schedule import Schedule
+from worker.wire import QUEUE, encode_message
+
+STATES = (ABSENT, *LeadState)
+LEASE_S = 60.0
+
+
+def _put(ledger: Ledger, client: redis.Redis, lead_id: str, state: str) -> None:
+    """Put the lead in `state` directly (the walk needs every start, reachable or not)."""
+    key = ledger.keys.lead_outcome(lead_id)
+    client.delete(key)
+    if state != ABSENT:
+        client.hset(key, mapping={"state": state, "updated_at": "1.000", "msg": "m",
+                                  "task_id": "holder", "lease_until": "0"})
+
+
+@pytest.mark.parametrize("operation", sorted(TRANSITIONS))
+def test_every_move_is_checked_against_the_table(
+    operation: str, make_settings: Any, redis_client: redis.Redis
+) -> None:
+    ledger = Ledger(make_settings(), redis_client)
+    for start in STATES:
+        lead_id = f"walk-{operation}-{start or 'absent'}"
+        _put(ledger, redis_client, lead_id, start)
+        if operation == "begin":
+            taken = ledger.begin(lead_id, "task-1", "msg", LEASE_S)
+            moved, now_state = taken.outcome == "taken", ledger.state(lead_id)
+        elif operation == "promote":
+            redis_client.zadd(ledger.keys.schedule, {lead_id: 0})
+            Schedule(make_settings(), redis_client).promote()
+            now_state = ledger.state(lead_id)
+            moved = now_state != start
+        else:
+            moved, _ = ledger.move(lead_id, operation, due=0.0, message="msg")
+            now_state = ledger.state(lead_id)
+        target = TRANSITIONS[operation][1]
+        if allowed(operation, start):
+            assert moved and now_state == target, (operation, start, now_state)
+        else:
+            assert not moved and now_state == start, (operation, start, now_state)
+    redis_client.delete(QUEUE)
+
+
+def test_settled_leads_are_never_left_and_keep_no_message(
+    make_settings: Any, redis_client: redis.Redis
+) -> None:
+    ledger = Ledger(make_settings(), redis_client)
+    assert ledger.begin("s1", "t1", "the message", LEASE_S).outcome == "taken"
+    assert ledger.message("s1") == "the message"
+    assert ledger.move("s1", "deliver") == (True, LeadState.DELIVERED)
+    assert ledger.message("s1") is None
+    for operation in sorted(TRANSITIONS):
+        if operation != "begin":
+            assert ledger.move("s1", operation, due=0.0)[0] is False
+    again = ledger.begin("s1", "t2", "the message", LEASE_S)
+    assert (again.outcome, again.state) == ("settled", LeadState.DELIVERED)
+    assert ledger.state("s1") == LeadState.DELIVERED
+
+
+def test_a_live_lease_holds_off_other_tasks_until_it_ends(
+    make_settings: Any, redis_client: redis.Redis
+) -> None:
+    ledger = Ledger(make_settings(), redis_client)
+    schedule = Schedule(make_settings(), redis_client)
+    assert ledger.begin("h1", "holder", "m", LEASE_S, now=1000.0).outcome == "taken"
+    busy = ledger.begin("h1", "copy", "m2", LEASE_S, now=1001.0)
+    assert busy.outcome == "busy" and busy.lease_until == 1000.0 + LEASE_S
+    assert schedule.due_at("h1") == 1000.0 + LEASE_S  # durable: comes back at the lease end
+    # The same task (a redelivered copy of the holder's own message) takes it over.
+    assert ledger.begin("h1", "holder", "m", LEASE_S, now=1002.0).outcome == "taken"
+    # A lease that ran out is taken over by anyone.
+    assert ledger.begin("h1", "other", "m3", LEASE_S, now=2000.0).outcome == "taken"
+    assert ledger.message("h1") == "m3"
+
+
+def test_eight_concurrent_copies_send_once_each_round(
+    delivery_stack: Any, redis_client: redis.Redis
+) -> None:
+    stack = delivery_stack()
+    rounds, copies = 200, 8
+    deliveries = [Delivery(stack.settings, redis_client) for _ in range(copies)]
+    results: list[list[Result]] = []
+    for n in range(rounds):
+        lead = parse_lead({"email": f"dup{n}@race.example", "first_name": "Dup",
+                           "consent": True})
+        start = threading.Barrier(copies)
+        found: list[Result] = []
+
+        def run(index: int, lead: Any = lead, start: threading.Barrier = start,
+                found: list[Result] = found) -> None:
+            start.wait()
+            found.append(deliveries[index].run(lead, task_id=f"copy-{index}"))
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(copies)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert len(found) == copies
+        results.append(found)
+    sent = [sum(1 for r in found if not r.duplicate) for found in results]
+    assert sent == [1] * rounds
+    stats = stack.sandbox.stats()["sign_up_form"]
+    assert stats["calls"] == rounds and stats["max_calls_per_contact"] == 1
+    assert Schedule(stack.settings, redis_client).size() == 0  # held-off copies dropped
+    assert all(r.status in (LeadState.DELIVERED, LeadState.IN_FLIGHT)
+               for found in results for r in found)
+
+
+def test_replay_and_resume_push_the_message_with_the_move(
+    make_settings: Any, redis_client: redis.Redis
+) -> None:
+    ledger = Ledger(make_settings(), redis_client)
+    lead = parse_lead({"email": "r@replay.example"})
+    assert ledger.move(lead.lead_id, "dead")[0]
+    assert ledger.move(lead.lead_id, "replay", message=encode_message(lead))[0]
+    assert redis_client.llen(QUEUE) == 1
+    assert ledger.move(lead.lead_id, "replay", message=encode_message(lead))[0] is False
+    assert redis_client.llen(QUEUE) == 1
