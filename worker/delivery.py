@@ -139,7 +139,8 @@ class Delivery:
                 return Result(LeadState(now_state), attempt - 1, duplicate=True,
                               detail={"was": "settled meanwhile"})
             detail = self._send_with_fresh_token(lead, list_ids)
-        return self._record_delivered(lead, attempt, detail)
+            # Recorded under the lock: a copy taking the lead over re-checks after this.
+            return self._record_delivered(lead, attempt, detail)
 
     def _send_with_fresh_token(self, lead: Lead, list_ids: list[str]) -> dict[str, Any]:
         """Send; on a 401 ask for one refresh and try once more with the new token."""
