@@ -1,17 +1,14 @@
 """How long a lead waits before its next try: exponential backoff with full jitter.
 
 Full jitter (a uniform draw between 0 and the exponential ceiling) spreads a burst of failed
-leads over the whole window instead of sending them back together. Every countdown stays below
-the broker's visibility timeout: a longer one would make Redis hand the message to a second
-worker while the first is still holding it.
+leads over the whole window instead of sending them back together. The wait is a schedule
+entry in Redis (worker/schedule.py), so it need not fit the broker's visibility timeout.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-
-VISIBILITY_MARGIN_S = 60.0  # room for the task to start after its countdown ends
 
 
 def ceiling_s(attempt: int, base_s: float, max_s: float) -> float:
@@ -29,12 +26,6 @@ def backoff_s(
 ) -> float:
     """Full jitter: uniform in [0, ceiling]."""
     return draw(0.0, ceiling_s(attempt, base_s, max_s))
-
-
-def cap_countdown(countdown_s: float, visibility_timeout_s: float) -> float:
-    """Clamp any countdown (backoff, Retry-After, limiter wait) under the visibility timeout."""
-    limit = max(visibility_timeout_s - VISIBILITY_MARGIN_S, visibility_timeout_s / 2)
-    return max(0.0, min(countdown_s, limit))
 
 
 def worst_case_total_s(max_retries: int, base_s: float, max_s: float) -> float:

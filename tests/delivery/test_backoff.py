@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import random
 
-import pytest
-
-from worker.backoff import backoff_s, cap_countdown, ceiling_s, worst_case_total_s
+from worker.backoff import backoff_s, ceiling_s, worst_case_total_s
 from worker.settings import Settings
 
 
@@ -29,9 +27,3 @@ def test_defaults_spread_about_a_dozen_tries_over_hours() -> None:
                                settings.backoff_max_s)
     assert settings.max_retries == 12
     assert 2 * 3600 < total < 4 * 3600
-
-
-@pytest.mark.parametrize("wanted", [0, 10, 3599, 10_000, 1e9])
-def test_countdowns_stay_below_the_visibility_timeout(wanted: float) -> None:
-    assert 0 <= cap_countdown(wanted, 3600) < 3600
-    assert cap_countdown(wanted, 3600) == min(wanted, 3540)
