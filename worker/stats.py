@@ -14,8 +14,9 @@ from typing import Any
 from redis import Redis
 
 from worker.deadletter import DeadLetters
-from worker.idempotency import IN_FLIGHT, RECENT_WINDOW_S, RETRYING
+from worker.idempotency import RECENT_WINDOW_S
 from worker.keys import Keys
+from worker.lead_state import LeadState
 from worker.parking import ParkingLot
 from worker.ratelimit import FleetLimiter
 from worker.settings import Settings
@@ -34,8 +35,10 @@ def lead_counts(settings: Settings, redis: Redis, *, now: float | None = None) -
     errors = [json.loads(raw) for raw in redis.lrange(keys.last_errors, 0, SHOWN_ERRORS - 1)]
     counts: dict[str, Any] = {
         "queued": int(redis.llen(QUEUE)),
-        "in_flight": int(redis.zcard(keys.lead_state_index(IN_FLIGHT))),
-        "retrying": int(redis.zcard(keys.lead_state_index(RETRYING))),
+        "in_flight": int(redis.zcard(keys.lead_state_index(LeadState.IN_FLIGHT))),
+        "retrying": int(redis.zcard(keys.lead_state_index(LeadState.RETRYING))),
+        # Retries and held-off copies waiting in Redis for their due time (worker/schedule.py).
+        "scheduled": int(redis.zcard(keys.schedule)),
         "parked_reauth": parked["by_reason"].get("reauth", 0),
         "parked_quota": parked["by_reason"].get("quota", 0),
         "next_resume_at": parked["next_resume_at"].get("quota"),

@@ -93,9 +93,14 @@ def settle(run: Fleet, client: redis.Redis, lead_ids: list[str], timeout_s: floa
 
 def reconnected(run: Fleet, name: str) -> None:
     """The worker answers a ping again (this process's own stale broker sockets may fail the
-    first tries: each try is a new app and connection)."""
-    wait_for(lambda: tolerant(lambda: answers_ping(run, name)), 30,
-             f"{name} to answer a ping after Redis came back")
+    first tries: each try is a new app and connection). Celery's reconnect waits grow after a
+    long outage, hence the minute."""
+    try:
+        wait_for(lambda: tolerant(lambda: answers_ping(run, name)), 60,
+                 f"{name} to answer a ping after Redis came back")
+    except AssertionError as exc:
+        log = (run.spawned.tmp_path / f"{name}.log").read_text(errors="replace")
+        raise AssertionError(f"{exc}; its log ends:\n{log[-3000:]}") from None
 
 
 def last_reconcile_sent(run: Fleet) -> float:
