@@ -61,7 +61,7 @@ class Ledger:
 
     def get(self, lead_id: str) -> dict[str, str]:
         raw = self.redis.hgetall(self.keys.lead_outcome(lead_id))
-        return {_text(k): _text(v) for k, v in raw.items() if _text(k) != "msg"}
+        return {_text(k): _text(v) for k, v in raw.items()}
 
     def state(self, lead_id: str) -> str:
         """The lead's state, ABSENT ("") when the ledger has never seen it."""
@@ -69,7 +69,7 @@ class Ledger:
 
     def message(self, lead_id: str) -> str | None:
         """The message kept to re-send an unsettled lead (None once settled)."""
-        raw = self.redis.hget(self.keys.lead_outcome(lead_id), "msg")
+        raw = self.redis.get(self.keys.lead_message(lead_id))
         return None if raw is None else _text(raw)
 
     def begin(self, lead_id: str, task_id: str, message: str, lease_s: float, *,
@@ -102,7 +102,8 @@ class Ledger:
                 self.keys.lead_state_index(LeadState.RETRYING), self.keys.schedule,
                 self.keys.delivered_recent, QUEUE,
                 side.hash_key if side else self.keys.dead_letters,
-                side.zset_key if side else self.keys.dead_letter_index]
+                side.zset_key if side else self.keys.dead_letter_index,
+                self.keys.lead_message(lead_id)]
         side_value = "" if side is None else ("-" if side.value is None else side.value)
         args: list[Any] = [
             operation, lead_id, f"{now:.3f}", self.ttl_s,

@@ -57,10 +57,19 @@ class Keys:
         """Leads waiting for a retry (or for a holder's lease), scored by when they are due."""
         return self._k("schedule")
 
+    def lead_message(self, lead_id: str) -> str:
+        """The message that re-sends an unsettled lead (its own key: a long value would turn the
+        lead's small hash into a big one for good)."""
+        return self._k("lead-msg", lead_id)
+
     @property
     def lead_prefix(self) -> str:
         """What `lead_outcome(lead_id)` puts before the id (for Lua that addresses leads)."""
         return self._k("lead", "")
+
+    @property
+    def lead_message_prefix(self) -> str:
+        return self._k("lead-msg", "")
 
     @property
     def parked(self) -> str:

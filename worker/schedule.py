@@ -35,7 +35,8 @@ class Schedule:
         now = time.time() if now is None else now
         keys = [self.keys.schedule, QUEUE, self.keys.lead_state_index(LeadState.IN_FLIGHT),
                 self.keys.lead_state_index(LeadState.RETRYING)]
-        return int(self._promote(keys=keys, args=[f"{now:.3f}", batch, self.keys.lead_prefix]))
+        return int(self._promote(keys=keys, args=[f"{now:.3f}", batch, self.keys.lead_prefix,
+                                                  self.keys.lead_message_prefix]))
 
     def promote_all(self, *, now: float | None = None) -> int:
         """`promote` until nothing due is left (bounded by what was due at the start)."""

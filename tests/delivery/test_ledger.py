@@ -28,10 +28,11 @@ LEASE_S = 60.0
 def _put(ledger: Ledger, client: redis.Redis, lead_id: str, state: str) -> None:
     """Put the lead in `state` directly (the walk needs every start, reachable or not)."""
     key = ledger.keys.lead_outcome(lead_id)
-    client.delete(key)
+    client.delete(key, ledger.keys.lead_message(lead_id))
     if state != ABSENT:
-        client.hset(key, mapping={"state": state, "updated_at": "1.000", "msg": "m",
+        client.hset(key, mapping={"state": state, "updated_at": "1.000",
                                   "task_id": "holder", "lease_until": "0"})
+        client.set(ledger.keys.lead_message(lead_id), "m")
 
 
 @pytest.mark.parametrize("operation", sorted(TRANSITIONS))
@@ -65,10 +66,15 @@ def test_settled_leads_are_never_left_and_keep_no_message(
     make_settings: Any, redis_client: redis.Redis
 ) -> None:
     ledger = Ledger(make_settings(), redis_client)
-    assert ledger.begin("s1", "t1", "the message", LEASE_S).outcome == "taken"
-    assert ledger.message("s1") == "the message"
-    assert ledger.move("s1", "deliver") == (True, LeadState.DELIVERED)
+    message = encode_message(parse_lead({"email": "s1@settled.example"}), task_id="t1")
+    assert ledger.begin("s1", "t1", message, LEASE_S).outcome == "taken"
+    assert ledger.message("s1") == message
+    assert ledger.move("s1", "deliver", contact_id="c" * 36, action="created",
+                       path="sign_up_form") == (True, LeadState.DELIVERED)
     assert ledger.message("s1") is None
+    # The message lived beside the hash: the settled entry stays a small listpack hash.
+    compact = (b"listpack", b"ziplist")  # Redis 7 and 6.2 names of the small encoding
+    assert redis_client.object("encoding", ledger.keys.lead_outcome("s1")) in compact
     for operation in sorted(TRANSITIONS):
         if operation != "begin":
             assert ledger.move("s1", operation, due=0.0)[0] is False

@@ -3,6 +3,7 @@
 -- KEYS[4] schedule (zset: lead_id -> due epoch s)            KEYS[5] delivered-recent (zset)
 -- KEYS[6] the `leads` list   KEYS[7] side hash (dead letters / parked entries, by lead_id)
 -- KEYS[8] side zset (dead-letter index / parked resume times)
+-- KEYS[9] the lead's kept message (a string key beside the hash, so the hash stays small)
 -- ARGV[1] op (begin|deliver|retry|park|dead|promote|requeue|resume|replay)
 -- ARGV[2] lead_id  ARGV[3] now (epoch s)  ARGV[4] ttl_s of the lead hash
 -- ARGV[5] states the op may start from, comma separated, "-" standing for "no entry"
@@ -43,7 +44,8 @@ if op == 'begin' then
   end
   redis.call('HSETNX', key, 'first_seen', ARGV[3])
   redis.call('HSET', key, 'state', 'in_flight', 'task_id', ARGV[7], 'lease_until', ARGV[8],
-             'msg', ARGV[9], 'updated_at', ARGV[3])
+             'updated_at', ARGV[3])
+  redis.call('SET', KEYS[9], ARGV[9], 'EX', ARGV[4])
   redis.call('EXPIRE', key, ARGV[4])
   index('in_flight')
   redis.call('ZREM', KEYS[4], lead_id)
@@ -65,7 +67,8 @@ else
   redis.call('ZREM', KEYS[4], lead_id)
 end
 if target == 'delivered' or target == 'dead_lettered' or target == 'parked' then
-  redis.call('HDEL', key, 'msg', 'lease_until')  -- settled leads keep no message
+  redis.call('HDEL', key, 'lease_until')
+  redis.call('DEL', KEYS[9])  -- settled leads keep no message
 end
 if target == 'delivered' then
   redis.call('ZADD', KEYS[5], now, lead_id)
@@ -73,10 +76,10 @@ if target == 'delivered' then
 end
 if target == 'queued' then
   local msg = ARGV[9]
-  if msg == '' then msg = redis.call('HGET', key, 'msg') or '' end
+  if msg == '' then msg = redis.call('GET', KEYS[9]) or '' end
   if msg ~= '' then
     redis.call('LPUSH', KEYS[6], msg)
-    redis.call('HSET', key, 'msg', msg)
+    redis.call('SET', KEYS[9], msg, 'EX', ARGV[4])
   end
   redis.call('HDEL', key, 'lease_until')
 end
@@ -88,4 +91,5 @@ elseif ARGV[10] ~= '' then
   redis.call('ZADD', KEYS[8], ARGV[11], lead_id)
 end
 redis.call('EXPIRE', key, ARGV[4])
+if redis.call('EXISTS', KEYS[9]) == 1 then redis.call('EXPIRE', KEYS[9], ARGV[4]) end
 return {'ok', target}

@@ -2,7 +2,8 @@
 -- KEYS[1] schedule (zset: lead_id -> due epoch s)  KEYS[2] the `leads` list
 -- KEYS[3] in_flight index (zset)  KEYS[4] retrying index (zset)
 -- ARGV[1] now (epoch s)  ARGV[2] most entries to look at  ARGV[3] lead hash key prefix
--- ("<prefix>:lead:"; lead hashes are addressed by name: one Redis node, as the whole ledger)
+-- ("<prefix>:lead:")  ARGV[4] kept-message key prefix ("<prefix>:lead-msg:"); leads are
+-- addressed by name: one Redis node, as the whole ledger
 -- A lead still in_flight under a live lease is pushed back to its lease end; one that settled
 -- (no message kept) is dropped; a retrying one, or one whose holder's lease ran out, has its
 -- kept message pushed and becomes queued (lead_state.py TRANSITIONS "promote").
@@ -12,8 +13,9 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumb
 local pushed = 0
 for _, lead_id in ipairs(due) do
   local key = ARGV[3] .. lead_id
-  local f = redis.call('HMGET', key, 'state', 'msg', 'lease_until')
-  local state, msg, lease = f[1], f[2], tonumber(f[3] or '0') or 0
+  local f = redis.call('HMGET', key, 'state', 'lease_until')
+  local state, lease = f[1], tonumber(f[2] or '0') or 0
+  local msg = redis.call('GET', ARGV[4] .. lead_id)
   if state == 'in_flight' and lease > now then
     redis.call('ZADD', KEYS[1], lease, lead_id)
   else
