@@ -27,12 +27,7 @@ from worker.custom_fields import CustomFieldResolver
 from worker.deadletter import DeadLetter, DeadLetters
 from worker.durable import OutcomeNotRecordedError, write_durably
 from worker.email_lock import email_lock
-from worker.errors import (
-    ConflictError,
-    InvalidLeadError,
-    QuotaExhaustedError,
-    UnauthorizedError,
-)
+from worker.errors import ConflictError, InvalidLeadError, QuotaExhaustedError, UnauthorizedError
 from worker.idempotency import Ledger
 from worker.lead import Lead
 from worker.lead_state import NOTHING_TO_DO, LeadState
@@ -215,8 +210,10 @@ class Delivery:
                 reason = QUOTA
                 resume_at = (exc.resume_at.timestamp() if isinstance(exc, QuotaExhaustedError)
                              else next_utc_midnight(now).timestamp())
-            self.durably(lambda: self.parking.park(lead, reason, resume_at,
-                                                   attempts=attempt - 1, now=now), "park")
+            moved, state = self.durably(lambda: self.parking.park(
+                lead, reason, resume_at, attempts=attempt - 1, now=now), "park")
+            if not moved:
+                return Result(LeadState(state), attempt - 1, duplicate=True)
             detail: dict[str, Any] = {"reason": reason}
             if reason == QUOTA:
                 detail["resume_at"] = resume_at
