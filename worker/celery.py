@@ -1,7 +1,8 @@
 """The Celery app (`celery -A worker worker|beat|flower`): delivery guarantees live in this config.
 
-At least once: late acks, reject on worker loss, prefetch 1, and one visibility timeout that every
-countdown stays below. Token refreshes travel on their own queue so a backlog of leads never
+At least once: late acks, reject on worker loss, prefetch 1. A short visibility timeout, made safe
+by a heartbeat on the messages a live worker holds (worker/heartbeat.py), gives a dead worker's
+leads back within a minute. Token refreshes travel on their own queue so a backlog of leads never
 delays them.
 """
 
@@ -15,6 +16,7 @@ from kombu import Queue
 import worker.logging_hooks  # worker and beat log through worker.log (scrubbed)
 import worker.publish_hooks  # noqa: F401  # connects the before_task_publish redaction
 from worker.errors import ConfigError
+from worker.heartbeat import SWEEP_MUTEX_S, UnackedHeartbeat, sweep_interval_s
 from worker.settings import Settings, get_settings
 
 LEADS_QUEUE = "leads"
@@ -61,11 +63,13 @@ def make_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": visibility,
-            # Sweep for messages whose holder died (kill -9, lost machine) every 10 s instead of
-            # kombu's default of every 10th sweep: one cheap ZRANGE, and no lead waits ~100 s
-            # beyond the visibility timeout to come back.
-            "unacked_restore_interval": 10,
+            # Sweep for messages whose holder stopped its heartbeat (kill -9, lost machine)
+            # every V/6 s, each time (kombu scans only every 10th call by default): one cheap
+            # ZRANGE, and a dead worker's lead is back at most V/6 s after it expired.
+            "unacked_restore_interval": sweep_interval_s(visibility),
             "unacked_restore_throttle": 1,
+            # A worker killed mid-sweep holds the sweep mutex: 10 s, not kombu's 300.
+            "unacked_mutex_expire": SWEEP_MUTEX_S,
             "master_name": settings.redis_sentinel_master,  # used only with sentinel:// URLs
         },
         beat_schedule={
@@ -84,6 +88,8 @@ def make_app(settings: Settings) -> Celery:
             },
         },
     )
+    # Live workers keep their held messages fresh in kombu's unacked index.
+    app.steps["consumer"].add(UnackedHeartbeat)
     return app
 
 

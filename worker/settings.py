@@ -79,7 +79,9 @@ class Settings(BaseSettings):
     max_retries: int = Field(default=12, ge=0)
     backoff_base_s: float = Field(default=5.0, gt=0)
     backoff_max_s: float = Field(default=2_700.0, gt=0)
-    visibility_timeout_s: float = Field(default=3_600.0, gt=0)
+    # A live worker's held messages are kept fresh by a heartbeat (worker/heartbeat.py), so this
+    # is how long after a worker dies its messages go back, not a bound on any task or wait.
+    visibility_timeout_s: float = Field(default=30.0, gt=0)
     outcome_ttl_s: float = Field(default=7 * 86_400.0, gt=0)
     resume_interval_s: float = Field(default=15.0, gt=0)  # how often parked leads are checked
 
@@ -94,13 +96,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _countdowns_fit_visibility_timeout(self) -> Settings:
-        # A countdown longer than the visibility timeout makes Redis redeliver the message
-        # while it is still waiting: the lead would run twice.
-        if self.backoff_max_s >= self.visibility_timeout_s:
-            raise ValueError(
-                "backoff_max_s must be below visibility_timeout_s "
-                f"({self.backoff_max_s} >= {self.visibility_timeout_s})"
-            )
         if self.refresh_lock_ttl_s <= self.http_timeout_s:
             raise ValueError("refresh_lock_ttl_s must exceed http_timeout_s")
         return self
