@@ -11,7 +11,9 @@ process re-scores the index entries of the messages it still holds (`ZADD XX now
 never look older than one interval while it lives. When it dies, its entries stop moving and the
 next sweep after `V` gives them back. The timer runs in the main process's event loop, which stays
 free while prefork pool children run tasks (with `--pool=solo` a task blocks the loop: use
-prefork or threads).
+prefork or threads). During a warm shutdown (SIGTERM) the event loop stops while the running
+tasks finish, so a thread keeps beating until the consumer shuts down: a task finishing after
+SIGTERM is not handed to a second worker meanwhile.
 
 Numbers at the default `LEADSYNC_VISIBILITY_TIMEOUT_S` = 30 s: heartbeat every 3 s (V / 10, so a
 main loop may stall for 27 s before a live worker's message could be taken), sweep every 5 s
@@ -21,6 +23,7 @@ main loop may stall for 27 s before a live worker's message could be taken), swe
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -82,25 +85,52 @@ class UnackedHeartbeat(bootsteps.StartStopStep):
         options = c.app.conf.broker_transport_options or {}
         self.interval_s = heartbeat_interval_s(float(options.get("visibility_timeout", 3600)))
         self.tref: Any = None
+        self.keeper: threading.Thread | None = None
+        self.keeper_done = threading.Event()
         self._failing = False
 
     def start(self, c: Any) -> None:
+        self._stop_keeper()
         self.tref = c.timer.call_repeatedly(self.interval_s, self.beat, (c,), priority=10)
 
     def stop(self, c: Any) -> None:
+        """Warm shutdown (or a reconnect) begins: the event loop stops, the tasks may not."""
         if self.tref is not None:
             self.tref.cancel()
             self.tref = None
+        consumer = getattr(c, "task_consumer", None)
+        if consumer is not None and self.keeper is None:
+            self.keeper_done.clear()
+            self.keeper = threading.Thread(target=self._keep_beating, args=(consumer.channel,),
+                                           name="leadsync-unacked-heartbeat", daemon=True)
+            self.keeper.start()
 
-    shutdown = stop
+    def shutdown(self, c: Any) -> None:
+        """The running tasks are done; the connection closes next (and restores the rest)."""
+        if self.tref is not None:
+            self.tref.cancel()
+            self.tref = None
+        self._stop_keeper()
+
+    def _stop_keeper(self) -> None:
+        if self.keeper is not None:
+            self.keeper_done.set()
+            self.keeper.join(5)
+            self.keeper = None
+
+    def _keep_beating(self, channel: Any) -> None:
+        while not self.keeper_done.wait(self.interval_s):
+            self._refresh(channel)
 
     def beat(self, c: Any) -> None:
         consumer = getattr(c, "task_consumer", None)
-        if consumer is None:
-            return
+        if consumer is not None:
+            self._refresh(consumer.channel)
+
+    def _refresh(self, channel: Any) -> None:
         try:
-            refresh_unacked(consumer.channel)
-        except Exception as exc:  # a broker hiccup must not stop the timer; the next beat retries
+            refresh_unacked(channel)
+        except Exception as exc:  # a broker hiccup must not stop the beat; the next one retries
             if not self._failing:
                 log.warning("could not refresh held messages in the unacked index: %s",
                             type(exc).__name__, extra={"event": "heartbeat_failed"})
