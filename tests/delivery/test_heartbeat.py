@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -73,7 +73,8 @@ def sweep(redis_url: str) -> None:
     """Another worker's restore sweep, with the same visibility timeout."""
     with Connection(redis_url, transport=ReliableTransport,
                     transport_options={"visibility_timeout": VISIBILITY_S}) as conn:
-        conn.default_channel.qos.restore_visible(interval=1)
+        channel: Any = conn.default_channel
+        channel.qos.restore_visible(interval=1)
 
 
 def push(client: redis.Redis, count: int) -> None:
@@ -134,7 +135,9 @@ def test_intervals_follow_the_visibility_timeout() -> None:
     assert heartbeat_interval_s(1) == pytest.approx(0.2)
 
 
-def test_the_worker_app_runs_the_heartbeat_and_sweeps_at_the_default(make_settings) -> None:
+def test_the_worker_app_runs_the_heartbeat_and_sweeps_at_the_default(
+    make_settings: Callable[..., Any],
+) -> None:
     settings = make_settings()
     app = make_app(settings)
     options = app.conf.broker_transport_options
