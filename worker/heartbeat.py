@@ -10,10 +10,9 @@ This consumer bootstep removes the choice: every `heartbeat_interval_s(V)` the w
 process re-scores the index entries of the messages it still holds (`ZADD XX now tag`), so they
 never look older than one interval while it lives. When it dies, its entries stop moving and the
 next sweep after `V` gives them back. The timer runs in the main process's event loop, which stays
-free while prefork pool children run tasks (with `--pool=solo` a task blocks the loop: use
-prefork or threads). During a warm shutdown (SIGTERM) the event loop stops while the running
-tasks finish, so a thread keeps beating until the consumer shuts down: a task finishing after
-SIGTERM is not handed to a second worker meanwhile.
+free while prefork pool children run tasks. Where the loop cannot beat, a thread does: under
+`--pool=solo` (the task runs in the loop's own thread) and during a warm shutdown (SIGTERM: the
+loop stops while the running tasks finish, and a sweep elsewhere would hand them out again).
 
 Numbers at the default `LEADSYNC_VISIBILITY_TIMEOUT_S` = 30 s: heartbeat every 3 s (V / 10, so a
 main loop may stall for 27 s before a live worker's message could be taken), sweep every 5 s
@@ -28,6 +27,7 @@ import time
 from typing import Any
 
 from celery import bootsteps
+from celery.concurrency.solo import TaskPool as SoloPool
 
 log = logging.getLogger("leadsync.heartbeat")
 
@@ -91,6 +91,9 @@ class UnackedHeartbeat(bootsteps.StartStopStep):
 
     def start(self, c: Any) -> None:
         self._stop_keeper()
+        if isinstance(c.pool, SoloPool):  # tasks block the event loop: beat from a thread
+            self._start_keeper(c)
+            return
         self.tref = c.timer.call_repeatedly(self.interval_s, self.beat, (c,), priority=10)
 
     def stop(self, c: Any) -> None:
@@ -98,12 +101,7 @@ class UnackedHeartbeat(bootsteps.StartStopStep):
         if self.tref is not None:
             self.tref.cancel()
             self.tref = None
-        consumer = getattr(c, "task_consumer", None)
-        if consumer is not None and self.keeper is None:
-            self.keeper_done.clear()
-            self.keeper = threading.Thread(target=self._keep_beating, args=(consumer.channel,),
-                                           name="leadsync-unacked-heartbeat", daemon=True)
-            self.keeper.start()
+        self._start_keeper(c)
 
     def shutdown(self, c: Any) -> None:
         """The running tasks are done; the connection closes next (and restores the rest)."""
@@ -111,6 +109,14 @@ class UnackedHeartbeat(bootsteps.StartStopStep):
             self.tref.cancel()
             self.tref = None
         self._stop_keeper()
+
+    def _start_keeper(self, c: Any) -> None:
+        consumer = getattr(c, "task_consumer", None)
+        if consumer is not None and self.keeper is None:
+            self.keeper_done.clear()
+            self.keeper = threading.Thread(target=self._keep_beating, args=(consumer.channel,),
+                                           name="leadsync-unacked-heartbeat", daemon=True)
+            self.keeper.start()
 
     def _stop_keeper(self) -> None:
         if self.keeper is not None:
