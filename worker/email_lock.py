@@ -66,7 +66,7 @@ class _Renewer(threading.Thread):
 
     def stop(self) -> None:
         self.done.set()
-        self.join()
+        self.join(self.lease_s)  # a renewal stuck on a dead socket must not hold up the task
 
 
 @contextmanager

@@ -146,3 +146,18 @@ def test_the_worker_app_runs_the_heartbeat_and_sweeps_at_the_default(
     assert options["unacked_restore_interval"] == sweep_interval_s(30)
     assert options["unacked_restore_throttle"] == 1
     assert UnackedHeartbeat in app.steps["consumer"]
+
+
+def test_a_consumer_closing_warm_hands_back_what_it_holds_at_once(
+    redis_client: redis.Redis, redis_url: str
+) -> None:
+    """What a warm shutdown ends with: messages taken but not finished go back to the queue when
+    the connection closes, with no visibility timeout to wait for."""
+    push(redis_client, 2)
+    closing = Holder(redis_url)
+    closing.take(2)
+    assert redis_client.hlen("unacked") == 2
+    closing.conn.close()  # do_restore left on, as in a worker's warm shutdown
+    assert redis_client.hlen("unacked") == 0
+    assert redis_client.zcard("unacked_index") == 0
+    assert redis_client.llen("leads") == 2
