@@ -2,7 +2,9 @@
 
 At least once: late acks, reject on worker loss, prefetch 1; retries wait in Redis's schedule
 (worker/schedule.py), promoted by a bootstep in every worker (worker/promoter.py), never as ETA
-messages. Token refreshes travel on their own queue so a backlog of leads never delays them.
+messages. A short visibility timeout, made safe by a heartbeat on the messages a live worker
+holds (worker/heartbeat.py), gives a dead worker's leads back within a minute. Token refreshes
+travel on their own queue so a backlog of leads never delays them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import worker.logging_hooks  # worker and beat log through worker.log (scrubbed)
 import worker.publish_hooks  # noqa: F401  # connects the before_task_publish redaction
 from worker.errors import ConfigError
 from worker.promoter import promoter_step
+from worker.heartbeat import SWEEP_MUTEX_S, UnackedHeartbeat, sweep_interval_s
 from worker.settings import Settings, get_settings
 
 LEADS_QUEUE = "leads"
@@ -63,11 +66,13 @@ def make_app(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": visibility,
-            # Sweep for messages whose holder died (kill -9, lost machine) every 10 s instead of
-            # kombu's default of every 10th sweep: one cheap ZRANGE, and no lead waits ~100 s
-            # beyond the visibility timeout to come back.
-            "unacked_restore_interval": 10,
+            # Sweep for messages whose holder stopped its heartbeat (kill -9, lost machine)
+            # every V/6 s, each time (kombu scans only every 10th call by default): one cheap
+            # ZRANGE, and a dead worker's lead is back at most V/6 s after it expired.
+            "unacked_restore_interval": sweep_interval_s(visibility),
             "unacked_restore_throttle": 1,
+            # A worker killed mid-sweep holds the sweep mutex: 10 s, not kombu's 300.
+            "unacked_mutex_expire": SWEEP_MUTEX_S,
             "master_name": settings.redis_sentinel_master,  # used only with sentinel:// URLs
         },
         beat_schedule={
@@ -93,6 +98,8 @@ def make_app(settings: Settings) -> Celery:
         },
     )
     app.steps["worker"].add(promoter_step(settings))  # due retries back on the queue, each 1 s
+    # Live workers keep their held messages fresh in kombu's unacked index.
+    app.steps["consumer"].add(UnackedHeartbeat)
     return app
 
 

@@ -79,7 +79,9 @@ class Settings(BaseSettings):
     max_retries: int = Field(default=12, ge=0)
     backoff_base_s: float = Field(default=5.0, gt=0)
     backoff_max_s: float = Field(default=2_700.0, gt=0)
-    visibility_timeout_s: float = Field(default=3_600.0, gt=0)
+    # A live worker's held messages are kept fresh by a heartbeat (worker/heartbeat.py), so this
+    # is how long after a worker dies its messages go back, not a bound on any task or wait.
+    visibility_timeout_s: float = Field(default=30.0, gt=0)
     outcome_ttl_s: float = Field(default=7 * 86_400.0, gt=0)
     resume_interval_s: float = Field(default=15.0, gt=0)  # how often parked leads are checked
     # How long a task waits for an unreachable Redis to record its outcome before it hands the
