@@ -15,6 +15,8 @@ from kombu import Queue
 import worker.logging_hooks  # worker and beat log through worker.log (scrubbed)
 import worker.publish_hooks  # noqa: F401  # connects the before_task_publish redaction
 from worker.errors import ConfigError
+from worker.guard import GUARD_OPTION, GuardConfig
+from worker.keys import Keys
 from worker.settings import Settings, get_settings
 
 LEADS_QUEUE = "leads"
@@ -67,6 +69,8 @@ def make_app(settings: Settings) -> Celery:
             "unacked_restore_interval": 10,
             "unacked_restore_throttle": 1,
             "master_name": settings.redis_sentinel_master,  # used only with sentinel:// URLs
+            # What the guarded channel needs, from this app rather than the environment.
+            GUARD_OPTION: _guard_config(app, settings),
         },
         beat_schedule={
             "leadsync-refresh-token": {
@@ -85,6 +89,20 @@ def make_app(settings: Settings) -> Celery:
         },
     )
     return app
+
+
+def _guard_config(app: Celery, settings: Settings) -> GuardConfig:
+    def task_names() -> frozenset[str]:
+        # A plain kombu consumer of this app judges task names as a worker does.
+        app.loader.import_default_modules()
+        return frozenset(app.tasks)
+
+    return GuardConfig(
+        malformed_key=Keys(settings.key_prefix, settings.account).malformed,
+        max_message_bytes=settings.max_message_bytes,
+        task_queues=frozenset({LEADS_QUEUE, CONTROL_QUEUE}),
+        task_names=task_names,
+    )
 
 
 def _app_from_environment() -> Celery:

@@ -82,6 +82,12 @@ class Settings(BaseSettings):
     visibility_timeout_s: float = Field(default=3_600.0, gt=0)
     outcome_ttl_s: float = Field(default=7 * 86_400.0, gt=0)
     resume_interval_s: float = Field(default=15.0, gt=0)  # how often parked leads are checked
+    # A list entry longer than this is kept in the malformed list unread (checked before parsing).
+    max_message_bytes: int = Field(default=1_048_576, ge=4_096)
+
+    # Redis is the system of record: without AOF/RDB or with eviction, leads and tokens can
+    # vanish. True turns the start-up ERROR and the failing `health` into warnings (demos, tests).
+    allow_volatile_redis: bool = False
 
     # Logs.
     log_level: str = "INFO"

@@ -77,10 +77,15 @@ def test_replies_on_other_queues_need_only_a_kombu_envelope() -> None:
     assert envelope_problem(json.dumps(reply), KNOWN) is not None
 
 
-def test_any_consumer_knows_leadsyncs_tasks_without_a_worker_having_imported_them() -> None:
+def test_any_consumer_knows_leadsyncs_tasks_without_a_worker_having_imported_them(
+    make_settings: Any
+) -> None:
     # A plain kombu consumer (a benchmark, a script) judges messages as the worker does.
-    from worker.guard import _task_routing
+    from worker.celery import make_app
+    from worker.guard import GUARD_OPTION
 
-    queues, tasks = _task_routing()
-    assert {"leads", "leadsync-control"} <= queues
-    assert {TASK_NAME, "leadsync.refresh_token", "leadsync.resume_parked"} <= tasks
+    app = make_app(make_settings(redis_url="redis://127.0.0.1:1/0"))
+    config = app.conf.broker_transport_options[GUARD_OPTION]
+    assert {"leads", "leadsync-control"} <= config.task_queues
+    assert {TASK_NAME, "leadsync.refresh_token", "leadsync.resume_parked"} <= set(
+        config.task_names())
