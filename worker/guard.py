@@ -41,6 +41,7 @@ log = logging.getLogger("leadsync.guard")
 
 GUARD_OPTION = "leadsync_guard"  # the key in broker_transport_options
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+OVERSIZE_KEEP_BYTES = 65_536  # of an entry over the limit, only its start is kept (and its size)
 _TAG = re.compile(rb'"delivery_tag"\s*:\s*("(?:[^"\\]|\\.){1,512}"|-?[0-9][0-9.eE+-]{0,30})')
 
 
@@ -136,8 +137,9 @@ class GuardedChannel(ReliableChannel):
         with self.conn_or_acquire() as client:
             # The pop may have recorded it as unacknowledged; kept aside now, it must not return.
             tags = recorded_tags(client, self.unacked_key, item)
-            record_malformed(client, guard.malformed_key, item, problem,
-                             keep_bytes=guard.max_message_bytes,
+            keep = guard.max_message_bytes if len(item) <= guard.max_message_bytes else min(
+                guard.max_message_bytes, OVERSIZE_KEEP_BYTES)
+            record_malformed(client, guard.malformed_key, item, problem, keep_bytes=keep,
                              unacked=(self.unacked_key, self.unacked_index_key, tags))
         log.error("rejected an unreadable message on %s: %s", queue, problem,
                   extra={"event": "malformed_message", "reason": problem})
