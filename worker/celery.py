@@ -13,7 +13,8 @@ from celery import Celery
 from kombu import Queue
 
 import worker.logging_hooks  # worker and beat log through worker.log (scrubbed)
-import worker.publish_hooks  # noqa: F401  # connects the before_task_publish redaction
+import worker.publish_hooks  # connects the before_task_publish redaction
+import worker.startup_checks  # noqa: F401  # checks the broker Redis when a worker is ready
 from worker.errors import ConfigError
 from worker.guard import GUARD_OPTION, GuardConfig
 from worker.keys import Keys
@@ -60,6 +61,8 @@ def make_app(settings: Settings) -> Celery:
         # redact it: it would carry the lead in clear. Flower works from the worker's events.
         task_send_sent_event=False,
         worker_hijack_root_logger=False,
+        # Read by worker/startup_checks.py: a Redis without persistence is then a warning only.
+        leadsync_allow_volatile_redis=settings.allow_volatile_redis,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": visibility,
