@@ -16,6 +16,7 @@ import json
 from collections.abc import Collection
 from typing import Any
 
+from celery.utils.time import maybe_iso8601
 from kombu.utils.json import loads as kombu_loads
 
 from worker.json_limits import MAX_DEPTH, deeper_than
@@ -23,6 +24,7 @@ from worker.json_limits import MAX_DEPTH, deeper_than
 ACCEPTED_CONTENT_TYPE = "application/json"  # the app accepts JSON only (worker/celery.py)
 ACCEPTED_CONTENT_ENCODINGS = ("utf-8", "utf8")
 MAX_TAG_CHARS = 256
+CANVAS_KEYS = ("callbacks", "errbacks", "chain", "chord")
 # Headers Celery reads in the consumer process, and the JSON types it can cope with there.
 _STR = (str,)
 _OPT_STR = (str, type(None))
@@ -123,6 +125,11 @@ def _task_problem(message: dict[str, Any], properties: dict[str, Any], headers: 
     if limits is not None and (len(limits) != 2 or not all(
             v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in limits)):
         return "`headers.timelimit` must be [soft, hard] seconds or null"
+    for name in ("eta", "expires"):
+        try:
+            maybe_iso8601(headers.get(name))
+        except Exception:  # Celery would raise it in the consumer, as an invalid task
+            return f"`headers.{name}` is not an ISO 8601 time"
     if message.get("content-type") != ACCEPTED_CONTENT_TYPE:
         return f"`content-type` must be {ACCEPTED_CONTENT_TYPE!r}"
     if message.get("content-encoding", "utf-8") not in ACCEPTED_CONTENT_ENCODINGS:
@@ -148,4 +155,8 @@ def _body_problem(body: Any, encoding: Any) -> str | None:
     if not (isinstance(decoded, list) and len(decoded) == 3 and isinstance(decoded[0], list)
             and isinstance(decoded[1], dict) and isinstance(decoded[2], dict | None)):
         return "task body is not [args, kwargs, embed]"
+    # Run after the task in the pool process: a broken one fails there, after the outcome.
+    if any(value not in (None, []) for key, value in (decoded[2] or {}).items()
+           if key in CANVAS_KEYS):
+        return "task body carries callbacks, errbacks, a chain or a chord (leadsync takes none)"
     return None

@@ -109,6 +109,12 @@ def malformed_entries() -> list[tuple[int, int, str | bytes]]:
     return [(k, n, KINDS[k][1](marker(k, n))) for n, k in enumerate(plan)]
 
 
+def lead_unacked(client: redis.Redis) -> int:
+    """Unacknowledged messages other than ping replies (the pop records those too; issue 10)."""
+    return sum(1 for value in client.hvals(UNACKED)
+               if not str(json.loads(value)[1]).endswith("pidbox"))
+
+
 def wait_until_kept(client: redis.Redis, keys: Keys, target: int, timeout_s: float,
                     worker: subprocess.Popen[bytes]) -> int:
     """Poll until `target` entries are kept, or the queue is drained, every message acknowledged
@@ -120,7 +126,7 @@ def wait_until_kept(client: redis.Redis, keys: Keys, target: int, timeout_s: flo
         kept = int(client.hlen(keys.dead_letters)) + int(client.llen(keys.malformed))
         if kept >= target:
             return kept
-        drained = client.llen(QUEUE) == 0 and client.hlen(UNACKED) == 0
+        drained = client.llen(QUEUE) == 0 and lead_unacked(client) == 0
         if kept != last:
             last, since = kept, time.monotonic()
         elif drained and time.monotonic() - since > QUIET_S:
@@ -292,7 +298,7 @@ def test_five_thousand_random_mutations_never_kill_the_worker(
     # Mutations that can never leave a valid lead never reach Constant Contact.
     assert not {"truncate", "big"} & set(still_valid)
 
-    assert redis_client.llen(QUEUE) == 0 and redis_client.hlen(UNACKED) == 0
+    assert redis_client.llen(QUEUE) == 0 and lead_unacked(redis_client) == 0
     assert worker.poll() is None, "the worker died"
     assert alive(pids_at_start) == pids_at_start, "a pool process died"
     assert run.worker_pids("z1") == pids_at_start, "the pool was restarted"
