@@ -111,6 +111,7 @@ class GuardedChannel(ReliableChannel):
 
     _guard: GuardConfig | None = None
     _guard_tasks: frozenset[str] | None = None
+    _guard_client: Any = None
 
     @property
     def guard(self) -> GuardConfig:
@@ -134,16 +135,24 @@ class GuardedChannel(ReliableChannel):
             problem = f"message check failed ({type(exc).__name__})"
         if problem is None:
             return True
-        with self.conn_or_acquire() as client:
-            # The pop may have recorded it as unacknowledged; kept aside now, it must not return.
-            tags = recorded_tags(client, self.unacked_key, item)
-            keep = guard.max_message_bytes if len(item) <= guard.max_message_bytes else min(
-                guard.max_message_bytes, OVERSIZE_KEEP_BYTES)
-            record_malformed(client, guard.malformed_key, item, problem, keep_bytes=keep,
-                             unacked=(self.unacked_key, self.unacked_index_key, tags))
+        client = self._recording_client()
+        # The pop may have recorded it as unacknowledged; kept aside now, it must not return.
+        tags = recorded_tags(client, self.unacked_key, item)
+        keep = guard.max_message_bytes if len(item) <= guard.max_message_bytes else min(
+            guard.max_message_bytes, OVERSIZE_KEEP_BYTES)
+        record_malformed(client, guard.malformed_key, item, problem, keep_bytes=keep,
+                         unacked=(self.unacked_key, self.unacked_index_key, tags))
         log.error("rejected an unreadable message on %s: %s", queue, problem,
                   extra={"event": "malformed_message", "reason": problem})
         return False
+
+
+    def _recording_client(self) -> Any:
+        """A client on the channel's own pool, built once (a client per entry cost 0.3 ms)."""
+        pool = self.pool
+        if self._guard_client is None or self._guard_client.connection_pool is not pool:
+            self._guard_client = self.Client(connection_pool=pool)
+        return self._guard_client
 
 
 class GuardedTransport(RedisTransport):

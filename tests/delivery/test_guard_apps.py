@@ -87,3 +87,29 @@ def test_two_apps_keep_refused_messages_with_their_own_settings(
         assert client.llen(Keys().malformed) == 0
         assert client.hlen("unacked") == 0
         assert client.llen(QUEUE) == 0
+
+
+def test_a_message_celery_cannot_unpack_is_kept_by_the_request_net(
+    redis_server: EmbeddedRedis, two_databases: list[redis.Redis], make_settings: Any
+) -> None:
+    # The channel's checks come first; this net catches what they did not foresee (here a
+    # message that never went through them), in the malformed list of the message's own app.
+    from celery.exceptions import InvalidTaskError
+
+    from worker.guard import GuardedRequest
+
+    app = make_app(make_settings(redis_url=f"redis://127.0.0.1:{redis_server.port}/"
+                                           f"{DATABASES[0]}", key_prefix="gamma"))
+    app.loader.import_default_modules()
+    message = json.loads(encode_message(parse_lead({"email": "r@x.example"})))
+    del message["headers"]["id"]
+    with app.connection_for_read() as conn:
+        channel = conn.default_channel
+        kombu_message = channel.Message(message, channel=channel)
+        with pytest.raises(InvalidTaskError, match=r"cannot be unpacked \(KeyError\)"):
+            GuardedRequest(kombu_message, app=app, task=app.tasks["leadsync.sync_lead"])
+    app.close()
+    (kept,) = [json.loads(raw) for raw in two_databases[0].lrange(Keys("gamma").malformed,
+                                                                   0, -1)]
+    assert kept["reason"] == "task message cannot be unpacked (KeyError)"
+    assert "r@x.example" in kept["raw"]  # the message itself is kept, for a person to read
