@@ -25,6 +25,7 @@ ACCEPTED_CONTENT_TYPE = "application/json"  # the app accepts JSON only (worker/
 ACCEPTED_CONTENT_ENCODINGS = ("utf-8", "utf8")
 MAX_TAG_CHARS = 256
 CANVAS_KEYS = ("callbacks", "errbacks", "chain", "chord")
+MAX_HEADER_CHARS = 4096  # Celery logs id and argsrepr and sends them in events: kept short
 # Headers Celery reads in the consumer process, and the JSON types it can cope with there.
 _STR = (str,)
 _OPT_STR = (str, type(None))
@@ -121,6 +122,9 @@ def _task_problem(message: dict[str, Any], properties: dict[str, Any], headers: 
         "properties", properties, _PROPERTY_TYPES)
     if problem is not None:
         return problem
+    for name, value in headers.items():
+        if isinstance(value, str) and len(value) > MAX_HEADER_CHARS:
+            return f"`headers.{str(name)[:50]}` is longer than {MAX_HEADER_CHARS} characters"
     limits = headers.get("timelimit")
     if limits is not None and (len(limits) != 2 or not all(
             v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in limits)):

@@ -169,3 +169,10 @@ def test_an_entry_recorded_by_the_pop_leaves_unacked_when_kept_aside(
     (kept,) = [json.loads(raw) for raw in redis_client.lrange("k:malformed", 0, -1)]
     assert kept["reason"] == "list entry is not UTF-8 text"
     assert kept["size_bytes"] == len(entry)
+
+
+def test_a_header_celery_would_log_is_kept_short() -> None:
+    message = good()
+    message["headers"]["argsrepr"] = "x" * 5000
+    assert envelope_problem(json.dumps(message), KNOWN) == (
+        "`headers.argsrepr` is longer than 4096 characters")
