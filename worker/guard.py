@@ -41,7 +41,7 @@ log = logging.getLogger("leadsync.guard")
 
 GUARD_OPTION = "leadsync_guard"  # the key in broker_transport_options
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
-OVERSIZE_KEEP_BYTES = 65_536  # of an entry over the limit, only its start is kept (and its size)
+OVERSIZE_KEEP_BYTES = 65_536  # of an entry over the limit: its start and end (and its size)
 _TAG = re.compile(rb'"delivery_tag"\s*:\s*("(?:[^"\\]|\\.){1,512}"|-?[0-9][0-9.eE+-]{0,30})')
 
 
@@ -75,7 +75,15 @@ def record_malformed(redis: Any, keys_or_key: Keys | str, raw: bytes | str, reas
     with `unacked` = (hash, index, tags), also drop those tags from `unacked`, in one MULTI."""
     key = keys_or_key.malformed if isinstance(keys_or_key, Keys) else keys_or_key
     data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogateescape")
-    text = data[:keep_bytes].decode("utf-8", "replace")
+    if len(data) > keep_bytes:
+        # The start (what it is) and the end (its headers, properties, last arguments).
+        tail = keep_bytes // 4
+        omitted = len(data) - keep_bytes
+        data_kept = (data[:keep_bytes - tail] + f" ...[{omitted} bytes omitted]... ".encode()
+                     + data[-tail:])
+    else:
+        data_kept = data
+    text = data_kept.decode("utf-8", "replace")
     entry = {"reason": reason, "at": time.time(), "size_bytes": len(data), "raw": text}
     pipe = redis.pipeline(transaction=True)
     pipe.rpush(key, json.dumps(entry))
