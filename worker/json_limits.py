@@ -15,16 +15,14 @@ MAX_DEPTH = 32  # a lead message is about 6 levels deep: [args, kwargs, embed] >
 
 def deeper_than(value: Any, limit: int = MAX_DEPTH) -> bool:
     """True when lists/dicts nest more than `limit` levels (a scalar is level 0)."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
+    if not isinstance(value, dict | list | tuple):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list | tuple):
-            children = item
-        else:
-            continue
-        if depth + 1 > limit:
+        if depth > limit:
             return True
-        stack.extend((child, depth + 1) for child in children)
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list | tuple):  # only containers go on the stack
+                stack.append((child, depth + 1))
     return False

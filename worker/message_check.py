@@ -46,14 +46,20 @@ _PROPERTY_TYPES: dict[str, tuple[type, ...]] = {
 def decode_json(text: str | bytes) -> tuple[Any, str | None]:
     """(value, None) or (None, why): kombu's decoder, any exception caught, depth limited."""
     try:
-        value = kombu_loads(text)
+        # kombu's hook only acts on {"__type__": ..., "__value__": ...}: without that text the
+        # plain decoder gives the same value, at C speed.
+        hooked = ("__type__" in text) if isinstance(text, str) else (b"__type__" in text)
+        value = kombu_loads(text) if hooked else json.loads(text)
     except RecursionError:
         return None, f"nested deeper than {MAX_DEPTH} levels"
     except json.JSONDecodeError:
         return None, "not JSON"
     except Exception as exc:  # kombu's type hook can raise anything: kept aside
         return None, f"not JSON kombu can read ({type(exc).__name__})"
-    if deeper_than(value, MAX_DEPTH):
+    # Each level needs its own bracket: with few brackets in the text, no walk is needed.
+    brackets = text.count("[") + text.count("{") if isinstance(text, str) else (
+        text.count(b"[") + text.count(b"{"))
+    if brackets > MAX_DEPTH and deeper_than(value, MAX_DEPTH):
         return None, f"nested deeper than {MAX_DEPTH} levels"
     return value, None
 
