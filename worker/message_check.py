@@ -136,9 +136,13 @@ def _task_problem(message: dict[str, Any], properties: dict[str, Any], headers: 
             v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in limits)):
         return "`headers.timelimit` must be [soft, hard] seconds or null"
     for name in ("eta", "expires"):
+        value = headers.get(name)
         try:
-            maybe_iso8601(headers.get(name))
+            # Celery parses a present value; "" parses to None, which it then fails on.
+            bad = value is not None and maybe_iso8601(value) is None
         except Exception:  # Celery would raise it in the consumer, as an invalid task
+            bad = True
+        if bad:
             return f"`headers.{name}` is not an ISO 8601 time"
     if message.get("content-type") != ACCEPTED_CONTENT_TYPE:
         return f"`content-type` must be {ACCEPTED_CONTENT_TYPE!r}"

@@ -107,6 +107,8 @@ def _with(change: str) -> bytes:
         message["headers"]["id"] = ["a"]
     elif change == "bad_eta":
         message["headers"]["eta"] = "soon"
+    elif change == "empty_expires":
+        message["headers"]["expires"] = ""
     elif change == "protocol_one_dict":
         message["body"] = json.dumps({"args": [], "kwargs": {}})
     elif change == "callbacks":
@@ -126,6 +128,7 @@ def _with(change: str) -> bytes:
     ("kombu_hook_raises", "list entry is not JSON kombu can read (TypeError)"),
     ("id_not_a_string", "message has no `headers.id` string"),
     ("bad_eta", "`headers.eta` is not an ISO 8601 time"),
+    ("empty_expires", "`headers.expires` is not an ISO 8601 time"),
     ("protocol_one_dict", "task body is not [args, kwargs, embed]"),
     ("callbacks", "task body carries callbacks, errbacks, a chain or a chord (leadsync takes "
                   "none)"),
