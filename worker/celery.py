@@ -15,10 +15,13 @@ from celery import Celery
 from kombu import Queue
 
 import worker.logging_hooks  # worker and beat log through worker.log (scrubbed)
-import worker.publish_hooks  # noqa: F401  # connects the before_task_publish redaction
+import worker.publish_hooks  # connects the before_task_publish redaction
+import worker.startup_checks  # noqa: F401  # checks the broker Redis when a worker is ready
 from worker.errors import ConfigError
-from worker.promoter import promoter_step
+from worker.guard import GUARD_OPTION, GuardConfig
 from worker.heartbeat import SWEEP_MUTEX_S, UnackedHeartbeat, sweep_interval_s
+from worker.keys import Keys
+from worker.promoter import promoter_step
 from worker.settings import Settings, get_settings
 
 LEADS_QUEUE = "leads"
@@ -63,6 +66,8 @@ def make_app(settings: Settings) -> Celery:
         # redact it: it would carry the lead in clear. Flower works from the worker's events.
         task_send_sent_event=False,
         worker_hijack_root_logger=False,
+        # Read by worker/startup_checks.py: a Redis without persistence is then a warning only.
+        leadsync_allow_volatile_redis=settings.allow_volatile_redis,
         broker_connection_retry_on_startup=True,
         broker_transport_options={
             "visibility_timeout": visibility,
@@ -74,6 +79,8 @@ def make_app(settings: Settings) -> Celery:
             # A worker killed mid-sweep holds the sweep mutex: 10 s, not kombu's 300.
             "unacked_mutex_expire": SWEEP_MUTEX_S,
             "master_name": settings.redis_sentinel_master,  # used only with sentinel:// URLs
+            # What the guarded channel needs, from this app rather than the environment.
+            GUARD_OPTION: _guard_config(app, settings),
         },
         beat_schedule={
             "leadsync-refresh-token": {
@@ -101,6 +108,20 @@ def make_app(settings: Settings) -> Celery:
     # Live workers keep their held messages fresh in kombu's unacked index.
     app.steps["consumer"].add(UnackedHeartbeat)
     return app
+
+
+def _guard_config(app: Celery, settings: Settings) -> GuardConfig:
+    def task_names() -> frozenset[str]:
+        # A plain kombu consumer of this app judges task names as a worker does.
+        app.loader.import_default_modules()
+        return frozenset(app.tasks)
+
+    return GuardConfig(
+        malformed_key=Keys(settings.key_prefix, settings.account).malformed,
+        max_message_bytes=settings.max_message_bytes,
+        task_queues=frozenset({LEADS_QUEUE, CONTROL_QUEUE}),
+        task_names=task_names,
+    )
 
 
 def _app_from_environment() -> Celery:

@@ -193,6 +193,10 @@ class Demo:
         self.redis = EmbeddedRedis(appendonly=False).start()
         self.say(f"redis      embedded redis-server on {self.redis.url} (pid {self.redis.pid})")
         self._start_sandbox()
+        # A throw-away Redis without AOF/RDB: fine for a demo, an ERROR anywhere else.
+        self.state.env["LEADSYNC_ALLOW_VOLATILE_REDIS"] = "true"
+        self.say("redis      no persistence (demo only): LEADSYNC_ALLOW_VOLATILE_REDIS=true turns "
+                 "the worker's start-up ERROR and a failing `leadsync health` into warnings")
         self.state.settings = load_settings(_env_file=None, **_settings_overrides(self.state.env))
         self.authorize()
         self._spawn("worker", ["celery", "-A", "worker", "worker", "-E", "--without-mingle",

@@ -46,11 +46,18 @@ def free_port() -> int:
 
 
 class EmbeddedRedis:
-    """A redis-server child process on a free port, stopped (and its files removed) on exit."""
+    """A redis-server child process on a free port, stopped (and its files removed) on exit.
 
-    def __init__(self, *, port: int | None = None, appendonly: bool = False) -> None:
+    `appendonly=True` writes an AOF into its temporary directory: persistence on, as leadsync's
+    start-up check and `leadsync health` want (the test suite's server runs so). Without it the
+    server is volatile, and who uses it says LEADSYNC_ALLOW_VOLATILE_REDIS=true (the demo).
+    """
+
+    def __init__(self, *, port: int | None = None, appendonly: bool = False,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.extra_args = extra_args  # e.g. ("--maxmemory-policy", "allkeys-lru"); last wins
         self._dir = tempfile.mkdtemp(prefix="leadsync-redis-")
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -67,6 +74,7 @@ class EmbeddedRedis:
             "--appendonly", "yes" if self.appendonly else "no",
             "--dir", self._dir,
             "--maxmemory-policy", "noeviction",
+            *self.extra_args,
         ]
         self._proc = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True

@@ -1,21 +1,28 @@
 """Keep a worker alive whatever lands on the `leads` list, and keep what it could not read.
 
-Producers in any language LPUSH raw JSON, so the worker must survive anything. Stock Celery 5.7 /
-kombu 5.7 stop the whole worker ("Unrecoverable error") on two kinds of garbage: a list entry that
-is not a JSON message envelope (kombu decodes it outside any handler), and a task body that is JSON
-but not `[args, kwargs, embed]` (Celery's Request unpacks it unguarded). Both are caught here and
-the raw entry goes to the malformed dead-letter list with a reason: rejected, never lost.
+Producers in any language LPUSH raw bytes, so the worker must survive anything: stock Celery 5.7 /
+kombu 5.7 stop the whole worker ("Unrecoverable error") on an entry that is not an envelope, a
+body that is not `[args, kwargs, embed]`, a broken body encoding, or a 10,000-deep array (a
+RecursionError), and the message, left in `unacked`, then kills the next worker. Three nets:
+
+1. the channel judges every popped entry before kombu decodes it (worker/message_check.py);
+2. `GuardedRequest` turns any failure to unpack a task into an invalid task;
+3. `LeadsyncTask.start_strategy` wraps Celery's whole consumer-side handling of a message.
+
+Whatever a net catches goes to the malformed list with its reason (and leaves `unacked` in the
+same MULTI): rejected, never lost. What this needs (the list's key, the size limit, the task
+queues and names) comes from the app's `broker_transport_options[GUARD_OPTION]` (make_app sets
+it), never from the environment: two apps in one process judge by their own settings.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import functools
 import json
 import logging
+import re
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Task
@@ -25,134 +32,135 @@ from kombu.transport.redis import SentinelChannel, SentinelTransport
 from kombu.transport.redis import Transport as RedisTransport
 
 from worker.keys import Keys
+from worker.message_check import envelope_problem
 from worker.reliable_fetch import ReliableChannel
+
+__all__ = ["GUARD_OPTION", "GuardConfig", "envelope_problem", "record_malformed"]
 
 log = logging.getLogger("leadsync.guard")
 
-MALFORMED_MAX_BYTES = 1_000_000  # keep at most this much of one unreadable entry
-ACCEPTED_CONTENT_TYPE = "application/json"  # the app accepts JSON only (worker/celery.py)
+GUARD_OPTION = "leadsync_guard"  # the key in broker_transport_options
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+OVERSIZE_KEEP_BYTES = 65_536  # of an entry over the limit: its start and end (and its size)
+_TAG = re.compile(rb'"delivery_tag"\s*:\s*("(?:[^"\\]|\\.){1,512}"|-?[0-9][0-9.eE+-]{0,30})')
 
 
-def envelope_problem(raw: bytes | str, known_tasks: Collection[str] | None = None) -> str | None:
-    """Why this list entry cannot be delivered, or None if it can.
+def _no_tasks() -> frozenset[str]:
+    return frozenset()
 
-    Without `known_tasks` (a reply queue, say) only what kombu needs to build a message is
-    checked. With them (a task queue), also what Celery would otherwise drop with a log line
-    only (body not decodable or not JSON, no or unknown task name, a content type we do not
-    accept) or die on (an unknown or broken `body_encoding`).
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """What the guard needs from the app, handed over in its transport options.
+
+    `task_names` is called once per channel: the app's tasks are only all registered after the
+    worker imported its task modules.
     """
-    try:
-        message = json.loads(raw)
-    except ValueError:
-        return "list entry is not JSON"
-    if not isinstance(message, dict):
-        return "list entry is not a JSON object"
-    properties = message.get("properties")
-    if not isinstance(properties, dict):
-        return "message has no `properties` object"
-    info = properties.get("delivery_info")
-    if not isinstance(info, dict):
-        return "message has no `properties.delivery_info` object"
-    if not isinstance(info.get("exchange"), str) or not isinstance(info.get("routing_key"), str):
-        return "`properties.delivery_info` needs `exchange` and `routing_key` strings"
-    if "delivery_tag" not in properties:
-        return "message has no `properties.delivery_tag`"
-    headers = message.get("headers", {})
-    if not isinstance(headers, dict):
-        return "message `headers` is not an object"
-    if "body" not in message:
-        return "message has no `body`"
-    if known_tasks is None:
-        return None
-    return _task_problem(message, properties, headers, known_tasks)
+
+    malformed_key: str = field(default_factory=lambda: Keys().malformed)
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    task_queues: frozenset[str] = frozenset()
+    task_names: Callable[[], Collection[str]] = _no_tasks
 
 
-def _task_problem(message: dict[str, Any], properties: dict[str, Any], headers: dict[str, Any],
-                  known_tasks: Collection[str]) -> str | None:
-    task = headers.get("task")
-    if not isinstance(task, str):
-        return "message has no `headers.task` naming the task"
-    if task not in known_tasks:
-        return f"unknown task {task[:100]!r}"
-    if message.get("content-type") != ACCEPTED_CONTENT_TYPE:
-        return f"`content-type` must be {ACCEPTED_CONTENT_TYPE!r}"
-    body = message["body"]
-    if not isinstance(body, str):
-        return "message `body` is not a string"
-    encoding = properties.get("body_encoding")
-    if encoding is not None:
-        if encoding != "base64":
-            return "`properties.body_encoding` must be 'base64' or absent"
+def guard_config(transport_options: dict[str, Any] | None) -> GuardConfig:
+    config = (transport_options or {}).get(GUARD_OPTION)
+    return config if isinstance(config, GuardConfig) else GuardConfig()
+
+
+def record_malformed(redis: Any, keys_or_key: Keys | str, raw: bytes | str, reason: str, *,
+                     keep_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                     unacked: tuple[str, str, list[str]] | None = None) -> None:
+    """Append an unreadable entry (and why) to the malformed list, at most `keep_bytes` of it;
+    with `unacked` = (hash, index, tags), also drop those tags from `unacked`, in one MULTI."""
+    key = keys_or_key.malformed if isinstance(keys_or_key, Keys) else keys_or_key
+    data = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogateescape")
+    if len(data) > keep_bytes:
+        # The start (what it is) and the end (its headers, properties, last arguments).
+        tail = keep_bytes // 4
+        omitted = len(data) - keep_bytes
+        data_kept = (data[:keep_bytes - tail] + f" ...[{omitted} bytes omitted]... ".encode()
+                     + data[-tail:])
+    else:
+        data_kept = data
+    text = data_kept.decode("utf-8", "replace")
+    entry = {"reason": reason, "at": time.time(), "size_bytes": len(data), "raw": text}
+    pipe = redis.pipeline(transaction=True)
+    pipe.rpush(key, json.dumps(entry))
+    if unacked is not None and unacked[2]:
+        pipe.hdel(unacked[0], *unacked[2])
+        pipe.zrem(unacked[1], *unacked[2])
+    pipe.execute()
+
+
+def recorded_tags(redis: Any, unacked_key: str, item: bytes) -> list[str]:
+    """The `unacked` fields the pop recorded for this very entry (found by the text, since a
+    broken entry may not decode; checked by the stored payload, so no other entry is touched)."""
+    tags = []
+    for token in _TAG.findall(item[:65536] + item[-65536:] if len(item) > 131072 else item):
         try:
-            body = base64.b64decode(body, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return "message `body` is not valid base64 of UTF-8 text"
-    try:
-        json.loads(body)
-    except ValueError:
-        return "task body is not JSON"
-    return None
-
-
-def record_malformed(redis: Any, keys: Keys, raw: bytes | str, reason: str) -> None:
-    """Append an unreadable entry (and why) to the malformed dead-letter list."""
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-    entry = {"reason": reason, "at": time.time(), "raw": text[:MALFORMED_MAX_BYTES]}
-    redis.rpush(keys.malformed, json.dumps(entry))
-
-
-def _keys_from_settings() -> Keys:
-    from worker.settings import get_settings
-
-    settings = get_settings()
-    return Keys(settings.key_prefix, settings.account)
-
-
-def _broker_redis() -> Any:
-    """A plain client on the broker's Redis (workers get their settings from the environment)."""
-    from worker.redis_conn import get_redis
-    from worker.settings import get_settings
-
-    return get_redis(get_settings())
+            value = json.loads(token)
+        except ValueError:
+            continue
+        if isinstance(value, str):
+            tags.append(value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            tags.append("%.14g" % value)  # noqa: UP031  # Lua's tostring of a number
+    found = []
+    for tag in dict.fromkeys(tags):
+        stored = redis.hget(unacked_key, tag)
+        if stored is not None and stored.startswith(b"[" + item):
+            found.append(tag)
+    return found
 
 
 class GuardedChannel(ReliableChannel):
     """Reliable Redis channel that moves an unreadable list entry aside instead of crashing."""
 
+    _guard: GuardConfig | None = None
+    _guard_tasks: frozenset[str] | None = None
+    _guard_client: Any = None
+
+    @property
+    def guard(self) -> GuardConfig:
+        if self._guard is None:
+            client = self.connection.client
+            self._guard = guard_config(client.transport_options if client else None)
+        return self._guard
+
+    def _known_tasks(self) -> frozenset[str]:
+        if self._guard_tasks is None:
+            self._guard_tasks = frozenset(self.guard.task_names())
+        return self._guard_tasks
+
     def _accept(self, item: bytes, queue: str) -> bool:
-        task_queues, task_names = _task_routing()
-        # Task checks on task queues only: a ping's reply queue carries no task.
-        problem = envelope_problem(item, task_names if queue in task_queues else None)
+        guard = self.guard
+        try:
+            # Task checks on task queues only: a ping's reply queue carries no task.
+            known = self._known_tasks() if queue in guard.task_queues else None
+            problem = envelope_problem(item, known, max_bytes=guard.max_message_bytes)
+        except Exception as exc:  # a bug in a check must not stop the worker
+            problem = f"message check failed ({type(exc).__name__})"
         if problem is None:
             return True
-        redis = _broker_redis()
-        record_malformed(redis, _keys_from_settings(), item, problem)
-        # The pop may have recorded it as unacknowledged; kept aside now, it must not come back.
-        tag = _delivery_tag(item)
-        if tag is not None:
-            redis.hdel(self.unacked_key, tag)
-            redis.zrem(self.unacked_index_key, tag)
-        log.error("rejected an unreadable message on the leads list: %s", problem,
+        client = self._recording_client()
+        # The pop may have recorded it as unacknowledged; kept aside now, it must not return.
+        tags = recorded_tags(client, self.unacked_key, item)
+        keep = guard.max_message_bytes if len(item) <= guard.max_message_bytes else min(
+            guard.max_message_bytes, OVERSIZE_KEEP_BYTES)
+        record_malformed(client, guard.malformed_key, item, problem, keep_bytes=keep,
+                         unacked=(self.unacked_key, self.unacked_index_key, tags))
+        log.error("rejected an unreadable message on %s: %s", queue, problem,
                   extra={"event": "malformed_message", "reason": problem})
         return False
 
 
-def _delivery_tag(item: bytes) -> str | None:
-    try:
-        tag = json.loads(item)["properties"]["delivery_tag"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return str(tag) if isinstance(tag, str | int | float) else None
-
-
-@functools.cache
-def _task_routing() -> tuple[frozenset[str], frozenset[str]]:
-    """The app's task queues and task names, with the task modules imported as a worker does
-    (any process that consumes through this transport judges messages the same way)."""
-    from worker.celery import app
-
-    app.loader.import_default_modules()
-    return frozenset(app.amqp.queues), frozenset(app.tasks)
+    def _recording_client(self) -> Any:
+        """A client on the channel's own pool, built once (a client per entry cost 0.3 ms)."""
+        pool = self.pool
+        if self._guard_client is None or self._guard_client.connection_pool is not pool:
+            self._guard_client = self.Client(connection_pool=pool)
+        return self._guard_client
 
 
 class GuardedTransport(RedisTransport):
@@ -171,27 +179,56 @@ class GuardedSentinelTransport(SentinelTransport):
     Channel = GuardedSentinelChannel
 
 
+def keep_unreadable(message: Any, reason: str) -> None:
+    """Record a message Celery could not handle in the malformed list of its own channel."""
+    channel = message.channel
+    guard = guard_config(channel.connection.client.transport_options)
+    with channel.conn_or_acquire() as client:
+        record_malformed(client, guard.malformed_key, _raw_of(message), reason,
+                         keep_bytes=guard.max_message_bytes)
+    log.error("rejected a task message Celery could not handle: %s", reason,
+              extra={"event": "malformed_message", "reason": reason})
+
+
 class GuardedRequest(Request):
     """A task body Celery cannot unpack becomes an invalid task (logged, rejected, recorded)."""
 
     def __init__(self, message: Any, *args: Any, **kwargs: Any) -> None:
         try:
             super().__init__(message, *args, **kwargs)
-        except (KeyError, ValueError, TypeError) as exc:
+        except Exception as exc:  # whatever it is, the message is kept aside
             reason = f"task message cannot be unpacked ({type(exc).__name__})"
-            try:
-                record_malformed(_broker_redis(), _keys_from_settings(), _raw_of(message), reason)
-            finally:
-                raise InvalidTaskError(reason) from None
+            keep_unreadable(message, reason)
+            raise InvalidTaskError(reason) from None
 
 
 def _raw_of(message: Any) -> str:
     body = message.body
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-    return json.dumps({"headers": message.headers, "body": text}, default=str)
+    try:
+        return json.dumps({"headers": message.headers, "body": text}, default=str)
+    except Exception:  # headers that cannot be shown: keep the body alone
+        return json.dumps({"headers": "<unprintable>", "body": text})
 
 
 class LeadsyncTask(Task):  # type: ignore[type-arg]  # generic only in celery-types stubs
-    """Base class of every leadsync task: guarded unpacking of the message."""
+    """Base class of every leadsync task: guarded unpacking and handling of the message."""
 
     Request = "worker.guard:GuardedRequest"
+
+    def start_strategy(self, app: Any, consumer: Any, **kwargs: Any) -> Any:
+        handler = super().start_strategy(app, consumer, **kwargs)
+
+        def guarded(message: Any, *args: Any, **kw: Any) -> Any:
+            try:
+                return handler(message, *args, **kw)
+            except InvalidTaskError:
+                raise  # already recorded (GuardedRequest); Celery rejects it
+            except Exception as exc:  # what Celery would die or drop on
+                if getattr(message, "acknowledged", False):
+                    raise  # handed over already: not ours to reject
+                reason = f"Celery could not handle the task message ({type(exc).__name__})"
+                keep_unreadable(message, reason)
+                raise InvalidTaskError(reason) from None
+
+        return guarded

@@ -27,6 +27,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from worker.errors import InvalidLeadError
+from worker.json_limits import deeper_than
 
 SCHEMA_VERSION = 1
 LEAD_ID_PREFIX = "ld_"
@@ -39,6 +40,8 @@ CUSTOM_FIELD_KEY_MAX = 50  # a label is at most 50 characters
 CUSTOM_FIELD_VALUE_MAX = 255
 LEAD_ID_MAX = 128
 SOURCE_MAX = 100
+LEAD_MAX_DEPTH = 8  # a lead object is 3 levels deep (lead > address / custom_fields > value)
+LEAD_TEXT_MAX_CHARS = 1_048_576  # a lead as JSON text: far above any valid lead
 TEXT_LIMITS = {
     "first_name": 50,
     "last_name": 50,
@@ -341,10 +344,17 @@ def parse_lead(data: object) -> Lead:
         except UnicodeDecodeError:
             raise InvalidLeadError("lead is not UTF-8 text") from None
     if isinstance(data, str):
+        if len(data) > LEAD_TEXT_MAX_CHARS:
+            raise InvalidLeadError(f"lead is longer than {LEAD_TEXT_MAX_CHARS} characters")
         try:
             data = json.loads(data)
+        except RecursionError:
+            raise InvalidLeadError(f"lead is nested deeper than {LEAD_MAX_DEPTH} levels") from None
         except ValueError:
             raise InvalidLeadError("lead is not valid JSON") from None
+    if deeper_than(data, LEAD_MAX_DEPTH):
+        # Nothing in a lead nests this far; refused before any recursive walk meets it.
+        raise InvalidLeadError(f"lead is nested deeper than {LEAD_MAX_DEPTH} levels")
     if not isinstance(data, dict):
         raise InvalidLeadError(f"lead must be a JSON object, not {_json_type(data)}")
     if data.get("version", SCHEMA_VERSION) != SCHEMA_VERSION:

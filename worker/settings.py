@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     outcome_wait_s: float = Field(default=30.0, gt=0)
     # How often beat looks for leads whose message is nowhere (worker/reconcile.py).
     reconcile_interval_s: float = Field(default=30.0, gt=0)
+    # A list entry longer than this is kept in the malformed list unread (checked before parsing).
+    max_message_bytes: int = Field(default=1_048_576, ge=4_096)
+
+    # Redis is the system of record: without AOF/RDB or with eviction, leads and tokens can
+    # vanish. True turns the start-up ERROR and the failing `health` into warnings (demos, tests).
+    allow_volatile_redis: bool = False
 
     # Logs.
     log_level: str = "INFO"

@@ -17,6 +17,7 @@ from worker.auth.access import CONTROL_QUEUE
 from worker.auth.status import token_status
 from worker.enqueue import redis_location
 from worker.errors import RedisUnavailableError
+from worker.redis_check import check_redis
 from worker.settings import Settings
 from worker.stats import lead_counts
 from worker.wire import QUEUE as LEADS_QUEUE
@@ -30,6 +31,7 @@ def gather_status(settings: Settings, redis: Redis, *, now: float | None = None)
                   CONTROL_QUEUE: int(redis.llen(CONTROL_QUEUE))}
         token = token_status(settings, redis, now=now)
         leads = lead_counts(settings, redis, now=now)
+        fitness = check_redis(redis, allow_volatile=settings.allow_volatile_redis)
     except RedisError as exc:
         raise RedisUnavailableError(
             f"Redis unavailable at {redis_location(redis)}: {type(exc).__name__}"
@@ -39,6 +41,7 @@ def gather_status(settings: Settings, redis: Redis, *, now: float | None = None)
         "account": settings.account,
         "redis": redis_location(redis),
         "token": token,
+        "redis_check": {**fitness.as_dict(), "summary": fitness.summary()},
         "queues": queues,
         "leads": leads,
     }

@@ -109,6 +109,8 @@ def parse_message(raw: bytes | str) -> Lead:
     """Read a raw list entry (inspection, tests, dead-letter tooling) down to its lead."""
     try:
         message = json.loads(raw)
+    except RecursionError:
+        raise InvalidLeadError("message is nested too deeply") from None
     except ValueError:
         raise InvalidLeadError("message is not valid JSON") from None
     if not isinstance(message, dict) or not isinstance(message.get("body"), str):
@@ -123,6 +125,8 @@ def parse_message(raw: bytes | str) -> Lead:
         raise InvalidLeadError(f"message is not for {TASK_NAME}")
     try:
         body = json.loads(message["body"])
+    except RecursionError:
+        raise InvalidLeadError("message body is nested too deeply") from None
     except ValueError:
         raise InvalidLeadError("message body is not valid JSON") from None
     if not isinstance(body, list) or len(body) < 2:

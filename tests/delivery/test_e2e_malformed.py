@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from tests.fixtures.delivery import Fleet
-from tests.fixtures.fleet import alive, answers_ping, dead_letter_texts, people
+from tests.fixtures.fleet import alive, answers_ping, dead_letter_texts, people, wait_until_kept
 from tests.fixtures.ops import leadsync_bin
 from worker.keys import Keys
 from worker.lead import parse_lead
@@ -30,8 +30,6 @@ MALFORMED = 10_000
 GOOD = 50
 OVERSIZE = 10  # of each oversize kind: 2 MB entries are costly to keep
 MARKER = re.compile(r"mk(\d\d)n(\d{5})x")
-UNACKED = "unacked"  # kombu's hash of delivered, unacknowledged messages
-QUIET_S = 5.0
 PER_CELERY_KIND = 20
 
 
@@ -105,27 +103,6 @@ def malformed_entries() -> list[tuple[int, int, str | bytes]]:
     plan += [small[i % len(small)] for i in range(MALFORMED - len(plan))]
     random.Random(4).shuffle(plan)  # kinds mixed over the run, the same way every time
     return [(k, n, KINDS[k][1](marker(k, n))) for n, k in enumerate(plan)]
-
-
-def wait_until_kept(client: redis.Redis, keys: Keys, target: int, timeout_s: float,
-                    worker: subprocess.Popen[bytes]) -> int:
-    """Poll until `target` entries are kept, or the queue is drained, every message acknowledged
-    and the count has not moved for QUIET_S (then the rest was lost: fail fast, not at 300 s)."""
-    deadline = time.monotonic() + timeout_s
-    last, since = -1, time.monotonic()
-    while True:
-        assert worker.poll() is None, f"the worker died (exit {worker.returncode})"
-        kept = int(client.hlen(keys.dead_letters)) + int(client.llen(keys.malformed))
-        if kept >= target:
-            return kept
-        drained = client.llen(QUEUE) == 0 and client.hlen(UNACKED) == 0
-        if kept != last:
-            last, since = kept, time.monotonic()
-        elif drained and time.monotonic() - since > QUIET_S:
-            return kept
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g} s: {kept} of {target} kept")
-        time.sleep(0.2)
 
 
 def missing_by_kind(client: redis.Redis, keys: Keys,
@@ -232,3 +209,4 @@ def test_messages_celery_cannot_route_or_decode_are_kept_too(
     assert worker.poll() is None, "the worker died"
     assert answers_ping(run, "c1")
     assert not missing, f"kept nowhere: {missing[kind]} of {len(entries)}"
+

@@ -17,6 +17,7 @@ from celery import Celery, Task
 from kombu import Queue
 
 import worker.publish_hooks  # noqa: F401  # the same argsrepr redaction as worker.celery
+from worker.guard import GUARD_OPTION, GuardConfig
 
 BROKER_URL = os.environ.get("LEADSYNC_REDIS_URL", "redis://127.0.0.1:1/0")
 RECEIVED_KEY = "probe:received"
@@ -35,6 +36,9 @@ app.conf.update(
     task_ignore_result=True,
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
+    # As make_app does: the guard judges task messages on `leads` against this app's tasks.
+    broker_transport_options={GUARD_OPTION: GuardConfig(
+        task_queues=frozenset({"leads"}), task_names=lambda: frozenset(app.tasks))},
 )
 _client = redis.Redis.from_url(BROKER_URL)
 

@@ -242,3 +242,18 @@ def test_task_arguments_other_than_one_lead_are_invalid(
 def test_malformed_raw_messages_are_invalid(raw: str, reason: str) -> None:
     with pytest.raises(InvalidLeadError, match=reason):
         parse_message(raw)
+
+
+@pytest.mark.parametrize("data", [
+    "[" * 100_000,  # a RecursionError inside json.loads
+    "[" * 20 + "]" * 20,
+    {"email": "a@b.example", "custom_fields": {"k": [[[[[[[[[["v"]]]]]]]]]]}},
+])
+def test_deep_nesting_is_an_invalid_lead_not_a_crash(data: object) -> None:
+    with pytest.raises(InvalidLeadError, match="nested deeper than 8 levels"):
+        parse_lead(data)
+
+
+def test_lead_text_over_a_mebibyte_is_refused_unparsed() -> None:
+    with pytest.raises(InvalidLeadError, match="longer than 1048576 characters"):
+        parse_lead("[" * 1_048_577)

@@ -169,7 +169,7 @@ def test_malformed_bodies_do_not_stop_the_worker(
     ("entry", "reason"),
     [
         ("not json at all", "list entry is not JSON"),
-        (_envelope('{"not": "a protocol-2 body"}'), "cannot be unpacked"),
+        (_envelope('{"not": "a protocol-2 body"}'), "task body is not [args, kwargs, embed]"),
     ],
     ids=["envelope-not-json", "body-wrong-shape"],
 )

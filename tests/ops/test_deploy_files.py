@@ -189,6 +189,10 @@ def test_redis_conf_is_accepted_by_a_real_redis_and_keeps_every_lead(tmp_path: P
         assert config["appendonly"] == "yes"
         assert config["appendfsync"] in ("always", "everysec")
         assert config["maxmemory-policy"] == "noeviction"
+        # What workers and `leadsync health` check: the shipped file passes without opt-out.
+        from worker.redis_check import check_redis
+
+        assert check_redis(client, allow_volatile=False).state == "ok"
     finally:
         client.close()
         proc.terminate()

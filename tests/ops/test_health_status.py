@@ -50,11 +50,11 @@ def test_health_no_worker_is_unhealthy_unless_the_check_is_skipped(
     code, lines = _run(capsys, "health", "--timeout", "0.5")
     assert time.monotonic() - started < 10, "a probe must answer quickly"
     assert code == ExitCode.UNHEALTHY
-    assert [line.split()[:2] for line in lines] == [["ok", "redis"], ["FAIL", "worker"],
-                                                    ["ok", "token"]]
+    assert [line.split()[:2] for line in lines] == [["ok", "redis"], ["ok", "storage"],
+                                                    ["FAIL", "worker"], ["ok", "token"]]
     code, lines = _run(capsys, "health", "--no-worker-check")
     assert code == ExitCode.OK
-    assert lines[1].split()[:2] == ["skip", "worker"]
+    assert lines[2].split()[:2] == ["skip", "worker"]
 
 
 def test_health_fails_when_a_person_must_reauthorize(

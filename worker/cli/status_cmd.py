@@ -1,7 +1,8 @@
 """`leadsync status [--json]` (is it flowing?) and `leadsync health` (for probes).
 
-`health` prints one line per check and exits 0 only when Redis answers, a worker answers a
-ping and the tokens do not need a person; REDIS_UNAVAILABLE when Redis is down, else UNHEALTHY.
+`health` prints one line per check and exits 0 only when Redis answers and keeps its data
+(persistence on, no eviction: worker/redis_check.py), a worker answers a ping and the tokens do
+not need a person; REDIS_UNAVAILABLE when Redis is down, else UNHEALTHY.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from worker.auth.access import token_state
 from worker.cli.exit_codes import ExitCode
 from worker.enqueue import redis_location
 from worker.errors import LeadsyncError
+from worker.redis_check import check_redis
 from worker.redis_conn import get_redis
 from worker.settings import Settings, load_settings
 from worker.status import gather_status
@@ -33,7 +35,8 @@ HEALTH_EXAMPLES = """examples:
   leadsync health --no-worker-check            # beat / flower containers
   leadsync health --no-worker-check --no-token-check   # liveness: Redis only
 
-exit codes: 0 healthy, 4 Redis unreachable, 9 unhealthy (no worker answered, reauth_required)
+exit codes: 0 healthy, 4 Redis unreachable, 9 unhealthy (no worker answered, reauth_required,
+            Redis without AOF/RDB or with eviction: see LEADSYNC_ALLOW_VOLATILE_REDIS)
 """
 
 
@@ -109,6 +112,8 @@ def render_status(status: dict[str, Any]) -> str:
     lines = [f"leadsync status: account {status['account']}, redis {status['redis']}, "
              f"{_when(status['generated_at'])}",
              f"  {'token':<20} {_token_line(status['token'])}",
+             f"  {'redis storage':<20} {status['redis_check']['summary']}"
+             if "redis_check" in status else "",
              "  {:<20} {}".format("queues", ", ".join(
                  f"{name} {depth} waiting" for name, depth in status["queues"].items()))]
     leads = status["leads"]
@@ -116,7 +121,7 @@ def render_status(status: dict[str, Any]) -> str:
         lines.append(f"  {key.replace('_', ' '):<20} {_value(key, value)}")
         if isinstance(value, list):
             lines.extend(f"    {json.dumps(item, default=str)}" for item in value)
-    return "\n".join(lines)
+    return "\n".join(line for line in lines if line)
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -158,7 +163,10 @@ def run_health(args: argparse.Namespace) -> int:
         return int(ExitCode.REDIS_UNAVAILABLE)
     _line(True, "redis", f"{redis_location(redis)} answered in "
                          f"{(time.monotonic() - started) * 1000:.1f} ms")
-    healthy = True
+    fitness = check_redis(redis, allow_volatile=settings.allow_volatile_redis)
+    healthy = not fitness.failing  # no AOF/RDB or eviction: leads and tokens can vanish
+    mark = {"ok": "ok", "unknown": "WARN", "volatile_allowed": "WARN"}.get(fitness.state, "FAIL")
+    print(f"{mark:<5} {'storage':<7} {fitness.summary()}", flush=True)
 
     if args.no_worker_check:
         _line(None, "worker", "not checked (--no-worker-check)")
