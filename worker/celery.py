@@ -15,6 +15,7 @@ from kombu import Queue
 import worker.logging_hooks  # worker and beat log through worker.log (scrubbed)
 import worker.publish_hooks  # noqa: F401  # connects the before_task_publish redaction
 from worker.errors import ConfigError
+from worker.fetch_contract import kombu_contract_problem
 from worker.settings import Settings, get_settings
 
 LEADS_QUEUE = "leads"
@@ -25,6 +26,9 @@ MIN_TICK_EXPIRY_S = 30.0
 
 def make_app(settings: Settings) -> Celery:
     """Build the app from settings (tests build their own against a private Redis)."""
+    problem = kombu_contract_problem()  # the reliable fetch overrides kombu's private methods
+    if problem is not None:
+        raise ConfigError(problem)
     app = Celery(
         "leadsync",
         broker=settings.redis_url,
