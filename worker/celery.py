@@ -22,6 +22,7 @@ from worker.guard import GUARD_OPTION, GuardConfig
 from worker.heartbeat import SWEEP_MUTEX_S, UnackedHeartbeat, sweep_interval_s
 from worker.keys import Keys
 from worker.promoter import promoter_step
+from worker.fetch_contract import kombu_contract_problem
 from worker.settings import Settings, get_settings
 
 LEADS_QUEUE = "leads"
@@ -32,6 +33,9 @@ MIN_TICK_EXPIRY_S = 30.0
 
 def make_app(settings: Settings) -> Celery:
     """Build the app from settings (tests build their own against a private Redis)."""
+    problem = kombu_contract_problem()  # the reliable fetch overrides kombu's private methods
+    if problem is not None:
+        raise ConfigError(problem)
     app = Celery(
         "leadsync",
         broker=settings.redis_url,

@@ -82,6 +82,10 @@ def _unavailable(client: redis_lib.Redis, exc: Exception, done: int) -> RedisUna
 
 def prepare(lead_or_dict: object, *, now: datetime | None = None) -> Lead:
     """Validate and stamp `received_at` (now, UTC) when the producer gave none."""
+    if isinstance(lead_or_dict, dict) and lead_or_dict.get("received_at") is None:
+        # Stamped before validation, so the lead is validated once (a copy afterwards costs
+        # as much again); the lead_id leaves received_at out, so it is the same either way.
+        lead_or_dict = {**lead_or_dict, "received_at": now or datetime.now(UTC)}
     lead = parse_lead(lead_or_dict)
     if lead.received_at is None:
         lead = lead.model_copy(update={"received_at": now or datetime.now(UTC)})
@@ -115,12 +119,14 @@ def enqueue_leads(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Callable[[EnqueueReport], None] | None = None,
 ) -> EnqueueReport:
-    """Queue many leads with pipelined LPUSH in batches; bad rows are reported, not fatal.
+    """Queue many leads, one LPUSH of many values per batch; bad rows are reported, not fatal.
 
     Items are leads, dicts, or `SourceRow`s (then the line number is the reported index).
     `progress` is called after every batch. A Redis failure raises RedisUnavailableError whose
     message says how many leads were already pushed (re-running is safe: lead_ids are
-    deterministic and delivery is idempotent per lead_id).
+    deterministic and delivery is idempotent per lead_id). One LPUSH per batch pushes its
+    values left to right, so the list is read in the order given, as with one LPUSH each; and
+    a batch is pushed whole or not at all, so that count is exact.
     """
     client = _client(settings, redis)
     report = EnqueueReport()
@@ -131,10 +137,7 @@ def enqueue_leads(
         if not batch:
             return
         try:
-            pipe = client.pipeline(transaction=False)
-            for _lead_id, message in batch:
-                pipe.lpush(QUEUE, message)
-            pipe.execute()
+            client.lpush(QUEUE, *(message for _lead_id, message in batch))
         except _REDIS_ERRORS as exc:
             raise _unavailable(client, exc, report.enqueued) from None
         report.enqueued += len(batch)

@@ -19,17 +19,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 
 from redis import Redis
 from redis.exceptions import RedisError
 
 from worker.errors import QuotaExhaustedError, RateLimitedLocallyError, RedisUnavailableError
 from worker.keys import Keys
+from worker.lua import script
 from worker.settings import Settings
 
 QUOTA_KEY_TTL_S = 2 * 86_400
-_SCRIPT = resources.files("worker").joinpath("lua/acquire.lua").read_text()
+ACQUIRE = script("acquire")  # worker/lua/acquire.lua, run by SHA
 
 
 @dataclass(frozen=True)
@@ -57,17 +57,15 @@ class FleetLimiter:
         self.daily_quota = settings.daily_quota
         self.lead_quota = max(settings.daily_quota - settings.quota_reserve, 0)
         self.clock = clock
-        # register_script runs EVALSHA and reloads the script on NOSCRIPT (after SCRIPT FLUSH
-        # or a fail-over to a replica that never saw it).
-        self._acquire = redis.register_script(_SCRIPT)
 
     def try_acquire(self, *, reserve: bool = False) -> Grant:
         """A slot now, or RateLimitedLocallyError / QuotaExhaustedError (nothing counted)."""
         now = self.clock()
         limit = self.daily_quota if reserve else self.lead_quota
         try:
-            granted, wait_ms, used = self._acquire(
-                keys=[self.keys.rate_limit, self.keys.daily_quota(utc_date(now))],
+            # EVALSHA; the loader reloads the script on NOSCRIPT (restart, SCRIPT FLUSH, fail-over).
+            granted, wait_ms, used = ACQUIRE.run(
+                self.redis, keys=[self.keys.rate_limit, self.keys.daily_quota(utc_date(now))],
                 args=[f"{now * 1000:.3f}", f"{self.interval_ms:.6f}", limit, QUOTA_KEY_TTL_S])
         except RedisError as exc:
             raise RedisUnavailableError(

@@ -5,23 +5,36 @@ A worker killed (kill -9, OOM, a lost machine) between the two loses the message
 visibility timeout cannot bring back what `unacked` never held. Measured here: one lead of 1,000
 lost across three SIGKILLs. This channel waits with `BLMOVE q q RIGHT RIGHT` (it blocks until the
 list has an entry and moves the last entry onto itself: nothing leaves the list), then pops and
-records in `unacked` in one Lua call (worker/lua/reliable_pop.lua). Needs Redis >= 6.2.
+records in `unacked` in one Lua call (worker/lua/reliable_pop.lua, run by SHA). Needs Redis >= 6.2.
+
+It overrides private methods of kombu's Redis channel, so kombu is pinned to the minor version it
+is tested with (pyproject.toml), `kombu_contract_problem` refuses to start when those methods are
+gone, and tests/delivery/test_fetch_contract.py fails when the pop script is not what ran.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from importlib import resources
 from queue import Empty  # what kombu's poller expects when there is nothing to read
 from typing import Any
 
 from kombu.transport.redis import Channel as RedisChannel
+from kombu.transport.redis import QoS as RedisQoS
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
+from redis.exceptions import NoScriptError
 
-RELIABLE_POP = resources.files("worker").joinpath("lua/reliable_pop.lua").read_text()
+from worker.fetch_contract import BrokerContractError, check_channel_instance
+from worker.lua import script
+
+POP = script("reliable_pop")
 MIN_REDIS = (6, 2)  # BLMOVE
+_NOT_RECORDED = object()
+
+
+class RedisTooOldError(BrokerContractError):
+    """The broker's Redis lacks a command the fetch needs."""
 
 
 def redis_version_problem(version: str) -> str | None:
@@ -36,8 +49,21 @@ def redis_version_problem(version: str) -> str | None:
     return f"leadsync needs Redis >= {wanted} (BLMOVE); this server is Redis {version}"
 
 
-class RedisTooOldError(RuntimeError):
-    """The broker's Redis lacks a command the fetch needs."""
+KEYPREFIX_REFUSED = (
+    "leadsync does not support kombu's `global_keyprefix` transport option (its producers, "
+    "status and guard use unprefixed queue and unacked keys); give each deployment its own "
+    "Redis database (the /N of LEADSYNC_REDIS_URL) instead")
+
+
+class ReliableQoS(RedisQoS):
+    """kombu's QoS, minus the second `unacked` write for a message the pop already recorded."""
+
+    def append(self, message: Any, delivery_tag: Any) -> None:
+        if getattr(self.channel, "_pop_recorded_tag", _NOT_RECORDED) == delivery_tag:
+            # The Lua pop wrote this entry atomically with the pop: keep it in memory only.
+            super(RedisQoS, self).append(message, delivery_tag)
+        else:
+            super().append(message, delivery_tag)
 
 
 class ReliableChannel(RedisChannel):
@@ -50,14 +76,30 @@ class ReliableChannel(RedisChannel):
     (an idle worker notices a new message within about `brpop_timeout` seconds at worst).
     """
 
+    QoS = ReliableQoS
     _reliable_keys: list[str]
-    _reliable_sent: str = "EVAL"
+    _record_flags: str = ""
+    _reliable_sent: str = "EVALSHA"
     _reliable_idle: bool = False
     _version_checked: bool = False
+    _pop_recorded_tag: Any = _NOT_RECORDED
     # kombu's own members, absent from its type stubs:
     _queue_cycle: Any
     _q_for_pri: Callable[[str, int], str]
     connection_errors: tuple[type[BaseException], ...]
+
+    def __init__(self, connection: Any, **kwargs: Any) -> None:
+        if connection.client.transport_options.get("global_keyprefix"):
+            raise BrokerContractError(KEYPREFIX_REFUSED)
+        self._no_ack_by_queue: dict[str, bool] = {}
+        super().__init__(connection, **kwargs)
+        check_channel_instance(self)
+
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        # kombu keeps one callback per queue, the last consumer's: so does this flag. A no_ack
+        # consumer (a ping's reply queue) never acks, so its messages must not enter `unacked`.
+        self._no_ack_by_queue[queue] = bool(no_ack)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
 
     def _brpop_start(self, timeout: float | None = None) -> None:
         if timeout is None:
@@ -70,12 +112,17 @@ class ReliableChannel(RedisChannel):
             if problem is not None:
                 raise RedisTooOldError(problem)  # the worker stops with this one line
             self._version_checked = True
-        self._reliable_keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps
-                               for queue in queues]
+        pairs = [(self._q_for_pri(queue, pri), queue) for pri in self.priority_steps
+                 for queue in queues]
+        self._reliable_keys = [key for key, _ in pairs]
+        record = self.ack_emulation
+        self._record_flags = "".join(
+            "1" if record and not self._no_ack_by_queue.get(queue, False) else "0"
+            for _, queue in pairs)
         connection = self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()
         if not self._reliable_idle:
-            self._reliable_sent = "EVAL"
+            self._reliable_sent = "EVALSHA"
             connection.send_command(*self._pop_command())
             return
         # Everything was empty: wait in Redis. BLMOVE q q moves the last entry onto itself, so
@@ -87,14 +134,21 @@ class ReliableChannel(RedisChannel):
 
     def _pop_command(self) -> list[Any]:
         keys = [self.unacked_key, self.unacked_index_key, *self._reliable_keys]
-        return ["EVAL", RELIABLE_POP, len(keys), *keys, repr(time.time())]
+        return POP.evalsha_command(keys, [repr(time.time()), self._record_flags])
 
-    def _read_pop(self, **options: Any) -> tuple[str, bytes] | None:
-        reply = self.client.parse_response(self.client.connection, "EVAL", **options)
+    def _read_pop(self, **options: Any) -> tuple[str, bytes, bool] | None:
+        connection = self.client.connection
+        try:
+            reply = self.client.parse_response(connection, "EVALSHA", **options)
+        except NoScriptError:
+            # Redis forgot the script (restart, SCRIPT FLUSH, fail-over): load it, pop again.
+            POP.load_on(connection)
+            connection.send_command(*self._pop_command())
+            reply = self.client.parse_response(connection, "EVALSHA", **options)
         if not reply:
             return None
-        queue, item = reply
-        return bytes_to_str(queue), item
+        queue, item, recorded = reply
+        return bytes_to_str(queue), item, bool(recorded)
 
     def _brpop_read(self, **options: Any) -> bool:
         try:
@@ -112,12 +166,18 @@ class ReliableChannel(RedisChannel):
             self._reliable_idle = popped is None
             if popped is None:
                 raise Empty()
-            queue, item = popped
+            queue, item, recorded = popped
             dest = queue.rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
             if not self._accept(item, dest):
                 raise Empty()
-            self.connection._deliver(loads(bytes_to_str(item)), dest)
+            payload = loads(bytes_to_str(item))
+            if recorded:
+                self._pop_recorded_tag = payload["properties"]["delivery_tag"]
+            try:
+                self.connection._deliver(payload, dest)
+            finally:
+                self._pop_recorded_tag = _NOT_RECORDED
             return True
         finally:
             self._in_poll = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
+from json.encoder import encode_basestring_ascii as json_string  # C: str -> JSON string literal
 from typing import Any
 
 from worker.errors import InvalidLeadError
@@ -20,6 +21,7 @@ from worker.redaction import fingerprint, redact_email
 TASK_NAME = "leadsync.sync_lead"
 QUEUE = "leads"  # the Redis list kombu reads for queue `leads` (priority 0)
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+_EMBED_JSON = json.dumps(EMBED, separators=(",", ":"))
 
 
 def redacted_lead_repr(value: object) -> str:
@@ -85,8 +87,23 @@ def build_message(lead: Lead, *, task_id: str | None = None) -> dict[str, Any]:
 
 
 def encode_message(lead: Lead, *, task_id: str | None = None) -> str:
-    """`build_message` as the JSON text to push."""
-    return json.dumps(build_message(lead, task_id=task_id), separators=(",", ":"))
+    """`build_message` as the JSON text to push, built in one pass.
+
+    Producers push thousands a second: the lead is serialized once (pydantic's own encoder)
+    and the envelope, whose other parts are ids and constants, is filled in around it instead
+    of building a dict and encoding it twice. Decodes to `build_message`'s dict (tested).
+    """
+    task_id = json_string(task_id or str(uuid.uuid4()))
+    body = f"[[{lead.model_dump_json()}],{{}},{_EMBED_JSON}]"
+    return (
+        f'{{"body":{json_string(body)},"content-type":"application/json",'
+        f'"content-encoding":"utf-8","headers":{{"lang":"py","task":"{TASK_NAME}",'
+        f'"id":{task_id},"retries":0,"root_id":{task_id},"parent_id":null,'
+        f'"argsrepr":{json_string(redacted_argsrepr([lead]))},"kwargsrepr":"{{}}"}},'
+        f'"properties":{{"delivery_tag":"{uuid.uuid4()}","correlation_id":{task_id},'
+        f'"delivery_mode":2,"priority":0,'
+        f'"delivery_info":{{"exchange":"","routing_key":"{QUEUE}"}}}}}}'
+    )
 
 
 def lead_from_task_args(args: Sequence[object], kwargs: Mapping[str, object]) -> Lead:

@@ -13,11 +13,14 @@ from kombu import Connection
 from kombu.transport.redis import Transport as RedisTransport
 
 from worker.lead import parse_lead
-from worker.reliable_fetch import RELIABLE_POP, ReliableChannel
+from worker.reliable_fetch import POP, ReliableChannel
 from worker.wire import encode_message
 
 pytestmark = pytest.mark.redis
-KEYS = ["unacked", "unacked_index", "leads"]
+def pop(client: redis.Redis, *queues: str, record: str | None = None) -> Any:
+    """One run of the pop script (by SHA, as the channel runs it) on `queues`."""
+    flags = record if record is not None else "1" * len(queues)
+    return POP.run(client, ["unacked", "unacked_index", *queues], [time.time(), flags])
 
 
 class ReliableTransport(RedisTransport):
@@ -31,8 +34,7 @@ def test_a_popped_message_is_already_in_unacked_in_kombus_format(
 ) -> None:
     message = encode_message(parse_lead({"email": "ada@engines.example"}), task_id="t-1")
     redis_client.lpush("leads", message)
-    queue, item = redis_client.eval(RELIABLE_POP, 3, *KEYS, time.time())  # type: ignore[misc]
-    assert (queue, item) == (b"leads", message.encode())
+    assert pop(redis_client, "leads") == [b"leads", message.encode(), 1]
     assert redis_client.llen("leads") == 0
     tag = json.loads(message)["properties"]["delivery_tag"]
     stored = json.loads(redis_client.hget("unacked", tag))  # type: ignore[arg-type]
@@ -55,19 +57,17 @@ def test_entries_that_are_not_envelopes_are_returned_unrecorded(
     redis_client: redis.Redis, entry: bytes
 ) -> None:
     redis_client.lpush("leads", entry)
-    assert redis_client.eval(RELIABLE_POP, 3, *KEYS, time.time()) == [b"leads", entry]  # type: ignore[misc]
+    assert pop(redis_client, "leads") == [b"leads", entry, 0]
     assert redis_client.hlen("unacked") == 0  # the guard sets them aside; nothing to restore
 
 
 def test_empty_queues_answer_nothing_and_the_order_is_kept(redis_client: redis.Redis) -> None:
-    assert redis_client.eval(RELIABLE_POP, 4, "unacked", "unacked_index", "leads",  # type: ignore[misc]
-                             "leadsync-control", time.time()) is None
+    assert pop(redis_client, "leads", "leadsync-control") is None
     first = encode_message(parse_lead({"email": "a@b.example"}))
     second = encode_message(parse_lead({"email": "c@d.example"}))
     redis_client.lpush("leadsync-control", first, second)
-    popped: Any = redis_client.eval(RELIABLE_POP, 4, "unacked", "unacked_index", "leads",
-                                    "leadsync-control", time.time())
-    assert popped == [b"leadsync-control", first.encode()]  # oldest first, from any queue
+    popped = pop(redis_client, "leads", "leadsync-control")
+    assert popped == [b"leadsync-control", first.encode(), 1]  # oldest first, from any queue
 
 
 def _consume(redis_url: str, queues: list[str], received: list[str]) -> Any:
@@ -133,3 +133,160 @@ def test_a_redis_without_blmove_is_named_at_start(version: str, too_old: bool) -
     assert (problem is not None) == too_old
     if too_old:
         assert problem == f"leadsync needs Redis >= 6.2 (BLMOVE); this server is Redis {version}"
+
+
+def _envelope(tag: object) -> bytes:
+    message = json.loads(encode_message(parse_lead({"email": "ada@engines.example"})))
+    message["properties"]["delivery_tag"] = tag
+    return json.dumps(message).encode()
+
+
+@pytest.mark.parametrize(("tag", "field"), [("t-9", b"t-9"), (12345678901234, b"12345678901234")])
+def test_string_and_integer_tags_are_recorded_as_kombu_spells_them(
+    redis_client: redis.Redis, tag: object, field: bytes
+) -> None:
+    redis_client.lpush("leads", _envelope(tag))
+    assert pop(redis_client, "leads")[2] == 1
+    assert redis_client.hkeys("unacked") == [field]  # kombu's ack deletes HDEL unacked str(tag)
+
+
+def test_a_tag_lua_cannot_spell_exactly_is_left_for_kombu_to_record(
+    redis_client: redis.Redis,
+) -> None:
+    redis_client.lpush("leads", _envelope(0.30000000000000004))
+    assert pop(redis_client, "leads")[2] == 0
+    assert redis_client.hlen("unacked") == 0
+
+
+def test_queues_flagged_no_ack_are_popped_but_not_recorded(redis_client: redis.Redis) -> None:
+    reply, lead = _envelope("r-1"), _envelope("l-1")
+    redis_client.lpush("reply", reply)
+    redis_client.lpush("leads", lead)
+    assert pop(redis_client, "reply", "leads", record="01")[1:] == [reply, 0]
+    assert pop(redis_client, "reply", "leads", record="01")[1:] == [lead, 1]
+    assert redis_client.hkeys("unacked") == [b"l-1"]
+
+
+def test_an_acking_consumer_finds_its_message_in_unacked_written_once(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    from kombu import Consumer, Producer, Queue
+
+    seen: list[Any] = []
+    with Connection(redis_url, transport=ReliableTransport) as conn:
+        def on_message(body: Any, message: Any) -> None:
+            seen.append((body, redis_client.hget("unacked", message.delivery_tag)))
+            message.ack()
+
+        consumer = Consumer(conn.default_channel, [Queue("leads")], callbacks=[on_message],
+                            accept=["json"])
+        consumer.consume()
+        Producer(conn.default_channel, serializer="json").publish("lead", routing_key="leads")
+        hset_before = _calls(redis_client, "hset")
+        conn.drain_events(timeout=5)
+        hset_after = _calls(redis_client, "hset")
+    assert len(seen) == 1 and seen[0][0] == "lead" and seen[0][1] is not None
+    assert hset_after - hset_before == 1  # the pop's HSET only: kombu's second write is gone
+    assert redis_client.hlen("unacked") == 0
+
+
+def _calls(client: redis.Redis, command: str) -> int:
+    stats: Any = client.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_a_no_ack_consumer_leaves_nothing_in_unacked(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    from kombu import Consumer, Producer, Queue
+
+    received: list[str] = []
+    with Connection(redis_url, transport=ReliableTransport) as conn:
+        consumer = Consumer(conn.default_channel, [Queue("replies")], no_ack=True,
+                            callbacks=[lambda body, message: received.append(body)],
+                            accept=["json"])
+        consumer.consume()
+        Producer(conn.default_channel, serializer="json").publish("pong", routing_key="replies")
+        conn.drain_events(timeout=5)
+    assert received == ["pong"]
+    assert redis_client.hlen("unacked") == 0  # nothing a later restore would put back
+
+
+def test_a_ping_through_the_apps_transport_leaves_no_reply_in_unacked(
+    redis_url: str, redis_client: redis.Redis, make_settings: Any
+) -> None:
+    # `leadsync status`/`health` and `celery inspect` read replies with a no_ack consumer: a
+    # recorded reply would sit in `unacked` and be pushed back to a dead reply queue later.
+    import threading
+
+    from worker.celery import make_app
+
+    app = make_app(make_settings(redis_url=redis_url))
+    stop = threading.Event()
+    listening = threading.Event()
+
+    def answer_pings() -> None:
+        with app.connection_for_read() as conn:
+            node = app.control.mailbox(conn).Node(
+                "contract@test", state=None, channel=conn.default_channel,
+                handlers={"ping": lambda state, **kw: "pong"})
+            node.listen()
+            listening.set()
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError, OSError):
+                    conn.drain_events(timeout=0.2)
+
+    node_thread = threading.Thread(target=answer_pings, daemon=True)
+    node_thread.start()
+    try:
+        assert listening.wait(10)
+        replies: list[Any] = []
+        deadline = time.monotonic() + 20
+        while not replies and time.monotonic() < deadline:
+            replies = app.control.ping(timeout=1) or []
+        assert replies == [{"contract@test": "pong"}]
+        assert redis_client.hlen("unacked") == 0
+    finally:
+        stop.set()
+        node_thread.join(10)
+        app.close()
+
+
+def test_a_flushed_script_is_loaded_again_and_the_pop_still_records(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    from kombu import Consumer, Producer, Queue
+
+    seen: list[Any] = []
+    with Connection(redis_url, transport=ReliableTransport) as conn:
+        def on_message(body: Any, message: Any) -> None:
+            seen.append((body, redis_client.hexists("unacked", message.delivery_tag)))
+            message.ack()
+
+        consumer = Consumer(conn.default_channel, [Queue("leads")], callbacks=[on_message],
+                            accept=["json"])
+        consumer.consume()
+        producer = Producer(conn.default_channel, serializer="json")
+        producer.publish("first", routing_key="leads")
+        conn.drain_events(timeout=5)
+        redis_client.script_flush()  # as after a restart or a fail-over
+        assert redis_client.script_exists(POP.sha) == [False]
+        producer.publish("second", routing_key="leads")
+        conn.drain_events(timeout=5)
+    assert seen == [("first", True), ("second", True)]
+    assert redis_client.script_exists(POP.sha) == [True]
+
+
+def test_kombus_global_keyprefix_is_refused_with_one_line(
+    redis_url: str, make_settings: Any
+) -> None:
+    from worker.celery import make_app
+    from worker.reliable_fetch import KEYPREFIX_REFUSED, BrokerContractError
+
+    app = make_app(make_settings(redis_url=redis_url))
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options,
+                                         "global_keyprefix": "tenant-a:"}
+    with app.connection_for_read() as conn, pytest.raises(BrokerContractError) as refused:
+        conn.default_channel  # noqa: B018  # building the channel is what refuses
+    assert str(refused.value) == KEYPREFIX_REFUSED and "\n" not in KEYPREFIX_REFUSED
+    app.close()

@@ -1,0 +1,46 @@
+"""The fast paths of producing stay exact: one-pass encoding, order, stamping before validation."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import redis
+
+from worker.enqueue import enqueue_leads, prepare
+from worker.lead import parse_lead
+from worker.wire import build_message, encode_message, parse_message
+
+AWKWARD = {"email": "zoe@example.com", "first_name": 'Zoé "Q" \\ 😀 </script>\n',
+           "custom_fields": {"ünï": "ß\t"}, "received_at": "2026-01-01T00:00:00+02:00",
+           "address": {"city": "Köln"}, "list_ids": ["6f1b9a52-7c3e-4a2b-9f0e-1c2d3e4f5a6b"]}
+
+
+def test_the_encoded_message_is_build_messages_dict() -> None:
+    lead = parse_lead(AWKWARD)
+    encoded = json.loads(encode_message(lead, task_id="t-1"))
+    expected = build_message(lead, task_id="t-1")
+    assert json.loads(encoded.pop("body")) == json.loads(expected.pop("body"))
+    assert encoded["properties"].pop("delivery_tag") != expected["properties"].pop("delivery_tag")
+    assert encoded == expected
+    assert parse_message(encode_message(lead)) == lead
+    assert encode_message(lead).isascii()  # as json.dumps wrote it: any client can push it
+
+
+def test_enqueued_leads_are_read_in_the_order_given(redis_client: redis.Redis) -> None:
+    rows = [{"email": f"n{n}@example.com"} for n in range(2_500)]
+    report = enqueue_leads(rows, redis=redis_client, batch_size=1_000)
+    popped = [parse_message(redis_client.rpop("leads")).email  # type: ignore[arg-type]
+              for _ in range(2_500)]
+    assert popped == [row["email"] for row in rows]
+    assert report.lead_ids == [parse_lead(row).lead_id for row in rows]
+
+
+def test_stamping_received_at_before_validation_keeps_the_lead_id() -> None:
+    now = datetime(2026, 11, 30, 1, 2, 3, tzinfo=UTC)
+    given = {"email": "ada@engines.example", "first_name": "Ada"}
+    stamped = prepare(given, now=now)
+    assert stamped.received_at == now
+    assert stamped.lead_id == parse_lead(given).lead_id
+    assert "received_at" not in given  # the caller's dict is left alone
+    assert prepare({**given, "received_at": None}, now=now).received_at == now
