@@ -17,7 +17,12 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from worker.auth.access import AccessToken, current_access_token, request_refresh
+from worker.auth.access import (
+    AccessToken,
+    current_access_token,
+    request_refresh,
+    usable_access_token,
+)
 from worker.backoff import backoff_s, cap_countdown
 from worker.contact_body import create_body, sign_up_form_body, update_body
 from worker.contacts import ContactsClient
@@ -118,7 +123,7 @@ class Delivery:
 
     def _send_with_fresh_token(self, lead: Lead, list_ids: list[str]) -> dict[str, Any]:
         """Send; on a 401 ask for one refresh and try once more with the new token."""
-        token = current_access_token(self.settings, self.redis)
+        token = usable_access_token(self.settings, self.redis, REFRESH_WAIT_S)
         try:
             return self._send(lead, list_ids, token)
         except UnauthorizedError:
