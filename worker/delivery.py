@@ -21,6 +21,7 @@ from worker.auth.access import (
     AccessToken,
     current_access_token,
     request_refresh,
+    token_checker,
     usable_access_token,
 )
 from worker.backoff import backoff_s, cap_countdown
@@ -75,7 +76,9 @@ class Delivery:
         self.redis = redis
         self.clock = clock
         self.limiter = FleetLimiter(settings, redis)
-        self.client = client or ContactsClient(settings, before_request=self._gate)
+        self.client = client or ContactsClient(
+            settings, before_request=self._gate,
+            token_check=token_checker(settings, redis, REFRESH_WAIT_S))
         self.ledger = Ledger(settings, redis)
         self.parking = ParkingLot(settings, redis)
         self.dead_letters = DeadLetters(settings, redis)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -89,18 +90,18 @@ def current_access_token(settings: Settings, redis: Redis) -> AccessToken:
 
 
 def usable_access_token(settings: Settings, redis: Redis, wait_s: float) -> AccessToken:
-    """A token not known to be expired (`exp` minus EXPIRY_SKEW_S still ahead).
+    """A token not known to be expired: more than EXPIRY_SKEW_S of it is left.
 
     A short-lived token (beat ticks cannot refresh it in time, worker/auth/timing.py) inside its
-    refresh lead gets a refresh request, once per generation fleet-wide. An expired one gets the
-    request too, and the caller waits up to `wait_s` for the new generation, polling Redis; if
-    none comes, RefreshLockTimeoutError: a wait that spends no retry and no API request.
+    refresh lead gets a refresh request, once per generation fleet-wide. An expiring one gets
+    the request too, and the caller waits up to `wait_s` for the new generation, polling Redis;
+    if none comes, RefreshLockTimeoutError: a wait that spends no retry and no API request.
     """
     record = _sendable(settings, redis)
     left = record.expires_at - time.time()
     lifetime = record.lifetime_s
     early = not beat_can_serve(settings, lifetime) and left < refresh_lead_s(settings, lifetime)
-    if left <= EXPIRY_SKEW_S or early:
+    if early or left <= EXPIRY_SKEW_S:
         request_refresh(settings, redis, record.generation)
     deadline = time.monotonic() + wait_s
     while record.expires_at - time.time() <= EXPIRY_SKEW_S:
@@ -112,6 +113,24 @@ def usable_access_token(settings: Settings, redis: Redis, wait_s: float) -> Acce
         time.sleep(POLL_S)
         record = _sendable(settings, redis)
     return AccessToken(record.access_token, record.generation, record.expires_at)
+
+
+def token_checker(settings: Settings, redis: Redis, wait_s: float) -> Callable[[str], str]:
+    """For `ContactsClient(token_check=...)`: called right before each request, after the
+    limiter's wait, with the token about to be sent; answers the token to send instead.
+
+    A newer stored token replaces it; an expiring one (the current one, EXPIRY_SKEW_S or less
+    left) goes through `usable_access_token`, which waits for the refresh or raises the
+    no-budget RefreshLockTimeoutError: a token known to be expired is never sent.
+    """
+
+    def check(value: str) -> str:
+        record = _sendable(settings, redis)
+        if record.expires_at - time.time() > EXPIRY_SKEW_S:
+            return record.access_token  # the one given, or a newer one (later exp)
+        return usable_access_token(settings, redis, wait_s).value
+
+    return check
 
 
 def sending_possible(settings: Settings, redis: Redis) -> bool:

@@ -10,6 +10,11 @@ request). With Constant Contact's 24 h tokens that is the margin (6 h at 0.25). 
 is not longer than the beat lead (10 s tokens with a 30 s beat), no beat schedule can serve it:
 the refresh is due at SHORT_LIVED_SHARE of the lifetime instead, and the workers that read the
 token ask for it themselves (`access.usable_access_token` -> `request_refresh`).
+
+A token is never sent with EXPIRY_SKEW_S or less left, and that is checked twice: when the
+lead starts, and again right before each request, after the fleet limiter's wait (which can last
+several seconds: a 10 s token read with 4 s left was refused 12 times in two minutes when only
+the first check existed; docs/notes/tokens.md).
 """
 
 from __future__ import annotations
@@ -35,3 +40,4 @@ def refresh_lead_s(settings: Settings, lifetime_s: float) -> float:
     if beat_can_serve(settings, lifetime_s):
         return beat_lead_s(settings, lifetime_s)
     return max(settings.refresh_margin_ratio, SHORT_LIVED_SHARE) * lifetime_s
+
