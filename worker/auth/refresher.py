@@ -106,6 +106,8 @@ def _decide(record: TokenRecord, settings: Settings, now: float, *, force: bool,
     if record.state == STATE_REFRESH_FAILING and now < record.next_attempt_at:
         wait = record.next_attempt_at - now
         return RefreshOutcome("backing_off", gen, f"next attempt in {wait:.0f} s")
+    if record.interrupted_at:
+        return None  # an answer may be lost: retry while a grace period may still run
     if refresh_reason(record, settings, now) is None:
         return RefreshOutcome("not_needed" if gen == first_generation else "already_refreshed", gen)
     return None
