@@ -33,10 +33,17 @@ PERMANENT_STATUSES = frozenset({400, 403, 404, 405, 410, 413, 415, 422})
 # Called before every request with `reserve` (True for lookups that may use the quota reserve):
 # the fleet limiter plugs in here so no request can bypass it.
 BeforeRequest = Callable[[bool], None]
+# Called after `before_request` with the token about to be sent; answers the token to send (the
+# limiter's wait can outlast a short-lived token: delivery plugs in access.token_checker).
+TokenCheck = Callable[[str], str]
 
 
 def _no_gate(_reserve: bool) -> None:
     return None
+
+
+def _as_given(token: str) -> str:
+    return token
 
 
 def error_fields(body: Any) -> tuple[str | None, str]:
@@ -101,11 +108,13 @@ class ContactsClient:
         *,
         session: requests.Session | None = None,
         before_request: BeforeRequest = _no_gate,
+        token_check: TokenCheck = _as_given,
     ) -> None:
         self.base = settings.api_base_url.rstrip("/") + "/"
         self.timeout_s = settings.http_timeout_s
         self.session = session or requests.Session()
         self.before_request = before_request
+        self.token_check = token_check
 
     # --- endpoints ---------------------------------------------------------------------------
     def sign_up_form(self, token: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -148,6 +157,7 @@ class ContactsClient:
         reserve: bool = False,
     ) -> tuple[int, dict[str, Any]]:
         self.before_request(reserve)
+        token = self.token_check(token)
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         try:
             response = self.session.request(

@@ -19,7 +19,13 @@ from typing import Any, TypeVar
 
 from redis import Redis
 
-from worker.auth.access import AccessToken, current_access_token, request_refresh
+from worker.auth.access import (
+    AccessToken,
+    current_access_token,
+    request_refresh,
+    token_checker,
+    usable_access_token,
+)
 from worker.backoff import backoff_s
 from worker.contact_body import create_body, sign_up_form_body, update_body
 from worker.contacts import ContactsClient
@@ -71,7 +77,9 @@ class Delivery:
         self.redis = redis
         self.clock = clock
         self.limiter = FleetLimiter(settings, redis)
-        self.client = client or ContactsClient(settings, before_request=self._gate)
+        self.client = client or ContactsClient(
+            settings, before_request=self._gate,
+            token_check=token_checker(settings, redis, REFRESH_WAIT_S))
         self.ledger = Ledger(settings, redis)
         self.parking = ParkingLot(settings, redis)
         self.dead_letters = DeadLetters(settings, redis)
@@ -139,7 +147,7 @@ class Delivery:
 
     def _send_with_fresh_token(self, lead: Lead, list_ids: list[str]) -> dict[str, Any]:
         """Send; on a 401 ask for one refresh and try once more with the new token."""
-        token = current_access_token(self.settings, self.redis)
+        token = usable_access_token(self.settings, self.redis, REFRESH_WAIT_S)
         try:
             return self._send(lead, list_ids, token)
         except UnauthorizedError:

@@ -30,15 +30,47 @@ def test_fact_05_rotating_refresh_token_kills_previous(cc: CC) -> None:
     assert cc.server.stats()["refresh_token_generation"] == 4
 
 
-def test_fact_05_rotating_grace_window_lets_previous_token_work_briefly(
+def test_fact_05_rotating_grace_window_answers_a_new_pair_for_the_previous_token(
         make_cc: Callable[..., CC]) -> None:
+    """Okta's rotation grace period: the token just rotated out still works for a while, and
+    using it gets new tokens (a new pair); the pair whose answer was lost dies."""
     cc = make_cc(refresh_grace_s=30)
     first = cc.refresh_token
-    current = cc.refresh().json()["refresh_token"]
-    inside = cc.refresh(first)  # inside the 30 s grace
-    assert inside.status_code == 200 and inside.json()["refresh_token"] == current
-    cc.server.advance_clock(60)
+    lost = cc.refresh().json()  # the answer a crashed client never stored
+    cc.server.advance_clock(1.0)  # past the token endpoint's 1 request/s
+    inside = cc.refresh(first)  # 1 s into the 30 s grace
+    assert inside.status_code == 200
+    pair = inside.json()
+    assert pair["refresh_token"] not in (first, lost["refresh_token"])
+    assert pair["access_token"] != lost["access_token"]
+    assert cc.call("GET", "/contact_lists", token=pair["access_token"]).status_code == 200
+    cc.server.advance_clock(1.0)
+    assert cc.refresh(lost["refresh_token"]).json() == BAD_REFRESH  # only one child lives
+    cc.server.advance_clock(1.0)
+    assert cc.refresh(pair["refresh_token"]).status_code == 200  # the recovered chain goes on
+    assert cc.server.stats()["refresh_grace_reuses"] == 1
+    cc.server.advance_clock(30)  # the grace window never grows with reuse
     assert cc.refresh(first).json() == BAD_REFRESH
+
+
+def test_fact_05_without_grace_the_previous_token_dies_at_once(cc: CC) -> None:
+    first = cc.refresh_token
+    assert cc.refresh().status_code == 200
+    cc.server.advance_clock(1.0)
+    assert cc.refresh(first).json() == BAD_REFRESH
+    assert cc.server.stats()["refresh_grace_reuses"] == 0
+
+
+def test_fact_05_grace_period_is_set_at_run_time_through_the_control_api(cc: CC) -> None:
+    url = cc.server.url + "/_sandbox/faults"
+    answer = requests.post(url, json={"refresh_grace_s": 30}, timeout=10)
+    assert answer.status_code == 200 and answer.json()["faults"]["refresh_grace_s"] == 30
+    first = cc.refresh_token
+    assert cc.refresh().status_code == 200
+    cc.server.advance_clock(1.0)
+    assert cc.refresh(first).status_code == 200
+    too_long = requests.post(url, json={"refresh_grace_s": 61}, timeout=10)
+    assert too_long.status_code == 400 and "refresh_grace_s" in too_long.text  # Okta: 0-60 s
 
 
 def test_fact_05_long_lived_returns_the_same_token(make_cc: Callable[..., CC]) -> None:

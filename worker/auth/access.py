@@ -1,25 +1,36 @@
 """The token API delivery code uses: Redis reads only, never the token endpoint.
 
-A worker that gets a 401 calls `request_refresh`; the one locked refresher (task
-`leadsync.refresh_token` on queue `leadsync-control`) does the rest.
+Delivery takes its token from `usable_access_token`, which never hands out one known to be
+expired: it asks for the refresh (and, for tokens too short-lived for the beat, asks early) and
+waits for the new generation without spending an API request. A worker that still gets a 401
+calls `request_refresh`; the one locked refresher (task `leadsync.refresh_token` on queue
+`leadsync-control`) does the rest.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from redis import Redis
 from redis.exceptions import RedisError
 
+from worker.auth.timing import EXPIRY_SKEW_S, beat_can_serve, refresh_lead_s
 from worker.auth.token_record import (
     STATE_NOT_AUTHORIZED,
     STATE_REAUTH_REQUIRED,
     TokenRecord,
 )
 from worker.auth.token_store import TokenStore
-from worker.errors import NotAuthorizedError, ReauthRequiredError, RedisUnavailableError
+from worker.errors import (
+    NotAuthorizedError,
+    ReauthRequiredError,
+    RedisUnavailableError,
+    RefreshLockTimeoutError,
+)
 from worker.keys import Keys
 from worker.settings import Settings
 
@@ -54,8 +65,11 @@ def _read(settings: Settings, redis: Redis) -> TokenRecord | None:
     return TokenStore(settings, redis).read()
 
 
-def current_access_token(settings: Settings, redis: Redis) -> AccessToken:
-    """The shared access token; raises NotAuthorizedError or ReauthRequiredError."""
+POLL_S = 0.05  # how often a worker waiting for a refreshed token re-reads Redis
+
+
+def _sendable(settings: Settings, redis: Redis) -> TokenRecord:
+    """The stored record, if a token may be sent at all; raises NotAuthorized/ReauthRequired."""
     record = _read(settings, redis)
     if record is None or not record.access_token:
         raise NotAuthorizedError(
@@ -66,7 +80,57 @@ def current_access_token(settings: Settings, redis: Redis) -> AccessToken:
             "the refresh token was rejected; re-authorize with `leadsync auth device` "
             f"({record.state_reason or 'invalid_grant'})"
         )
+    return record
+
+
+def current_access_token(settings: Settings, redis: Redis) -> AccessToken:
+    """The shared access token; raises NotAuthorizedError or ReauthRequiredError."""
+    record = _sendable(settings, redis)
     return AccessToken(record.access_token, record.generation, record.expires_at)
+
+
+def usable_access_token(settings: Settings, redis: Redis, wait_s: float) -> AccessToken:
+    """A token not known to be expired: more than EXPIRY_SKEW_S of it is left.
+
+    A short-lived token (beat ticks cannot refresh it in time, worker/auth/timing.py) inside its
+    refresh lead gets a refresh request, once per generation fleet-wide. An expiring one gets
+    the request too, and the caller waits up to `wait_s` for the new generation, polling Redis;
+    if none comes, RefreshLockTimeoutError: a wait that spends no retry and no API request.
+    """
+    record = _sendable(settings, redis)
+    left = record.expires_at - time.time()
+    lifetime = record.lifetime_s
+    early = not beat_can_serve(settings, lifetime) and left < refresh_lead_s(settings, lifetime)
+    if early or left <= EXPIRY_SKEW_S:
+        request_refresh(settings, redis, record.generation)
+    deadline = time.monotonic() + wait_s
+    while record.expires_at - time.time() <= EXPIRY_SKEW_S:
+        if time.monotonic() >= deadline:
+            raise RefreshLockTimeoutError(
+                f"the access token expired and no refreshed one arrived within {wait_s:g} s "
+                "(the refresh was requested; trying again shortly)"
+            )
+        time.sleep(POLL_S)
+        record = _sendable(settings, redis)
+    return AccessToken(record.access_token, record.generation, record.expires_at)
+
+
+def token_checker(settings: Settings, redis: Redis, wait_s: float) -> Callable[[str], str]:
+    """For `ContactsClient(token_check=...)`: called right before each request, after the
+    limiter's wait, with the token about to be sent; answers the token to send instead.
+
+    A newer stored token replaces it; an expiring one (the current one, EXPIRY_SKEW_S or less
+    left) goes through `usable_access_token`, which waits for the refresh or raises the
+    no-budget RefreshLockTimeoutError: a token known to be expired is never sent.
+    """
+
+    def check(value: str) -> str:
+        record = _sendable(settings, redis)
+        if record.expires_at - time.time() > EXPIRY_SKEW_S:
+            return record.access_token  # the one given, or a newer one (later exp)
+        return usable_access_token(settings, redis, wait_s).value
+
+    return check
 
 
 def sending_possible(settings: Settings, redis: Redis) -> bool:

@@ -75,6 +75,7 @@ def build_record(
         failure_count=0,
         next_attempt_at=0.0,
         attempt_started_at=0.0,
+        interrupted_at=0.0,
     )
 
 

@@ -1,13 +1,17 @@
 """The refresh lock and the token-endpoint gate, both in Redis so they hold fleet-wide.
 
-The lock is redis-py's `Lock`: an owner token, a TTL longer than the HTTP timeout, release only
-if still owned (Lua). The gate is a `SET NX PX 1000` key: at most one token request per second
-across every process (Constant Contact's documented token-endpoint limit).
+The lock is redis-py's `Lock`: an owner token, release only if still owned (Lua). Its TTL is a
+short lease (LEASE_S) that a keeper thread renews while the holder lives, for at most
+LEADSYNC_REFRESH_LOCK_TTL_S: a holder killed mid-refresh (kill -9, OOM) frees the lock within
+the lease, so the next refresher can retry its refresh token inside a server's rotation grace
+period (Okta: 0-60 s) instead of after the whole TTL. The gate is a `SET NX PX 1000` key: at
+most one token request per second across every process (Constant Contact's documented limit).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +25,39 @@ from worker.keys import Keys
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
-GATE_PERIOD_MS = 1000
+# Constant Contact allows 1 token request/s; the spacing leaves 100 ms for the jitter between
+# passing the gate and the request arriving (exactly 1000 ms drew a 429 now and then).
+GATE_PERIOD_MS = 1100
+LEASE_S = 5.0  # the lock's TTL while its holder lives; renewed every RENEW_EVERY_S
+RENEW_EVERY_S = 1.0
+
+
+class _Keeper(threading.Thread):
+    """Renews the lease until stopped, the lock is lost, or `hold_s` has passed."""
+
+    def __init__(self, lock: Lock, hold_s: float) -> None:
+        super().__init__(name="leadsync-refresh-lock-keeper", daemon=True)
+        self.lock = lock
+        self.until = time.monotonic() + hold_s
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(RENEW_EVERY_S) and time.monotonic() < self.until:
+            try:
+                self.lock.reacquire()
+            except LockError:
+                return  # lost (expired under a stalled process): never take it back
+            except RedisError:
+                continue  # Redis blinked; the lease may still be renewed next second
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(RENEW_EVERY_S * 2)
+
+
+def lease_s(settings: Settings) -> float:
+    """The lock's TTL between renewals (never more than the whole hold time)."""
+    return min(LEASE_S, settings.refresh_lock_ttl_s)
 
 
 @contextmanager
@@ -30,7 +66,7 @@ def refresh_lock(settings: Settings, redis: Redis, *, wait_s: float) -> Iterator
     keys = Keys(settings.key_prefix, settings.account)
     lock = redis.lock(
         keys.token_lock,
-        timeout=settings.refresh_lock_ttl_s,
+        timeout=lease_s(settings),
         sleep=0.05,
         blocking_timeout=wait_s,
         thread_local=False,
@@ -41,9 +77,12 @@ def refresh_lock(settings: Settings, redis: Redis, *, wait_s: float) -> Iterator
         raise RedisUnavailableError(f"cannot take the refresh lock: {exc}") from None
     if not acquired:
         raise RefreshLockTimeoutError(f"another process holds the refresh lock ({wait_s:g} s)")
+    keeper = _Keeper(lock, settings.refresh_lock_ttl_s)
+    keeper.start()
     try:
         yield lock
     finally:
+        keeper.stop()
         try:
             lock.release()
         except LockError:

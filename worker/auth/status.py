@@ -10,6 +10,7 @@ from redis import Redis
 from worker.auth import alerts
 from worker.auth.access import token_state
 from worker.auth.refresher import refresh_reason
+from worker.auth.timing import beat_can_serve, refresh_lead_s
 from worker.auth.token_store import TokenStore
 from worker.settings import Settings
 
@@ -27,7 +28,7 @@ def token_status(settings: Settings, redis: Redis, *, now: float | None = None) 
     planned = None
     if record.access_token:
         planned = min(
-            record.expires_at - settings.refresh_margin_ratio * lifetime,
+            record.expires_at - refresh_lead_s(settings, lifetime),
             max(record.last_refresh_at, record.authorized_at) + settings.refresh_max_age_s,
         )
         if record.next_attempt_at:
@@ -49,6 +50,9 @@ def token_status(settings: Settings, redis: Redis, *, now: float | None = None) 
         "refresh_count": record.refresh_count,
         "next_refresh_at": planned,
         "refresh_due": refresh_reason(record, settings, now) is not None,
+        # False: the lifetime is too short for beat ticks alone; workers ask before expiry.
+        "beat_serves_lifetime": beat_can_serve(settings, lifetime) if lifetime else None,
+        "refresh_in_flight_since": record.attempt_started_at or None,
         "failure_count": record.failure_count,
         "next_attempt_at": record.next_attempt_at or None,
         "alert_active": alerts.alert_active(settings, redis),

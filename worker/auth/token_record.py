@@ -18,7 +18,7 @@ MODE_ROTATING = "rotating"
 MODE_LONG_LIVED = "long_lived"
 
 _FLOATS = {"expires_at", "issued_at", "authorized_at", "last_refresh_at", "next_attempt_at",
-           "attempt_started_at"}
+           "attempt_started_at", "interrupted_at"}
 _INTS = {"generation", "failure_count", "refresh_count"}
 SECRET_FIELDS = ("access_token", "refresh_token")
 
@@ -44,6 +44,7 @@ class TokenRecord:
     failure_count: int = 0
     next_attempt_at: float = 0.0
     attempt_started_at: float = 0.0  # set just before a token request, cleared by its write
+    interrupted_at: float = 0.0  # start of a refresh whose answer was lost; cleared by a write
 
     @property
     def lifetime_s(self) -> float:

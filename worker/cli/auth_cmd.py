@@ -188,6 +188,11 @@ def _status(args: argparse.Namespace) -> int:
             ("last refresh", _when(info.get("last_refresh_at"))),
             ("next planned refresh", _when(info.get("next_refresh_at"))),
         ]
+        if info.get("beat_serves_lifetime") is False:
+            rows.append(("refresh timing", "lifetime shorter than the beat can serve: "
+                                           "workers ask for the refresh before expiry"))
+        if info.get("refresh_in_flight_since"):
+            rows.append(("refresh in flight", f"since {_when(info['refresh_in_flight_since'])}"))
         for name, value in rows:
             _out(f"{name + ':':<22} {value}")
     codes = {"ok": ExitCode.OK, "refresh_failing": ExitCode.OK,

@@ -22,6 +22,7 @@ EXAMPLES = """examples:
 While it runs (from another shell):
   curl -s localhost:8911/_sandbox/stats
   curl -s -XPOST localhost:8911/_sandbox/faults -d '{"throttle_burst": 5}'
+  curl -s -XPOST localhost:8911/_sandbox/faults -d '{"refresh_grace_s": 30}'
   curl -s -XPOST localhost:8911/_sandbox/clock -d '{"advance_s": 86400}'
   curl -s -XPOST localhost:8911/_sandbox/device/approve -d '{}'
   curl -s -XPOST localhost:8911/_sandbox/revoke-refresh-tokens
@@ -49,7 +50,9 @@ def register(subparsers: Any) -> None:
     add("--refresh-tokens", choices=("rotating", "long-lived"), default="rotating",
         help="refresh-token mode of the app (default rotating, as Constant Contact recommends)")
     add("--refresh-grace-s", type=float, default=0.0,
-        help="seconds the previous rotating refresh token keeps working (default 0)")
+        help="rotation grace period: seconds the refresh token just rotated out still works, "
+             "answering with a new pair as Okta does (0-60, default 0: Constant Contact's "
+             "setting is unknown)")
     add("--access-token-lifetime-s", type=float, default=86_400.0,
         help="access-token lifetime (default 86400)")
     add("--revoke-access-on-refresh", action="store_true",

@@ -17,6 +17,7 @@ from celery.utils.nodenames import host_format
 from redis.exceptions import RedisError
 
 from worker.auth.access import token_state
+from worker.auth.status import token_status
 from worker.cli.exit_codes import ExitCode
 from worker.enqueue import redis_location
 from worker.errors import LeadsyncError
@@ -190,7 +191,8 @@ def run_health(args: argparse.Namespace) -> int:
         state = token_state(settings, redis)
         if state == "reauth_required":
             healthy = False
-            _line(False, "token", "reauth_required: run `leadsync auth device`")
+            reason = token_status(settings, redis).get("state_reason") or "invalid_grant"
+            _line(False, "token", f"reauth_required ({reason}): run `leadsync auth device`")
         elif state == "not_authorized":
             # Not a failure: a fresh deployment must come up so a person can authorize it.
             _line(True, "token", "not_authorized yet: run `leadsync auth device` (not failing)")

@@ -10,6 +10,7 @@ from worker.settings import CC_ISSUER
 CC_AUDIENCE = "https://api.cc.email/v3"
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8765/callback"
 DAY_S = 86_400.0
+MAX_GRACE_S = 60.0  # Okta offers a rotation grace period of 0 to 60 seconds
 
 
 @dataclass
@@ -26,7 +27,9 @@ class SandboxConfig:
     loopback_any_port: bool = True
 
     refresh_tokens: Literal["rotating", "long-lived"] = "rotating"
-    refresh_grace_s: float = 0.0  # how long the previous rotating token keeps working
+    # Okta's "grace period for token rotation" (0-60 s): how long the refresh token just rotated
+    # out still works. Using it inside the window answers with a new pair (see tokens.py).
+    refresh_grace_s: float = 0.0
     access_token_lifetime_s: float = DAY_S
     refresh_token_lifetime_s: float = 180 * DAY_S
     revoke_access_on_refresh: bool = False  # fact 6: Okta keeps old JWTs valid until exp
@@ -70,5 +73,7 @@ class SandboxConfig:
         for name in ("fail_rate", "drop_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
+        if not 0.0 <= self.refresh_grace_s <= MAX_GRACE_S:
+            raise ValueError(f"refresh_grace_s must be between 0 and {MAX_GRACE_S:g} (Okta)")
         if self.access_token_lifetime_s <= 0 or self.refresh_token_lifetime_s <= 0:
             raise ValueError("token lifetimes must be positive")

@@ -6,11 +6,12 @@ import random
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from worker.sandbox.config import SandboxConfig
+from worker.sandbox.config import MAX_GRACE_S, SandboxConfig
 
 FIELDS = ("fail_rate", "latency_ms", "drop_rate", "timeout_rate", "throttle_burst",
           "conflict_window_ms",
-          "daily_quota", "quota_used", "rate_limit_per_s", "token_rate_limit_per_s")
+          "daily_quota", "quota_used", "rate_limit_per_s", "token_rate_limit_per_s",
+          "refresh_grace_s")
 
 
 @dataclass
@@ -67,5 +68,7 @@ def parse_faults(body: Any) -> dict[str, float]:
             raise ValueError(f"{name} must be a non-negative number")
         if name in ("fail_rate", "drop_rate", "timeout_rate") and value > 1:
             raise ValueError(f"{name} must be between 0 and 1")
+        if name == "refresh_grace_s" and value > MAX_GRACE_S:
+            raise ValueError(f"refresh_grace_s must be between 0 and {MAX_GRACE_S:g}")
         parsed[name] = float(value)
     return parsed

@@ -193,8 +193,10 @@ class SandboxServer:
         with self.state.lock:
             store = self.state.store
             active = store.active()
-            return self.state.stats.as_dict(active, len(store.contacts) - active,
-                                            self.state.tokens.latest_generation)
+            stats = self.state.stats.as_dict(active, len(store.contacts) - active,
+                                             self.state.tokens.latest_generation)
+            stats["refresh_grace_reuses"] = self.state.tokens.grace_reuses
+            return stats
 
     def contacts(self) -> list[dict[str, Any]]:
         """Every contact, soft-deleted ones included, with all subresources."""
@@ -220,12 +222,15 @@ class SandboxServer:
                 state.limiter.per_s = parsed["rate_limit_per_s"]
             if "token_rate_limit_per_s" in parsed:
                 state.token_limiter.per_s = parsed["token_rate_limit_per_s"]
+            if "refresh_grace_s" in parsed:  # applies to rotations from now on
+                self.config.refresh_grace_s = parsed["refresh_grace_s"]
             if changes.get("revoke_refresh_tokens"):
                 state.tokens.revoke_refresh_tokens(state.clock.now())
             return {**faults.as_dict(), "daily_quota": state.quota.per_day,
                     "quota_used": state.quota.used(self.config.client_id, state.clock.now()),
                     "rate_limit_per_s": state.limiter.per_s,
-                    "token_rate_limit_per_s": state.token_limiter.per_s}
+                    "token_rate_limit_per_s": state.token_limiter.per_s,
+                    "refresh_grace_s": self.config.refresh_grace_s}
 
     def revoke_refresh_tokens(self) -> int:
         with self.state.lock:

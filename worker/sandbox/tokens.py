@@ -101,6 +101,7 @@ class TokenAuthority:
         self.devices: dict[str, DeviceCode] = {}
         self.user_codes: dict[str, str] = {}  # user_code -> device_code
         self.latest_generation = 0
+        self.grace_reuses = 0  # refreshes answered for a rotated-out token inside its grace
 
     # --- codes -------------------------------------------------------------------------
     def new_code(self, client_id: str, redirect_uri: str, scopes: list[str],
@@ -199,9 +200,11 @@ class TokenAuthority:
             raise OAuthFailure(401, "invalid_client", "Client authentication failed. Either "
                                "the client or the client credentials are invalid.")
         if record.dies_at is not None:
-            # Reused inside the grace window: a new access token, and the current refresh token.
-            current = grant.refresh_tokens[-1]
-            return self._answer(grant, now, current)
+            # Reused inside the grace window (Okta: "the previous token remains valid … to allow
+            # clients to get the new token"): a whole new pair, as for any refresh. The pair the
+            # lost answer carried dies; this token keeps its original window, never a longer one.
+            self.grace_reuses += 1
+            return self._issue(grant, now, rotated_from=token)
         if self.config.revoke_access_on_refresh:
             for value in grant.access_tokens:
                 self.access[value].revoked = True
@@ -241,9 +244,12 @@ class TokenAuthority:
             grace_end = now + self.config.refresh_grace_s
             for value in grant.refresh_tokens:
                 old = self.refresh[value]
-                if old.dies_at is None or old.dies_at > now:
-                    keep = value == rotated_from and self.config.refresh_grace_s > 0
-                    old.dies_at = grace_end if keep else now
+                if old.dies_at is not None and old.dies_at <= now:
+                    continue  # already dead
+                if value != rotated_from or self.config.refresh_grace_s <= 0:
+                    old.dies_at = now
+                elif old.dies_at is None:  # first rotation: the grace window starts now
+                    old.dies_at = grace_end
             grant.refresh_tokens.append(refresh)
             self.refresh[refresh] = RefreshToken(grant.grant_id, grant.generation,
                                                  now + self.config.refresh_token_lifetime_s)
