@@ -34,7 +34,7 @@ from worker.errors import (
 from worker.idempotency import DELIVERED, IN_FLIGHT, RETRYING, SETTLED, Ledger
 from worker.lead import Lead
 from worker.outcome import Action, Decision, classify
-from worker.parking import QUOTA, REAUTH, ParkingLot
+from worker.parking import QUOTA, REAUTH, TOKEN_KEY, ParkingLot
 from worker.ratelimit import FleetLimiter, next_utc_midnight
 from worker.settings import Settings
 
@@ -184,8 +184,9 @@ class Delivery:
             self.parking.park(lead, QUOTA, resume_at, attempts=attempt - 1, now=now)
             return Result("parked", attempt - 1, detail={"reason": QUOTA, "resume_at": resume_at})
         if decision.action is Action.PARK_REAUTH:
-            self.parking.park(lead, REAUTH, now, attempts=attempt - 1, now=now)
-            return Result("parked", attempt - 1, detail={"reason": REAUTH})
+            reason = TOKEN_KEY if decision.reason_code == TOKEN_KEY else REAUTH
+            self.parking.park(lead, reason, now, attempts=attempt - 1, now=now)
+            return Result("parked", attempt - 1, detail={"reason": reason})
         if decision.spends_budget:
             failures = self.ledger.count_attempt(lead.lead_id)
             self.ledger.note_error(lead.lead_id, decision.reason_code, decision.reason, now=now)

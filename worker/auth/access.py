@@ -16,10 +16,16 @@ from redis.exceptions import RedisError
 from worker.auth.token_record import (
     STATE_NOT_AUTHORIZED,
     STATE_REAUTH_REQUIRED,
+    STATE_TOKEN_KEY_INVALID,
     TokenRecord,
 )
 from worker.auth.token_store import TokenStore
-from worker.errors import NotAuthorizedError, ReauthRequiredError, RedisUnavailableError
+from worker.errors import (
+    NotAuthorizedError,
+    ReauthRequiredError,
+    RedisUnavailableError,
+    TokenKeyError,
+)
 from worker.keys import Keys
 from worker.settings import Settings
 
@@ -70,14 +76,20 @@ def current_access_token(settings: Settings, redis: Redis) -> AccessToken:
 
 
 def sending_possible(settings: Settings, redis: Redis) -> bool:
-    """False when nothing is stored or a person must re-authorize."""
-    record = _read(settings, redis)
+    """False when nothing is stored, a person must re-authorize, or the key cannot open it."""
+    try:
+        record = _read(settings, redis)
+    except TokenKeyError:
+        return False
     return bool(record and record.access_token and record.state != STATE_REAUTH_REQUIRED)
 
 
 def token_state(settings: Settings, redis: Redis) -> str:
-    """"ok" | "refresh_failing" | "reauth_required" | "not_authorized"."""
-    record = _read(settings, redis)
+    """"ok" | "refresh_failing" | "reauth_required" | "not_authorized" | "token_key_invalid"."""
+    try:
+        record = _read(settings, redis)
+    except TokenKeyError:
+        return STATE_TOKEN_KEY_INVALID
     if record is None or (not record.access_token and record.state != STATE_REAUTH_REQUIRED):
         return STATE_NOT_AUTHORIZED
     return record.state

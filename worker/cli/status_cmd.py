@@ -16,6 +16,8 @@ from celery.utils.nodenames import host_format
 from redis.exceptions import RedisError
 
 from worker.auth.access import token_state
+from worker.auth.token_key import key_fingerprint, open_incidents
+from worker.auth.token_record import STATE_TOKEN_KEY_INVALID
 from worker.cli.exit_codes import ExitCode
 from worker.enqueue import redis_location
 from worker.errors import LeadsyncError
@@ -33,7 +35,8 @@ HEALTH_EXAMPLES = """examples:
   leadsync health --no-worker-check            # beat / flower containers
   leadsync health --no-worker-check --no-token-check   # liveness: Redis only
 
-exit codes: 0 healthy, 4 Redis unreachable, 9 unhealthy (no worker answered, reauth_required)
+exit codes: 0 healthy, 4 Redis unreachable, 9 unhealthy (no worker answered, reauth_required,
+token_key_invalid)
 """
 
 
@@ -101,6 +104,11 @@ def _token_line(token: dict[str, Any]) -> str:
         parts.append(f"reason: {token['state_reason']}")
     if state == "not_authorized":
         parts.append("run `leadsync auth device`")
+    if token.get("tokens_at_rest") not in (None, "none"):
+        parts.append(f"tokens at rest: {token['tokens_at_rest']}")
+    for item in token.get("token_key_incidents") or []:
+        parts.append(f"LEADSYNC_TOKEN_KEY {item['token_key']} cannot open the tokens since "
+                     f"{_when(item['since'])}")
     return "; ".join(parts)
 
 
@@ -180,9 +188,20 @@ def run_health(args: argparse.Namespace) -> int:
         _line(None, "token", "not checked (--no-token-check)")
     else:
         state = token_state(settings, redis)
+        others = [i for i in open_incidents(settings, redis)
+                  if i["token_key"] != key_fingerprint(settings)]
         if state == "reauth_required":
             healthy = False
             _line(False, "token", "reauth_required: run `leadsync auth device`")
+        elif state == STATE_TOKEN_KEY_INVALID:
+            healthy = False
+            _line(False, "token", "token_key_invalid: LEADSYNC_TOKEN_KEY cannot open the stored "
+                                  "tokens (leads are parked until it is fixed)")
+        elif others:
+            healthy = False
+            _line(False, "token", f"{state} here, but LEADSYNC_TOKEN_KEY "
+                                  f"{', '.join(i['token_key'] for i in others)} of another "
+                                  "process cannot open the tokens")
         elif state == "not_authorized":
             # Not a failure: a fresh deployment must come up so a person can authorize it.
             _line(True, "token", "not_authorized yet: run `leadsync auth device` (not failing)")
