@@ -25,6 +25,9 @@ log = logging.getLogger("leadsync.token_key")
 
 ENCRYPTED_PREFIX = "fernet:"
 QUIET_S = 600.0  # a failure after this long without one opens a new incident
+# `health` fails for another process's key only while it keeps failing: its workers retry
+# parked leads and refresh ticks every few seconds, so a minute of silence means it is gone.
+ACTIVE_S = 60.0
 KEEP_S = 86_400  # the record of incidents expires a day after the last failure
 NO_KEY = "none"
 CLEAR = "clear:"  # field prefix: tokens found in clear while this key is set
@@ -114,9 +117,9 @@ def forget(settings: Settings, redis: Redis) -> None:
     redis.delete(_key(settings))
 
 
-def open_incidents(settings: Settings, redis: Redis, *,
-                   now: float | None = None) -> list[dict[str, Any]]:
-    """Keys that failed to open the tokens within QUIET_S: fingerprint, since, last, reason."""
+def open_incidents(settings: Settings, redis: Redis, *, now: float | None = None,
+                   within_s: float = QUIET_S) -> list[dict[str, Any]]:
+    """Keys that failed to open the tokens within `within_s`: fingerprint, since, last, why."""
     now = time.time() if now is None else now
     raw = {_text(k): _text(v) for k, v in redis.hgetall(_key(settings)).items()}
     found = []
@@ -124,7 +127,7 @@ def open_incidents(settings: Settings, redis: Redis, *,
         if ":" in field:  # <fp>:last, <fp>:reason and the clear:<fp> entries
             continue
         last = float(raw.get(f"{field}:last", 0) or 0)
-        if now - last > QUIET_S:
+        if now - last > within_s:
             continue
         found.append({"token_key": field, "since": float(first or 0), "last_seen": last,
                       "reason": raw.get(f"{field}:reason", "")})

@@ -16,7 +16,7 @@ from celery.utils.nodenames import host_format
 from redis.exceptions import RedisError
 
 from worker.auth.access import token_state
-from worker.auth.token_key import key_fingerprint, open_incidents
+from worker.auth.token_key import ACTIVE_S, key_fingerprint, open_incidents
 from worker.auth.token_record import STATE_TOKEN_KEY_INVALID
 from worker.cli.exit_codes import ExitCode
 from worker.enqueue import redis_location
@@ -188,7 +188,7 @@ def run_health(args: argparse.Namespace) -> int:
         _line(None, "token", "not checked (--no-token-check)")
     else:
         state = token_state(settings, redis)
-        others = [i for i in open_incidents(settings, redis)
+        others = [i for i in open_incidents(settings, redis, within_s=ACTIVE_S)
                   if i["token_key"] != key_fingerprint(settings)]
         if state == "reauth_required":
             healthy = False
@@ -201,7 +201,7 @@ def run_health(args: argparse.Namespace) -> int:
             healthy = False
             _line(False, "token", f"{state} here, but LEADSYNC_TOKEN_KEY "
                                   f"{', '.join(i['token_key'] for i in others)} of another "
-                                  "process cannot open the tokens")
+                                  "process cannot open the tokens (in the last minute)")
         elif state == "not_authorized":
             # Not a failure: a fresh deployment must come up so a person can authorize it.
             _line(True, "token", "not_authorized yet: run `leadsync auth device` (not failing)")
