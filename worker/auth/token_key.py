@@ -77,11 +77,12 @@ def report_unreadable(settings: Settings, redis: Redis, reason: str) -> None:
     opened = _report(settings, redis, fp, reason)
     _failed_here.add(fp)
     if opened:
+        which = "no key is set here" if fp == NO_KEY else f"key {fp} cannot open them"
         log.error(
             "%s. Leads are parked (reason token_key) and no token is refreshed until it is "
             "fixed: give every worker and beat the LEADSYNC_TOKEN_KEY the tokens were stored "
-            "with (key %s cannot open them), or store new tokens with `leadsync auth device`",
-            reason, fp, extra={"event": "token_key_invalid", "token_key": fp})
+            "with (%s), or store new tokens with `leadsync auth device`",
+            reason, which, extra={"event": "token_key_invalid", "token_key": fp})
     else:
         log.debug("token record unreadable with key %s (incident already reported)", fp)
 
