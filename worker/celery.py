@@ -18,11 +18,11 @@ import worker.logging_hooks  # worker and beat log through worker.log (scrubbed)
 import worker.publish_hooks  # connects the before_task_publish redaction
 import worker.startup_checks  # noqa: F401  # checks the broker Redis when a worker is ready
 from worker.errors import ConfigError
+from worker.fetch_contract import kombu_contract_problem
 from worker.guard import GUARD_OPTION, GuardConfig
 from worker.heartbeat import SWEEP_MUTEX_S, UnackedHeartbeat, sweep_interval_s
 from worker.keys import Keys
 from worker.promoter import promoter_step
-from worker.fetch_contract import kombu_contract_problem
 from worker.settings import Settings, get_settings
 
 LEADS_QUEUE = "leads"

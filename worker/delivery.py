@@ -38,7 +38,7 @@ from worker.idempotency import Ledger
 from worker.lead import Lead
 from worker.lead_state import NOTHING_TO_DO, LeadState
 from worker.outcome import Action, Decision, classify
-from worker.parking import QUOTA, REAUTH, ParkingLot
+from worker.parking import QUOTA, REAUTH, TOKEN_KEY, ParkingLot
 from worker.ratelimit import FleetLimiter, next_utc_midnight
 from worker.settings import Settings
 from worker.wire import encode_message
@@ -213,7 +213,8 @@ class Delivery:
         if decision.action is Action.DEAD_LETTER:
             return self._dead_letter(lead.lead_id, lead.to_json_dict(), decision, attempt)
         if decision.action in (Action.PARK_QUOTA, Action.PARK_REAUTH):
-            reason, resume_at = REAUTH, now
+            reason = TOKEN_KEY if decision.reason_code == TOKEN_KEY else REAUTH
+            resume_at = now
             if decision.action is Action.PARK_QUOTA:
                 reason = QUOTA
                 resume_at = (exc.resume_at.timestamp() if isinstance(exc, QuotaExhaustedError)

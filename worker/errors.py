@@ -2,6 +2,7 @@
 
 LeadsyncError
 ├── ConfigError (also ValueError)      bad setting, raised at start-up
+│   └── TokenKeyError                  LEADSYNC_TOKEN_KEY cannot open the stored tokens: park
 ├── RedisUnavailableError              Redis cannot be reached
 ├── InvalidLeadError                   the lead itself is wrong: never retried
 ├── AuthError                          token family
@@ -36,6 +37,11 @@ class LeadsyncError(Exception):
 
 class ConfigError(LeadsyncError, ValueError):
     """A setting is missing or invalid; the message names the variable."""
+
+
+class TokenKeyError(ConfigError):
+    """LEADSYNC_TOKEN_KEY cannot open the stored tokens (wrong key, not a Fernet key, or none
+    while they are encrypted): a token state; leads park until the key is fixed."""
 
 
 class RedisUnavailableError(LeadsyncError):

@@ -37,6 +37,11 @@ class Keys:
     def token_alert_sent(self) -> str:
         return self._k("token", self.account, "alert-sent")
 
+    @property
+    def token_key_errors(self) -> str:
+        """LEADSYNC_TOKEN_KEY incidents by key fingerprint (worker/auth/token_key.py)."""
+        return self._k("token", self.account, "key-errors")
+
     # Rate limit and daily quota (shared by the whole fleet).
     @property
     def rate_limit(self) -> str:

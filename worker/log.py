@@ -1,7 +1,9 @@
 """Logging for the CLI and the Celery processes: text or JSON, always scrubbed.
 
-Every record passes through `ScrubFilter`, so even a careless message or a third-party
-library's exception text cannot put a token, secret, email or phone into the logs.
+Every record is scrubbed when it is created (and again by `ScrubFilter` at our handler), so
+even a careless message, a third-party library's exception text or Celery's own task context
+cannot put a token, a secret or a lead's personal data (email, phone, names, address, custom
+fields) into the logs, in text or JSON.
 """
 
 from __future__ import annotations
@@ -9,33 +11,54 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.redaction import scrub
+from worker.redaction import REDACTED, scrub, scrub_value
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
+# Records that carry a task message's raw content as arguments (argument positions withheld):
+# Celery's pool logs the whole request, body included, at DEBUG.
+_RAW_MESSAGE_ARGS: dict[tuple[str, str], tuple[int, ...]] = {
+    ("celery.pool", "TaskPool: Apply %s (args:%s kwargs:%s)"): (1, 2),
+}
+
+
 def scrub_record(record: logging.LogRecord) -> logging.LogRecord:
-    """Render the message now and scrub it, its exception text and string extras."""
+    """Render the message now from scrubbed arguments, scrub the text, its exception text and
+    every extra (recursively: Celery's `data` extra is a dict holding the task's arguments)."""
+    args = record.args
     try:
+        if isinstance(args, tuple):
+            withheld = _RAW_MESSAGE_ARGS.get((record.name, str(record.msg)), ())
+            args = tuple(REDACTED if i in withheld else scrub_value(arg)
+                         for i, arg in enumerate(args))
+        elif isinstance(args, Mapping):
+            args = scrub_value(args)
+        record.args = args
         record.msg = scrub(record.getMessage())
-        record.args = None
     except Exception:  # a bad format string must not lose the log line
         record.msg = scrub(str(record.msg))
-        record.args = None
+    record.args = None
     if record.exc_info and record.exc_info[1] is not None:
         record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
         record.exc_info = None
+    elif record.exc_text:
+        record.exc_text = scrub(record.exc_text)
+    if record.stack_info:
+        record.stack_info = scrub(record.stack_info)
     for key, value in list(vars(record).items()):
-        if key not in _STANDARD and isinstance(value, str):
-            setattr(record, key, scrub(value))
+        if key not in _STANDARD and not key.startswith("_"):
+            setattr(record, key, scrub_value(value, key))
     return record
 
 
 class ScrubFilter(logging.Filter):
-    """Scrub at the handler too (records created before the factory was installed)."""
+    """Scrub at the handler too: `extra=` fields are set after the record factory ran, and
+    records may predate the factory."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         scrub_record(record)

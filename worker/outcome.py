@@ -30,6 +30,7 @@ from worker.errors import (
     RedisUnavailableError,
     RefreshLockTimeoutError,
     ThrottledError,
+    TokenKeyError,
     TransientAPIError,
     UnauthorizedError,
 )
@@ -76,8 +77,11 @@ POLICY: tuple[tuple[type[BaseException], Action, bool, str], ...] = (
     (AuthError, Action.WAIT, False, "token"),
     (RedisUnavailableError, Action.WAIT, False, "redis_unavailable"),
     (RedisError, Action.WAIT, False, "redis_unavailable"),
-    # A setting is wrong (a bad token key, say): no lead is at fault, so none is spent while an
-    # operator fixes it; `leadsync status` shows the reason in its last errors.
+    # LEADSYNC_TOKEN_KEY cannot open the tokens: park (reason token_key) until it is fixed,
+    # instead of retrying every few seconds forever; worker.auth.token_key logs it once.
+    (TokenKeyError, Action.PARK_REAUTH, False, "token_key"),
+    # Another setting is wrong: no lead is at fault, so none is spent while an operator fixes
+    # it; `leadsync status` shows the reason in its last errors.
     (ConfigError, Action.WAIT, False, "config"),
     # A bug or something unforeseen: retried within the budget, then kept as a dead letter.
     (Exception, Action.RETRY, True, "unexpected"),

@@ -1,4 +1,5 @@
-"""Parked leads: waiting for a person to re-authorize, or for tomorrow's quota.
+"""Parked leads: waiting for a person to re-authorize (or fix LEADSYNC_TOKEN_KEY), or for
+tomorrow's quota.
 
 A parked lead is out of the broker (its message is acknowledged only after the park is written)
 and sits in a sorted set scored by the earliest time it may resume. The beat task
@@ -24,7 +25,8 @@ from worker.wire import encode_message
 
 REAUTH = "reauth"
 QUOTA = "quota"
-REASONS = (REAUTH, QUOTA)
+TOKEN_KEY = "token_key"  # LEADSYNC_TOKEN_KEY cannot open the tokens: resume once it can
+REASONS = (REAUTH, QUOTA, TOKEN_KEY)
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class ParkingLot:
                 self.redis.zrem(self.keys.parked, lead_id)
                 continue
             data = json.loads(raw)
-            if data.get("reason") == REAUTH and not sending_possible:
+            if data.get("reason") in (REAUTH, TOKEN_KEY) and not sending_possible:
                 continue
             resumed += self._requeue(lead_id, parse_lead(data["lead"]), now)
         return resumed

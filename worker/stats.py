@@ -41,6 +41,7 @@ def lead_counts(settings: Settings, redis: Redis, *, now: float | None = None) -
         "scheduled": int(redis.zcard(keys.schedule)),
         "parked_reauth": parked["by_reason"].get("reauth", 0),
         "parked_quota": parked["by_reason"].get("quota", 0),
+        "parked_token_key": parked["by_reason"].get("token_key", 0),
         "next_resume_at": parked["next_resume_at"].get("quota"),
         "dead_letters": sum(dead.values()),
         "dead_letters_by_reason": dead,

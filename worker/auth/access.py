@@ -22,6 +22,7 @@ from worker.auth.timing import EXPIRY_SKEW_S, beat_can_serve, refresh_lead_s
 from worker.auth.token_record import (
     STATE_NOT_AUTHORIZED,
     STATE_REAUTH_REQUIRED,
+    STATE_TOKEN_KEY_INVALID,
     TokenRecord,
 )
 from worker.auth.token_store import TokenStore
@@ -30,6 +31,7 @@ from worker.errors import (
     ReauthRequiredError,
     RedisUnavailableError,
     RefreshLockTimeoutError,
+    TokenKeyError,
 )
 from worker.keys import Keys
 from worker.settings import Settings
@@ -134,14 +136,20 @@ def token_checker(settings: Settings, redis: Redis, wait_s: float) -> Callable[[
 
 
 def sending_possible(settings: Settings, redis: Redis) -> bool:
-    """False when nothing is stored or a person must re-authorize."""
-    record = _read(settings, redis)
+    """False when nothing is stored, a person must re-authorize, or the key cannot open it."""
+    try:
+        record = _read(settings, redis)
+    except TokenKeyError:
+        return False
     return bool(record and record.access_token and record.state != STATE_REAUTH_REQUIRED)
 
 
 def token_state(settings: Settings, redis: Redis) -> str:
-    """"ok" | "refresh_failing" | "reauth_required" | "not_authorized"."""
-    record = _read(settings, redis)
+    """"ok" | "refresh_failing" | "reauth_required" | "not_authorized" | "token_key_invalid"."""
+    try:
+        record = _read(settings, redis)
+    except TokenKeyError:
+        return STATE_TOKEN_KEY_INVALID
     if record is None or (not record.access_token and record.state != STATE_REAUTH_REQUIRED):
         return STATE_NOT_AUTHORIZED
     return record.state

@@ -12,7 +12,7 @@ from typing import Any
 
 from redis import Redis
 
-from worker.auth import alerts
+from worker.auth import alerts, token_key
 from worker.auth.jwt_verify import verify_access_token
 from worker.auth.lock import refresh_lock
 from worker.auth.oauth_client import TokenResponse
@@ -24,7 +24,7 @@ from worker.auth.token_record import (
     TokenRecord,
 )
 from worker.auth.token_store import StaleWriteError, TokenStore
-from worker.errors import OAuthServerError
+from worker.errors import OAuthServerError, TokenKeyError
 from worker.keys import Keys
 from worker.redaction import redact_token
 from worker.settings import Settings
@@ -87,10 +87,10 @@ def store_authorization(settings: Settings, redis: Redis, answer: TokenResponse)
     store = TokenStore(settings, redis)
     with refresh_lock(settings, redis, wait_s=settings.refresh_lock_ttl_s):
         for _ in range(5):
-            previous = store.read()
+            previous, expected = _previous(store)
             record = build_record(previous, answer, claims, refreshed=False, now=time.time())
             try:
-                generation = store.replace(previous.generation if previous else 0, record)
+                generation = store.replace(expected, record)
                 break
             except StaleWriteError:
                 continue
@@ -99,6 +99,7 @@ def store_authorization(settings: Settings, redis: Redis, answer: TokenResponse)
     keys = Keys(settings.key_prefix, settings.account)
     redis.delete(keys.token_refresh_requested)
     alerts.clear_alert(settings, redis)
+    token_key.forget(settings, redis)
     log.info(
         "authorization stored: generation %s, refresh token %s",
         generation,
@@ -111,8 +112,20 @@ def store_imported_refresh_token(settings: Settings, redis: Redis, refresh_token
     """Seed the record with a refresh token obtained elsewhere (no access token yet)."""
     store = TokenStore(settings, redis)
     with refresh_lock(settings, redis, wait_s=settings.refresh_lock_ttl_s):
-        previous = store.read()
+        _, expected = _previous(store)
         record = TokenRecord(refresh_token=refresh_token, authorized_at=time.time())
-        generation = store.replace(previous.generation if previous else 0, record)
+        generation = store.replace(expected, record)
     alerts.clear_alert(settings, redis)
+    token_key.forget(settings, redis)
     return generation
+
+
+def _previous(store: TokenStore) -> tuple[TokenRecord | None, int]:
+    """The stored record and its generation; a record this key cannot open (the old key is
+    lost) is replaced as if new, which is how a person recovers from a lost key."""
+    try:
+        previous = store.read()
+    except TokenKeyError:
+        log.warning("replacing a token record that LEADSYNC_TOKEN_KEY cannot open")
+        return None, store.raw_generation()
+    return previous, previous.generation if previous else 0

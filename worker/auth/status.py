@@ -1,4 +1,8 @@
-"""What `leadsync auth status` and `leadsync status` show about the tokens: one dict."""
+"""What `leadsync auth status` and `leadsync status` show about the tokens: one dict.
+
+Besides the state, how the tokens sit at rest (encrypted, clear) and the open LEADSYNC_TOKEN_KEY
+incidents of any process (a worker with a wrong key shows even when this CLI has the right one).
+"""
 
 from __future__ import annotations
 
@@ -7,21 +11,46 @@ from typing import Any
 
 from redis import Redis
 
-from worker.auth import alerts
+from worker.auth import alerts, token_key
 from worker.auth.access import token_state
 from worker.auth.refresher import refresh_reason
 from worker.auth.timing import beat_can_serve, refresh_lead_s
+from worker.auth.token_record import SEALED_FIELDS, STATE_TOKEN_KEY_INVALID
 from worker.auth.token_store import TokenStore
+from worker.errors import TokenKeyError
+from worker.keys import Keys
 from worker.settings import Settings
+
+
+def key_facts(settings: Settings, redis: Redis) -> dict[str, Any]:
+    """Is a key set, how the record is stored, which keys failed to open it lately."""
+    raw = redis.hgetall(Keys(settings.key_prefix, settings.account).token)
+    data = {_text(k): _text(v) for k, v in raw.items()}
+    return {
+        "token_key_set": settings.token_key is not None,
+        "token_key": token_key.key_fingerprint(settings),
+        "tokens_at_rest": token_key.at_rest(data, SEALED_FIELDS),
+        "token_key_incidents": token_key.open_incidents(settings, redis),
+    }
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def token_status(settings: Settings, redis: Redis, *, now: float | None = None) -> dict[str, Any]:
     """JSON-ready facts about the stored tokens; never a token value."""
     now = time.time() if now is None else now
-    record = TokenStore(settings, redis).read()
+    keys = key_facts(settings, redis)
+    try:
+        record = TokenStore(settings, redis).read()
+    except TokenKeyError as exc:
+        return {"state": STATE_TOKEN_KEY_INVALID, "state_reason": str(exc),
+                "account": settings.account, "sending_possible": False,
+                "encrypted_at_rest": keys["tokens_at_rest"] == "encrypted", **keys}
     state = token_state(settings, redis)
     if record is None:
-        return {"state": state, "account": settings.account, "sending_possible": False}
+        return {"state": state, "account": settings.account, "sending_possible": False, **keys}
     lifetime = record.lifetime_s
     left = record.expires_at - now
     # The earliest moment the refresher will act: margin reached or max age, whichever first.
@@ -57,5 +86,6 @@ def token_status(settings: Settings, redis: Redis, *, now: float | None = None) 
         "next_attempt_at": record.next_attempt_at or None,
         "alert_active": alerts.alert_active(settings, redis),
         "sending_possible": state in ("ok", "refresh_failing"),
-        "encrypted_at_rest": settings.token_key is not None,
+        "encrypted_at_rest": keys["tokens_at_rest"] == "encrypted",
+        **keys,
     }

@@ -12,6 +12,7 @@ STATE_OK = "ok"
 STATE_REFRESH_FAILING = "refresh_failing"
 STATE_REAUTH_REQUIRED = "reauth_required"
 STATE_NOT_AUTHORIZED = "not_authorized"
+STATE_TOKEN_KEY_INVALID = "token_key_invalid"  # not stored: this process's key cannot open it
 
 MODE_UNKNOWN = "unknown"
 MODE_ROTATING = "rotating"
@@ -21,6 +22,8 @@ _FLOATS = {"expires_at", "issued_at", "authorized_at", "last_refresh_at", "next_
            "attempt_started_at", "interrupted_at"}
 _INTS = {"generation", "failure_count", "refresh_count"}
 SECRET_FIELDS = ("access_token", "refresh_token")
+# Encrypted at rest with LEADSYNC_TOKEN_KEY: the tokens and the account's email (`sub`).
+SEALED_FIELDS = (*SECRET_FIELDS, "sub")
 
 
 @dataclass(frozen=True)

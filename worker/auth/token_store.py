@@ -1,24 +1,29 @@
 """One token record per account in Redis, written only by compare-and-set on its generation.
 
 A writer says which generation it read; if another process wrote since, the write is refused
-and the caller re-reads (authlib's `update_token(..., refresh_token=old)` made atomic). Tokens
-are Fernet-encrypted at rest when LEADSYNC_TOKEN_KEY is set.
+and the caller re-reads (authlib's `update_token(..., refresh_token=old)` made atomic). The tokens
+and the account's email (`sub`) are Fernet-encrypted at rest when LEADSYNC_TOKEN_KEY is set; a key
+that cannot open them raises TokenKeyError (reported once per incident by worker.auth.token_key),
+and a record found in clear under a key is reported and encrypted by the next `replace`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, NoReturn
 
 from cryptography.fernet import Fernet, InvalidToken
 from redis import Redis
 from redis.exceptions import RedisError
 
-from worker.auth.token_record import SECRET_FIELDS, TokenRecord
-from worker.errors import ConfigError, RedisUnavailableError
+from worker.auth import token_key
+from worker.auth.token_record import SEALED_FIELDS, TokenRecord
+from worker.errors import RedisUnavailableError, TokenKeyError
 from worker.keys import Keys
 from worker.settings import Settings
 
-_ENC_PREFIX = "fernet:"
+_ENC_PREFIX = token_key.ENCRYPTED_PREFIX
+log = logging.getLogger(__name__)
 
 # KEYS[1] token hash
 # ARGV[1] expected generation (0 = nothing stored), ARGV[2] "replace" | "update",
@@ -61,16 +66,20 @@ class TokenStore:
     """Read and compare-and-set the account's token record."""
 
     def __init__(self, settings: Settings, redis: Redis) -> None:
+        self.settings = settings
         self.redis = redis
         self.key = Keys(settings.key_prefix, settings.account).token
         secret = settings.token_key.get_secret_value() if settings.token_key else ""
         try:
             self._fernet = Fernet(secret.encode()) if secret else None
         except ValueError:
-            raise ConfigError(
-                "LEADSYNC_TOKEN_KEY: not a Fernet key (make one with `leadsync auth genkey`)"
-            ) from None
+            self._unreadable("LEADSYNC_TOKEN_KEY: not a Fernet key (make one with "
+                             "`leadsync auth genkey`)")
         self._cas = redis.register_script(_CAS)
+
+    def _unreadable(self, reason: str) -> NoReturn:
+        token_key.report_unreadable(self.settings, self.redis, reason)
+        raise TokenKeyError(reason)
 
     # --- encryption -------------------------------------------------------------------
     def _seal(self, value: str) -> str:
@@ -82,28 +91,44 @@ class TokenStore:
         if not value.startswith(_ENC_PREFIX):
             return value
         if self._fernet is None:
-            raise ConfigError("LEADSYNC_TOKEN_KEY: tokens are stored encrypted; set the key")
+            self._unreadable("LEADSYNC_TOKEN_KEY is not set but the stored tokens are "
+                             "encrypted")
         try:
             return self._fernet.decrypt(value[len(_ENC_PREFIX):].encode()).decode()
         except InvalidToken:
-            raise ConfigError(
-                "LEADSYNC_TOKEN_KEY: cannot decrypt the stored tokens with this key"
-            ) from None
+            self._unreadable("LEADSYNC_TOKEN_KEY cannot decrypt the stored tokens (a different "
+                             "key encrypted them)")
 
     # --- reads and writes ---------------------------------------------------------------
-    def read(self) -> TokenRecord | None:
-        """The current record, or None when nothing is stored."""
+    def _raw(self) -> dict[str, str]:
         try:
             raw = self.redis.hgetall(self.key)
         except RedisError as exc:
             raise RedisUnavailableError(f"cannot read the token record: {exc}") from None
-        if not raw:
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    def read(self) -> TokenRecord | None:
+        """The current record, or None when nothing is stored; TokenKeyError when this key
+        cannot open it."""
+        data = self._raw()
+        if not data:
             return None
-        data = {_text(k): _text(v) for k, v in raw.items()}
-        for name in SECRET_FIELDS:
+        if self._fernet is not None and token_key.at_rest(data, SEALED_FIELDS) in (
+                "clear", "partly clear"):
+            token_key.report_clear(self.settings, self.redis)
+        for name in SEALED_FIELDS:
             if name in data:
                 data[name] = self._open(data[name])
+        token_key.report_readable(self.settings, self.redis)
         return TokenRecord.from_hash(data)
+
+    def at_rest(self) -> str:
+        """encrypted | clear | partly clear | none (nothing secret stored)."""
+        return token_key.at_rest(self._raw(), SEALED_FIELDS)
+
+    def raw_generation(self) -> int:
+        """The stored generation without opening anything (to replace an unreadable record)."""
+        return int(self._raw().get("generation") or 0)
 
     def generation(self) -> int:
         record = self.read()
@@ -113,14 +138,20 @@ class TokenStore:
         """Write a whole new pair (authorization or refresh); the generation goes up by one."""
         fields = record.to_hash()
         fields.pop("generation")
-        for name in SECRET_FIELDS:
+        for name in SEALED_FIELDS:
             fields[name] = self._seal(fields[name])
-        return self._run(expected_generation, "replace", "bump", fields)
+        was_clear = self._fernet is not None and self.at_rest() in ("clear", "partly clear")
+        generation = self._run(expected_generation, "replace", "bump", fields)
+        if was_clear:
+            log.info("token record re-encrypted with LEADSYNC_TOKEN_KEY (key %s): it was stored "
+                     "in clear", token_key.key_fingerprint(self.settings),
+                     extra={"event": "token_key_encrypted"})
+        return generation
 
     def update(self, expected_generation: int, **changes: Any) -> int:
         """Change bookkeeping fields (state, failures) only if nobody wrote a new pair since."""
         fields = {name: str(value) for name, value in changes.items()}
-        if set(fields) & {"generation", *SECRET_FIELDS}:
+        if set(fields) & {"generation", *SEALED_FIELDS}:
             raise ValueError("update() never changes tokens or the generation; use replace()")
         return self._run(expected_generation, "update", "keep", fields)
 

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "worker.cli.schema_cmd",
     "worker.cli.dlq_cmd",
     "worker.cli.status_cmd",
+    "worker.cli.flower_cmd",
 ]
 
 EPILOG = """examples:

@@ -24,7 +24,7 @@ from worker.auth.oauth_client import OAuthClient, TokenResponse
 from worker.auth.pkce import challenge_s256, make_state, make_verifier, same_state
 from worker.auth.refresher import refresh
 from worker.auth.status import token_status
-from worker.auth.token_record import TokenRecord
+from worker.auth.token_record import STATE_TOKEN_KEY_INVALID, TokenRecord
 from worker.auth.token_store import TokenStore
 from worker.cli.exit_codes import ExitCode
 from worker.errors import OAuthServerError, OAuthTransientError
@@ -46,6 +46,21 @@ def _out(text: str) -> None:
     print(text, flush=True)
 
 
+_warned = False
+NO_KEY_WARNING = ("leadsync: warning: LEADSYNC_TOKEN_KEY is not set: tokens (and the account's "
+                  "email) are stored in Redis in clear; make a key with `leadsync auth genkey`")
+
+
+def load_settings_warning() -> Settings:
+    """Settings for an `auth` command; says once (on stderr) when tokens sit in clear."""
+    global _warned
+    settings = load_settings()
+    if settings.token_key is None and not _warned:
+        _warned = True
+        print(NO_KEY_WARNING, file=sys.stderr, flush=True)
+    return settings
+
+
 def _when(epoch: float | None) -> str:
     if not epoch:
         return "-"
@@ -62,7 +77,7 @@ def _stored(settings: Settings, answer: TokenResponse) -> int:
 
 # --- device flow (RFC 8628) -------------------------------------------------------------
 def _device(args: argparse.Namespace) -> int:
-    settings = load_settings()
+    settings = load_settings_warning()
     client = OAuthClient(settings)
     grant = client.device_authorize()
     _out(f"Open {grant.verification_uri} and enter the code: {grant.user_code}")
@@ -98,7 +113,7 @@ def _device(args: argparse.Namespace) -> int:
 
 # --- authorization code + PKCE ----------------------------------------------------------
 def _login(args: argparse.Namespace) -> int:
-    settings = load_settings()
+    settings = load_settings_warning()
     client = OAuthClient(settings)
     server = CallbackServer(settings.redirect_uri)
     verifier, state = make_verifier(), make_state()
@@ -135,7 +150,7 @@ def _login(args: argparse.Namespace) -> int:
 
 # --- import, refresh, status, logout, genkey --------------------------------------------
 def _import(args: argparse.Namespace) -> int:
-    settings = load_settings()
+    settings = load_settings_warning()
     if args.refresh_token_file:
         token = Path(args.refresh_token_file).read_text().strip()
     else:
@@ -151,7 +166,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _refresh(args: argparse.Namespace) -> int:
-    settings = load_settings()
+    settings = load_settings_warning()
     redis = get_redis(settings)
     return _report(refresh(settings, redis, force=True, lock_wait_s=settings.refresh_lock_ttl_s))
 
@@ -169,7 +184,7 @@ def _report(outcome: Any) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    settings = load_settings()
+    settings = load_settings_warning()
     info = token_status(settings, get_redis(settings))
     if args.json:
         _out(json.dumps(info, indent=2, sort_keys=True))
@@ -187,22 +202,45 @@ def _status(args: argparse.Namespace) -> int:
             ("generation", str(info.get("generation", 0))),
             ("last refresh", _when(info.get("last_refresh_at"))),
             ("next planned refresh", _when(info.get("next_refresh_at"))),
+            ("tokens at rest", at_rest_line(info)),
         ]
         if info.get("beat_serves_lifetime") is False:
             rows.append(("refresh timing", "lifetime shorter than the beat can serve: "
                                            "workers ask for the refresh before expiry"))
         if info.get("refresh_in_flight_since"):
             rows.append(("refresh in flight", f"since {_when(info['refresh_in_flight_since'])}"))
+        if info["state"] == STATE_TOKEN_KEY_INVALID:
+            rows = [*rows[:2], ("tokens at rest", at_rest_line(info))]
+        rows += [("token key incident", incident_line(item))
+                 for item in info.get("token_key_incidents") or []]
         for name, value in rows:
             _out(f"{name + ':':<22} {value}")
     codes = {"ok": ExitCode.OK, "refresh_failing": ExitCode.OK,
              "not_authorized": ExitCode.NOT_AUTHORIZED,
-             "reauth_required": ExitCode.REAUTH_REQUIRED}
+             "reauth_required": ExitCode.REAUTH_REQUIRED,
+             STATE_TOKEN_KEY_INVALID: ExitCode.CONFIG}
     return int(codes[info["state"]])
 
 
+def at_rest_line(info: dict[str, Any]) -> str:
+    """`clear`, `encrypted (key <fp>)`, with what to do when that is not what the key says."""
+    at_rest = info.get("tokens_at_rest", "none")
+    if not info.get("token_key_set"):
+        return f"{at_rest} (LEADSYNC_TOKEN_KEY not set)" if at_rest != "clear" else (
+            "clear (LEADSYNC_TOKEN_KEY not set; `leadsync auth genkey` makes one)")
+    if at_rest in ("clear", "partly clear"):
+        return (f"{at_rest}: encrypted with LEADSYNC_TOKEN_KEY at the next write (now: "
+                "`leadsync auth refresh`)")
+    return f"{at_rest} (LEADSYNC_TOKEN_KEY {info.get('token_key')})"
+
+
+def incident_line(item: dict[str, Any]) -> str:
+    return (f"key {item['token_key']} cannot open the tokens since {_when(item['since'])} "
+            f"(last {_when(item['last_seen'])}): fix LEADSYNC_TOKEN_KEY where it runs")
+
+
 def _logout(args: argparse.Namespace) -> int:
-    settings = load_settings()
+    settings = load_settings_warning()
     redis = get_redis(settings)
     store = TokenStore(settings, redis)
     record = store.read() or TokenRecord()

@@ -7,10 +7,13 @@ line number and a redacted reason, and the exit code says whether all rows went 
 from __future__ import annotations
 
 import argparse
+import codecs
 import csv
 import itertools
 import json
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -43,13 +46,18 @@ EXAMPLES = """examples:
   leadsync enqueue leads.jsonl               # one JSON object per line
   cat leads.jsonl | leadsync enqueue -       # stdin (format guessed from the first line)
   leadsync enqueue export.txt --format csv   # force the format
+  leadsync enqueue excel.csv --encoding cp1252   # a file that is not UTF-8
 
 CSV columns: email (required), first_name, last_name, phone, company, job_title, street, city,
 state, postal_code, country, address_kind (home|work|other), consent (yes/no), source, lead_id,
 received_at (ISO 8601), list_ids (separated by spaces or semicolons), cf:<name> or
 custom.<name> for custom fields. Empty cells mean "not given".
 
-exit codes: 0 all enqueued, 10 some rows rejected, 4 Redis unavailable.
+Files are read as UTF-8 (a BOM is fine). A file that is not (a spreadsheet's Latin-1 export,
+say) is refused whole, naming the line, before anything is queued; name its encoding with
+--encoding latin-1 (or cp1252, ...).
+
+exit codes: 0 all enqueued, 10 some rows rejected or the file unreadable, 4 Redis unavailable.
 """
 
 
@@ -148,17 +156,28 @@ def read_jsonl(lines: Iterable[str]) -> Iterator[SourceRow]:
 
 
 class ByteLines:
-    """Decoded lines from a binary stream, counting bytes read (for the progress bar)."""
+    """Decoded lines from a binary stream, counting bytes read (for the progress bar).
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    Decoding is strict: a byte the encoding cannot read stops the run with its line number
+    (`check_encoding` finds it before anything is queued). A UTF-8 byte order mark is skipped.
+    """
+
+    def __init__(self, stream: IO[bytes], encoding: str = "utf-8") -> None:
         self._stream = stream
+        self.encoding = encoding
         self.bytes_read = 0
+        self.line = 0
         self._peeked: list[str] = []
 
     def _decode(self, raw: bytes) -> str:
         self.bytes_read += len(raw)
-        text = raw.decode("utf-8", errors="replace")
-        return text.removeprefix("\ufeff") if self.bytes_read == len(raw) else text
+        self.line += 1
+        if self.line == 1:
+            raw = raw.removeprefix(codecs.BOM_UTF8)
+        try:
+            return raw.decode(self.encoding)
+        except UnicodeDecodeError as exc:
+            raise InvalidLeadError(undecodable(self.line, self.encoding, raw, exc)) from None
 
     def peek(self) -> str:
         for raw in self._stream:
@@ -173,6 +192,41 @@ class ByteLines:
         self._peeked = []
         for raw in self._stream:
             yield self._decode(raw)
+
+
+def undecodable(line: int, encoding: str, raw: bytes, exc: UnicodeDecodeError) -> str:
+    """The one line that says which line, which byte, and what to do (never the text)."""
+    column = len(raw[: exc.start].decode(encoding, "replace")) + 1
+    hint = ("convert the file to UTF-8, or name its encoding with --encoding NAME "
+            "(e.g. --encoding latin-1 or --encoding cp1252)") if codecs.lookup(
+        encoding).name == "utf-8" else "check --encoding"
+    return (f"line {line}: not valid {encoding} (byte 0x{raw[exc.start]:02x} at column "
+            f"{column}); nothing was enqueued: {hint}")
+
+
+def check_encoding(stream: IO[bytes], encoding: str) -> None:
+    """Read the whole input once, strictly, before anything is queued: a file in the wrong
+    encoding is refused whole instead of half-enqueued with mangled names."""
+    lines = ByteLines(stream, encoding)
+    for _ in lines:
+        pass
+
+
+def resolve_encoding(name: str) -> str:
+    """A codec name Python knows that keeps `\\n` and `,` as single bytes (lines are split on
+    bytes); UTF-16/32 files must be converted first."""
+    try:
+        info = codecs.lookup(name)
+    except LookupError:
+        raise InvalidLeadError(f"--encoding: unknown encoding {name!r}") from None
+    try:
+        compatible = "a,\n".encode(info.name) == b"a,\n"
+    except UnicodeError:
+        compatible = False
+    if not compatible or info.name.startswith(("utf-16", "utf-32")):
+        raise InvalidLeadError(f"--encoding: {name} is not ASCII-compatible; convert the file "
+                               "to UTF-8 (e.g. iconv -f utf-16 -t utf-8)")
+    return name
 
 
 def detect_format(path: str, first_line: str) -> str:
@@ -221,6 +275,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("file", metavar="FILE", help="CSV or JSON Lines file, or - for stdin")
     parser.add_argument("--format", choices=("csv", "jsonl"), help="skip format detection")
+    parser.add_argument("--encoding", default="utf-8", metavar="NAME",
+                        help="the file's text encoding (default utf-8; a BOM is accepted), "
+                        "e.g. latin-1 or cp1252 for spreadsheet exports")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="pipeline size")
     parser.add_argument(
         "--all-rejections",
@@ -242,8 +299,9 @@ def run(args: argparse.Namespace) -> int:
         raise RedisUnavailableError(
             f"Redis unavailable at {redis_location(client)}: {type(exc).__name__}"
         ) from None
+    encoding = resolve_encoding(args.encoding)
     if args.file == "-":
-        return _enqueue_stream(args, sys.stdin.buffer, "-", None, client)
+        return _checked_then_enqueued(args, sys.stdin.buffer, "-", None, client, encoding)
     path = Path(args.file)
     try:
         stream = path.open("rb")
@@ -251,13 +309,29 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidLeadError(f"cannot read {args.file}: {exc.strerror}") from None
     with stream:
         size = path.stat().st_size if path.is_file() else None
-        return _enqueue_stream(args, stream, args.file, size, client)
+        return _checked_then_enqueued(args, stream, args.file, size, client, encoding)
+
+
+def _checked_then_enqueued(args: argparse.Namespace, stream: IO[bytes], name: str,
+                           size: int | None, client: Any, encoding: str) -> int:
+    """Check the encoding of the whole input, then queue it; a pipe (which cannot be read
+    twice) is spooled first, to disk past 8 MiB."""
+    if stream.seekable():
+        check_encoding(stream, encoding)
+        stream.seek(0)
+        return _enqueue_stream(args, stream, name, size, client)
+    with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
+        shutil.copyfileobj(stream, spool)
+        spool.seek(0)
+        check_encoding(spool, encoding)
+        spool.seek(0)
+        return _enqueue_stream(args, spool, name, size, client)
 
 
 def _enqueue_stream(
     args: argparse.Namespace, stream: IO[bytes], name: str, size: int | None, client: Any
 ) -> int:
-    lines = ByteLines(stream)
+    lines = ByteLines(stream, args.encoding)
     fmt = args.format or detect_format(name, lines.peek())
     rows = read_csv(lines) if fmt == "csv" else read_jsonl(lines)
     progress = Progress(lines, size, enabled=sys.stderr.isatty())

@@ -18,6 +18,8 @@ from redis.exceptions import RedisError
 
 from worker.auth.access import token_state
 from worker.auth.status import token_status
+from worker.auth.token_key import ACTIVE_S, key_fingerprint, open_incidents
+from worker.auth.token_record import STATE_TOKEN_KEY_INVALID
 from worker.cli.exit_codes import ExitCode
 from worker.enqueue import redis_location
 from worker.errors import LeadsyncError
@@ -37,7 +39,8 @@ HEALTH_EXAMPLES = """examples:
   leadsync health --no-worker-check --no-token-check   # liveness: Redis only
 
 exit codes: 0 healthy, 4 Redis unreachable, 9 unhealthy (no worker answered, reauth_required,
-            Redis without AOF/RDB or with eviction: see LEADSYNC_ALLOW_VOLATILE_REDIS)
+            token_key_invalid, Redis without AOF/RDB or with eviction: see
+            LEADSYNC_ALLOW_VOLATILE_REDIS)
 """
 
 
@@ -105,6 +108,11 @@ def _token_line(token: dict[str, Any]) -> str:
         parts.append(f"reason: {token['state_reason']}")
     if state == "not_authorized":
         parts.append("run `leadsync auth device`")
+    if token.get("tokens_at_rest") not in (None, "none"):
+        parts.append(f"tokens at rest: {token['tokens_at_rest']}")
+    for item in token.get("token_key_incidents") or []:
+        parts.append(f"LEADSYNC_TOKEN_KEY {item['token_key']} cannot open the tokens since "
+                     f"{_when(item['since'])}")
     return "; ".join(parts)
 
 
@@ -189,10 +197,21 @@ def run_health(args: argparse.Namespace) -> int:
         _line(None, "token", "not checked (--no-token-check)")
     else:
         state = token_state(settings, redis)
+        others = [i for i in open_incidents(settings, redis, within_s=ACTIVE_S)
+                  if i["token_key"] != key_fingerprint(settings)]
         if state == "reauth_required":
             healthy = False
             reason = token_status(settings, redis).get("state_reason") or "invalid_grant"
             _line(False, "token", f"reauth_required ({reason}): run `leadsync auth device`")
+        elif state == STATE_TOKEN_KEY_INVALID:
+            healthy = False
+            _line(False, "token", "token_key_invalid: LEADSYNC_TOKEN_KEY cannot open the stored "
+                                  "tokens (leads are parked until it is fixed)")
+        elif others:
+            healthy = False
+            _line(False, "token", f"{state} here, but LEADSYNC_TOKEN_KEY "
+                                  f"{', '.join(i['token_key'] for i in others)} of another "
+                                  "process cannot open the tokens (in the last minute)")
         elif state == "not_authorized":
             # Not a failure: a fresh deployment must come up so a person can authorize it.
             _line(True, "token", "not_authorized yet: run `leadsync auth device` (not failing)")

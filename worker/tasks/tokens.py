@@ -7,6 +7,7 @@ from typing import Any
 from celery import shared_task
 
 from worker.auth.refresher import refresh
+from worker.errors import TokenKeyError
 from worker.redis_conn import get_redis
 from worker.settings import get_settings
 
@@ -15,5 +16,8 @@ from worker.settings import get_settings
 def refresh_token(seen_generation: int | None = None) -> dict[str, Any]:
     """Refresh when due (beat) or when `seen_generation` was refused with a 401."""
     settings = get_settings()
-    outcome = refresh(settings, get_redis(settings), seen_generation=seen_generation)
+    try:
+        outcome = refresh(settings, get_redis(settings), seen_generation=seen_generation)
+    except TokenKeyError:  # logged once per incident by the token store; nothing to refresh
+        return {"action": "token_key_invalid", "generation": None}
     return {"action": outcome.action, "generation": outcome.generation}

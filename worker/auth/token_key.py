@@ -1,0 +1,150 @@
+"""LEADSYNC_TOKEN_KEY incidents: a key that cannot open the stored tokens, tokens left in clear.
+
+Every process reading the token record may meet a wrong key (prefork children, beat, the CLI),
+so the incident is recorded in Redis per key fingerprint and the ERROR line is written once for
+the fleet, not once per read. An incident is over when a process with that key reads the record
+again, when `leadsync auth ...` stores a new pair, or after QUIET_S without a failed read; the
+next failure after that is a new incident (a new ERROR). `leadsync status` and `health` read the
+open incidents, so a worker with the wrong key shows even when the CLI has the right one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from worker.keys import Keys
+from worker.redaction import fingerprint
+from worker.settings import Settings
+
+log = logging.getLogger("leadsync.token_key")
+
+ENCRYPTED_PREFIX = "fernet:"
+QUIET_S = 600.0  # a failure after this long without one opens a new incident
+# `health` fails for another process's key only while it keeps failing: its workers retry
+# parked leads and refresh ticks every few seconds, so a minute of silence means it is gone.
+ACTIVE_S = 60.0
+KEEP_S = 86_400  # the record of incidents expires a day after the last failure
+NO_KEY = "none"
+CLEAR = "clear:"  # field prefix: tokens found in clear while this key is set
+
+# KEYS[1] incidents hash
+# ARGV[1] field (key fingerprint, or clear:<fingerprint>), ARGV[2] now (epoch s),
+# ARGV[3] reason (no secret), ARGV[4] quiet s, ARGV[5] expiry s
+# Returns 1 when this call opened the incident (first failure, or first after a quiet spell),
+# else 0. Fields: <f> = first failure, <f>:last = latest failure, <f>:reason.
+_REPORT = """
+local last = tonumber(redis.call('HGET', KEYS[1], ARGV[1] .. ':last') or '0')
+local opened = 0
+if tonumber(ARGV[2]) - last > tonumber(ARGV[4]) then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  opened = 1
+end
+redis.call('HSET', KEYS[1], ARGV[1] .. ':last', ARGV[2], ARGV[1] .. ':reason', ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return opened
+"""
+
+_failed_here: set[str] = set()  # fingerprints this process reported (cleared on success)
+
+
+def key_fingerprint(settings: Settings) -> str:
+    """Names a key in logs and status without revealing it ("none" without a key)."""
+    if settings.token_key is None:
+        return NO_KEY
+    return fingerprint(settings.token_key.get_secret_value())
+
+
+def _key(settings: Settings) -> str:
+    return Keys(settings.key_prefix, settings.account).token_key_errors
+
+
+def _report(settings: Settings, redis: Redis, field: str, reason: str) -> bool:
+    try:
+        return bool(redis.eval(_REPORT, 1, _key(settings), field, time.time(), reason, QUIET_S,
+                               KEEP_S))
+    except RedisError:
+        return field not in _failed_here  # Redis trouble: at least once per process
+
+
+def report_unreadable(settings: Settings, redis: Redis, reason: str) -> None:
+    """The tokens cannot be opened with this process's key: ERROR once per incident."""
+    fp = key_fingerprint(settings)
+    opened = _report(settings, redis, fp, reason)
+    _failed_here.add(fp)
+    if opened:
+        which = "no key is set here" if fp == NO_KEY else f"key {fp} cannot open them"
+        log.error(
+            "%s. Leads are parked (reason token_key) and no token is refreshed until it is "
+            "fixed: give every worker and beat the LEADSYNC_TOKEN_KEY the tokens were stored "
+            "with (%s), or store new tokens with `leadsync auth device`",
+            reason, which, extra={"event": "token_key_invalid", "token_key": fp})
+    else:
+        log.debug("token record unreadable with key %s (incident already reported)", fp)
+
+
+def report_readable(settings: Settings, redis: Redis) -> None:
+    """This process reads the tokens again: close its incident (INFO once)."""
+    fp = key_fingerprint(settings)
+    if fp not in _failed_here:
+        return
+    _failed_here.discard(fp)
+    try:
+        closed = redis.hdel(_key(settings), fp, f"{fp}:last", f"{fp}:reason")
+    except RedisError:
+        return
+    if closed:
+        log.info("LEADSYNC_TOKEN_KEY: the stored tokens open again (key %s); parked leads "
+                 "resume", fp, extra={"event": "token_key_ok", "token_key": fp})
+
+
+def report_clear(settings: Settings, redis: Redis) -> None:
+    """Tokens sit in clear although a key is set: WARNING once per incident."""
+    fp = key_fingerprint(settings)
+    if _report(settings, redis, CLEAR + fp, "tokens stored in clear"):
+        log.warning(
+            "LEADSYNC_TOKEN_KEY is set but the stored tokens are in clear (written without a "
+            "key); they are encrypted at the next write (the next refresh, or run `leadsync "
+            "auth refresh` now)", extra={"event": "token_key_clear", "token_key": fp})
+
+
+def forget(settings: Settings, redis: Redis) -> None:
+    """A new pair was stored under the current key: every earlier incident is moot."""
+    _failed_here.clear()
+    redis.delete(_key(settings))
+
+
+def open_incidents(settings: Settings, redis: Redis, *, now: float | None = None,
+                   within_s: float = QUIET_S) -> list[dict[str, Any]]:
+    """Keys that failed to open the tokens within `within_s`: fingerprint, since, last, why."""
+    now = time.time() if now is None else now
+    raw = {_text(k): _text(v) for k, v in redis.hgetall(_key(settings)).items()}
+    found = []
+    for field, first in raw.items():
+        if ":" in field:  # <fp>:last, <fp>:reason and the clear:<fp> entries
+            continue
+        last = float(raw.get(f"{field}:last", 0) or 0)
+        if now - last > within_s:
+            continue
+        found.append({"token_key": field, "since": float(first or 0), "last_seen": last,
+                      "reason": raw.get(f"{field}:reason", "")})
+    return sorted(found, key=lambda item: item["since"])
+
+
+def at_rest(raw: dict[str, str], sealed: tuple[str, ...]) -> str:
+    """How the record's secret fields are stored: encrypted, clear, partly clear, or none."""
+    values = [raw[name] for name in sealed if raw.get(name)]
+    if not values:
+        return "none"
+    encrypted = sum(value.startswith(ENCRYPTED_PREFIX) for value in values)
+    if encrypted == len(values):
+        return "encrypted"
+    return "clear" if encrypted == 0 else "partly clear"
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
