@@ -4,7 +4,7 @@ not asserted: on a loaded machine requests that left the limiter evenly spaced c
 bunched (a 429, retried without spending budget), and the share falls when the workers cannot
 keep up. tests/delivery/test_fleet.py asserts the invariants (nothing lost, no budget spent).
 
-    python tests/benchmarks/bench_fleet.py [--leads 200] [--workers 4]
+    python tests/benchmarks/bench_fleet.py [--leads 200] [--workers 4] [--pool prefork|threads]
 
 Figures (one run): share = API requests / elapsed / 4; the target is about 0.92 (3.7 of 4)
 with 0 throttled 429s on an idle machine.
@@ -47,7 +47,7 @@ def wait_for(check: Callable[[], bool], timeout_s: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def run(leads: int, workers: int, logs: Path) -> None:
+def run(leads: int, workers: int, pool: str, logs: Path) -> None:
     with EmbeddedRedis() as server:
         sandbox, env = start_sandbox(server.url, lifetime_s=3600.0,
                                      rate_limit_per_s=API_LIMIT_PER_S)
@@ -61,7 +61,8 @@ def run(leads: int, workers: int, logs: Path) -> None:
             for n in range(workers):
                 log = (logs / f"w{n}.log").open("wb")
                 procs.append(subprocess.Popen(
-                    [_bin("celery"), "-A", "worker", "worker", "--concurrency=4",
+                    [_bin("celery"), "-A", "worker", "worker", f"--pool={pool}",
+                     "--concurrency=4",
                      f"--hostname=w{n}@%h", "--without-mingle", "--without-gossip",
                      "--queues=leads", "--loglevel=INFO"],
                     cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -89,8 +90,8 @@ def run(leads: int, workers: int, logs: Path) -> None:
             requests = stats["api_requests"] - before
             share = requests / elapsed / API_LIMIT_PER_S
             throttled = stats["throttled_429"]
-            print(f"fleet: {workers} workers, {leads} leads at leadsync's {default_rate:g}/s "
-                  f"against the sandbox's {API_LIMIT_PER_S:g}/s")
+            print(f"fleet: {workers} workers ({pool} x 4), {leads} leads at leadsync's "
+                  f"{default_rate:g}/s against the sandbox's {API_LIMIT_PER_S:g}/s")
             print(f"  {requests} API requests in {elapsed:.1f} s = {requests / elapsed:.2f}/s")
             print(f"  share of the 4/s used: {share:.3f} (ideal {default_rate / 4:.3f})")
             print(f"  429 throttled: {throttled['throttled']}, "
@@ -107,9 +108,10 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--leads", type=int, default=200)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--pool", choices=("prefork", "threads"), default="prefork")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as logs:
-        run(args.leads, args.workers, Path(logs))
+        run(args.leads, args.workers, args.pool, Path(logs))
 
 
 if __name__ == "__main__":

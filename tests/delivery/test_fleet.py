@@ -152,7 +152,9 @@ def test_rotating_ten_second_tokens_during_the_run_lose_nothing(
           f"401={stats['unauthorized_401']}")
     assert stats["refreshes"] >= 3
     assert stats["invalid_grant"] == 0
-    assert stats["throttled_429"]["throttled"] == 0
+    # A 429 may happen on a loaded machine (bunched arrivals); it must not spend retry budget.
+    ledger = Ledger(fleet.stack.settings, redis_client)
+    assert [lead for lead in lead_ids if int(ledger.get(lead).get("attempts", 0) or 0)] == []
 
 
 def test_a_revoked_refresh_token_parks_leads_until_auth_device(
