@@ -74,6 +74,15 @@ def test_redis_down_answers_503_with_retry_after_then_recovers(
         client.close()
 
 
+def test_scrub_removes_intake_keys_from_any_text() -> None:
+    from worker.intake.apikeys import new_key
+    from worker.redaction import scrub
+
+    key = new_key()
+    assert key not in scrub(f"failed for {key} and key={key}")
+    assert "lsk_<redacted>" in scrub(f"x {key}")
+
+
 def test_no_email_phone_or_key_in_the_intake_logs(
         intake_process: Any, redis_client: redis.Redis, spawned: Any) -> None:
     intake = intake_process(LEADSYNC_LOG_LEVEL="DEBUG")
