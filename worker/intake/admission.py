@@ -1,15 +1,19 @@
-"""Who may post, and how fast: the credential check and its rate limit in one Redis call.
+"""Who may post, how fast, and what gets queued: one Lua call per request (intake_accept.lua).
 
-Credentials are an API key (`Authorization: Bearer lsk_...`, or the form's `_key` field), a
-signed webhook (signatures.py) or Google's `google_key`. Each has its own GCRA budget
-(LEADSYNC_INTAKE_RATE_LIMIT_PER_S, LEADSYNC_INTAKE_RATE_BURST) kept in Redis, so every intake
-process behind a load balancer shares it.
+A credential is an API key (`Authorization: Bearer lsk_...`, or a form's `_key` field), a
+signed webhook (signatures.py checks the HMAC first) or a source whose secret the route checked
+(Google's google_key). Each has its own GCRA budget (LEADSYNC_INTAKE_RATE_LIMIT_PER_S,
+LEADSYNC_INTAKE_RATE_BURST) in Redis, shared by every intake process. The same call pushes the
+request's leads (the same messages `enqueue_leads` would, `worker.wire.encode_message`), marks
+each lead id as seen and stores the answer under the Idempotency-Key, atomically: the 202 is
+sent only after it returned, and a request cut off by a Redis failure left all or nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
@@ -18,51 +22,81 @@ from redis.asyncio import Redis
 from worker.intake.apikeys import hash_key
 from worker.intake.signatures import REPLAY_WINDOW_S
 from worker.keys import Keys
+from worker.lead import Lead
 from worker.settings import Settings
+from worker.wire import QUEUE, encode_message
 
-_SCRIPT = resources.files("worker").joinpath("lua/intake_admit.lua").read_text()
-# The codes intake_admit.lua returns.
+_SCRIPT = resources.files("worker").joinpath("lua/intake_accept.lua").read_text()
+# The codes intake_accept.lua returns.
 UNKNOWN, ADMITTED, REVOKED, WRONG_SCOPE, LIMITED, REPLAYED = range(6)
 
 
 @dataclass(frozen=True)
-class Admission:
+class Credential:
+    """What the script needs to admit a request; `who` scopes rate limits and answers."""
+
+    mode: str  # "key", "sig" or "none"
+    record_key: str
+    who: str
+    scope: str = ""
+    label: str = ""  # the source's name (sig / none); a key's name comes from Redis
+
+
+@dataclass(frozen=True)
+class Outcome:
     code: int
     name: str = ""
     retry_after_s: float = 0.0
+    replayed: str | None = None  # the stored answer when the Idempotency-Key was seen before
+    pushed: int = 0  # leads that were new (the others had been queued before)
 
     @property
     def ok(self) -> bool:
         return self.code == ADMITTED
 
 
-class Admitter:
-    """Runs intake_admit.lua (EVALSHA, reloaded on NOSCRIPT by redis-py)."""
+class Accepter:
+    """Builds credentials and runs the script (EVALSHA, reloaded on NOSCRIPT by redis-py)."""
 
     def __init__(self, settings: Settings, redis: Redis) -> None:
         self.keys = Keys(settings.key_prefix, settings.account)
         self.interval_ms = 1000.0 / settings.intake_rate_limit_per_s
         self.burst = settings.intake_rate_burst
+        self.seen_ttl_s = int(settings.outcome_ttl_s)
+        self.answer_ttl_s = int(settings.intake_idempotency_ttl_s)
         self.script = redis.register_script(_SCRIPT)
 
-    async def _run(self, mode: str, first_key: str, who: str, scope: str = "") -> Admission:
-        now_ms = int(time.time() * 1000)
-        code, name, wait_ms = await self.script(
-            keys=[first_key, self.keys.intake_rate(who)],
-            args=[mode, now_ms, self.interval_ms, self.burst, scope, REPLAY_WINDOW_S * 1000])
-        text = name.decode() if isinstance(name, bytes) else str(name)
-        return Admission(int(code), text, int(wait_ms) / 1000.0)
-
-    async def api_key(self, key: str, scope: str) -> Admission:
+    def api_key(self, key: str, scope: str) -> Credential:
         digest = hash_key(key)
-        return await self._run("key", self.keys.intake_key(digest), "key:" + digest[:32], scope)
+        return Credential("key", self.keys.intake_key(digest), "key:" + digest[:32], scope)
 
-    async def signed(self, source: str, signature: str) -> Admission:
+    def signed(self, source: str, signature: str) -> Credential:
         marker = self.keys.intake_signature(hashlib.sha256(signature.encode()).hexdigest()[:32])
-        admission = await self._run("sig", marker, "src:" + source)
-        return Admission(admission.code, source, admission.retry_after_s)
+        return Credential("sig", marker, "src:" + source, label=source)
 
-    async def source(self, source: str) -> Admission:
-        """A source whose secret the caller already checked (Google's google_key)."""
-        admission = await self._run("none", self.keys.intake_rate("unused"), "src:" + source)
-        return Admission(admission.code, source, admission.retry_after_s)
+    def source(self, source: str) -> Credential:
+        return Credential("none", self.keys.intake_rate("unused"), "src:" + source,
+                          label=source)
+
+    def answer_key(self, credential: Credential, idempotency_key: str | None) -> str:
+        if not idempotency_key:
+            return ""
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+        return self.keys.intake_answer(credential.who, digest)
+
+    async def run(self, credential: Credential, leads: Sequence[Lead] = (),
+                  idempotency_key: str | None = None, answer: str = "") -> Outcome:
+        keys = [credential.record_key, self.keys.intake_rate(credential.who), QUEUE,
+                self.answer_key(credential, idempotency_key),
+                *(self.keys.intake_seen(lead.lead_id) for lead in leads)]
+        args: list[str | int | float] = [
+            credential.mode, int(time.time() * 1000), self.interval_ms, self.burst,
+            credential.scope, REPLAY_WINDOW_S * 1000, self.seen_ttl_s, self.answer_ttl_s, answer]
+        args += [encode_message(lead) for lead in leads]
+        code, name, wait_ms, stored, pushed = await self.script(keys=keys, args=args)
+        text = _text(name) or credential.label
+        return Outcome(int(code), text, int(wait_ms) / 1000.0, _text(stored) or None, int(pushed))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from worker.errors import InvalidLeadError
 from worker.idempotency import Ledger
 from worker.intake.body import (
     FORM_TYPE,
@@ -68,9 +69,9 @@ async def post_leads(request: Request) -> Response:
     intake = intake_of(request)
     require_type(request, JSON_TYPE)
     raw = await read_body(request, intake.settings.intake_max_body_bytes)
-    credential, refused = await intake.admit_json(request, raw)
-    if refused is not None:
-        return refused
+    credential = intake.json_credential(request, raw)
+    if isinstance(credential, Response):
+        return credential
     items, is_batch = json_items(raw)
     return await intake.accept(items, is_batch, credential,
                                request.headers.get("idempotency-key"))
@@ -85,16 +86,16 @@ async def post_form(request: Request) -> Response:
         fields = dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
     except UnicodeDecodeError:
         raise RequestProblem(400, "form body is not UTF-8") from None
-    admitted = await intake.admitter.api_key(fields.get("_key", ""), "form")
-    refused = intake.refusal(admitted)
-    if refused is not None:
-        return refused
+    credential = intake.accepter.api_key(fields.get("_key", ""), "form")
     thanks = _redirect_target(intake.settings, fields.get("_next", ""))
     if fields.get(HONEYPOT_FIELD, "").strip():
-        log.info("intake: form post dropped by the honeypot (%s)", admitted.name)
+        refused = await intake.admit(credential)
+        if refused is not None:
+            return refused
+        log.info("intake: form post dropped by the honeypot (%s)", request.path_params["source"])
         return _form_done(thanks, {"lead_ids": []})
     lead = form_to_lead(fields, request.path_params["source"])
-    answer = await intake.accept([lead], False, "key:" + admitted.name, None)
+    answer = await intake.accept([lead], False, credential, None)
     if answer.status_code != 202:
         return answer
     return _form_done(thanks, json.loads(bytes(answer.body)))
@@ -135,24 +136,26 @@ async def post_google_ads(request: Request) -> Response:
     if configured is None or not isinstance(given, str) or not hmac.compare_digest(
             given.encode(), configured.get_secret_value().encode()):
         return problem(401, "google_key does not match LEADSYNC_INTAKE_GOOGLE_ADS_KEY")
-    refused = intake.refusal(await intake.admitter.source("google-ads"))
-    if refused is not None:
-        return refused
+    credential = intake.accepter.source("google-ads")
     if payload.get("is_test") is True:  # the "Send test data" button: checked, never queued
-        return JSONResponse({"lead_ids": [], "test": True}, status_code=200)
+        refused = await intake.admit(credential)
+        return refused or JSONResponse({"lead_ids": [], "test": True}, status_code=200)
     try:
         lead = google_to_lead(payload)
-    except Exception as exc:  # InvalidLeadError: answered per item like any other lead
+    except InvalidLeadError as exc:  # answered per item, like any other invalid lead
         return JSONResponse({"lead_ids": [], "rejected": [
-            {"index": 0, "reason": scrub(str(exc)), "field": getattr(exc, "field", None)}]},
+            {"index": 0, "reason": str(exc), "field": exc.field}]},
             status_code=422)
-    return await intake.accept([lead], False, "src:google-ads", None)
+    return await intake.accept([lead], False, credential, None)
 
 
 @guarded
 async def get_lead(request: Request) -> Response:
     intake = intake_of(request)
-    _credential, refused = await intake.admit_json(request, None)
+    credential = intake.json_credential(request, None)
+    if isinstance(credential, Response):
+        return credential
+    refused = await intake.admit(credential)
     if refused is not None:
         return refused
     lead_id = request.path_params["lead_id"]
