@@ -40,6 +40,17 @@ def test_keys_create_list_revoke_from_the_cli(
     assert main(["intake", "keys", "list"]) == 4
 
 
+def test_a_bad_webhook_secret_setting_stops_start_up_with_exit_3(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from worker.settings import get_settings
+
+    monkeypatch.setenv("LEADSYNC_INTAKE_WEBHOOK_SECRETS", "billing=tooshort")
+    get_settings.cache_clear()
+    assert main(["intake", "--port", "1"]) == 3
+    error = capsys.readouterr().err
+    assert "LEADSYNC_INTAKE_WEBHOOK_SECRETS" in error and "tooshort" not in error
+
+
 def test_redis_down_answers_503_with_retry_after_then_recovers(
         spawned: Any, tmp_path: Any) -> None:
     from tests.intake.conftest import settings_of

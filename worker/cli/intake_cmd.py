@@ -60,8 +60,10 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from worker.intake.server import serve
+    from worker.intake.signatures import parse_secrets
 
     settings = get_settings()
+    parse_secrets(settings.intake_webhook_secrets)  # a bad value stops here, exit 3
     host = args.host or settings.intake_host
     port = settings.intake_port if args.port is None else args.port
     print(f"leadsync intake: listening on http://{host}:{port}", file=sys.stderr, flush=True)
