@@ -109,7 +109,7 @@ def test_documented_procfile_lines_are_the_procfile() -> None:
     lines = [line.split(":", 1)[1].strip()
              for line in (REPO / "Procfile").read_text().splitlines()
              if line.strip() and not line.startswith("#")]
-    assert len(lines) == 3
+    assert len(lines) == 4  # worker, beat, flower, intake
     for command in lines:
         assert command in section("Operations"), command
 

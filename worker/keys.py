@@ -128,6 +128,31 @@ class Keys:
     def last_errors(self) -> str:
         return self._k("errors", "recent")
 
+    # HTTP intake (worker/intake/).
+    def intake_key(self, key_hash: str) -> str:
+        """One API key's record (name, scope, revoked), found by the key's SHA-256."""
+        return self._k("intake", "key", key_hash)
+
+    @property
+    def intake_key_names(self) -> str:
+        """Hash name -> key SHA-256, for `leadsync intake keys list|revoke`."""
+        return self._k("intake", "keys")
+
+    def intake_rate(self, who: str) -> str:
+        return self._k("intake", "rate", who)
+
+    def intake_seen(self, lead_id: str) -> str:
+        """Set when the intake queued `lead_id` (it queues once; GET reads it as `queued`)."""
+        return self._k("intake", "seen", lead_id)
+
+    def intake_answer(self, scope: str, key_hash: str) -> str:
+        """The stored answer to an `Idempotency-Key` (per credential)."""
+        return self._k("intake", "answer", scope, key_hash)
+
+    def intake_signature(self, digest: str) -> str:
+        """A webhook signature already used (replays are refused in the window)."""
+        return self._k("intake", "sig", digest)
+
     @property
     def pattern(self) -> str:
         """Matches every key above (for tests and `purge` helpers)."""

@@ -20,6 +20,7 @@ _SECRET_FIELD = re.compile(
     r"(?i)([\"']?(?:access_token|refresh_token|client_secret|device_code|code|token|"
     r"code_verifier|password)[\"']?\s*[:=]\s*[\"']?)([^\"'&\s,}]{6,})"
 )
+_INTAKE_KEY = re.compile(r"lsk_[A-Za-z0-9_-]{6,}")  # `leadsync intake keys create` keys
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _EMAIL_URL = re.compile(r"[A-Za-z0-9._+-]+%40[A-Za-z0-9.-]+\.[A-Za-z]{2,}")  # in query strings
 
@@ -78,6 +79,7 @@ def scrub(text: str) -> str:
     text = _JWT.sub("<jwt>", text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} <redacted>", text)
     text = _SECRET_FIELD.sub(lambda m: f"{m.group(1)}<redacted>", text)
+    text = _INTAKE_KEY.sub("lsk_<redacted>", text)
     text = _EMAIL.sub(lambda m: redact_email(m.group(0)), text)
     return _PHONE.sub(_phone_or_date, text)
 

@@ -96,11 +96,22 @@ class Settings(BaseSettings):
     # vanish. True turns the start-up ERROR and the failing `health` into warnings (demos, tests).
     allow_volatile_redis: bool = False
 
+    # HTTP intake (`leadsync intake`, worker/intake/).
+    intake_host: str = "127.0.0.1"
+    intake_port: int = Field(default=8080, ge=0, le=65_535)
+    intake_max_body_bytes: int = Field(default=1_048_576, ge=1_024)
+    intake_rate_limit_per_s: float = Field(default=100.0, gt=0)  # per API key or source
+    intake_rate_burst: int = Field(default=200, ge=1)
+    intake_idempotency_ttl_s: float = Field(default=86_400.0, gt=0)
+    intake_webhook_secrets: SecretStr | None = None  # `source=secret,...` for signed webhooks
+    intake_google_ads_key: SecretStr | None = None  # the key typed into Google Ads' lead form
+    intake_form_redirect_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # Logs.
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
 
-    @field_validator("list_ids", mode="before")
+    @field_validator("list_ids", "intake_form_redirect_origins", mode="before")
     @classmethod
     def _list_ids_from_csv(cls, value: Any) -> Any:
         return _split_csv(value)

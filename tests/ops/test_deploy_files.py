@@ -89,7 +89,8 @@ def containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
 # --- Procfile -------------------------------------------------------------------------------
 def test_procfile_runs_worker_beat_and_flower_with_the_real_celery_commands() -> None:
     entries = read_procfile()
-    assert set(entries) == {"worker", "beat", "flower"}
+    assert set(entries) == {"worker", "beat", "flower", "intake"}
+    assert check_leadsync_command(shlex.split(entries.pop("intake"))).command == "intake"
     for name, command in entries.items():
         role, params = check_celery_command(shlex.split(command))
         assert role == name
@@ -132,10 +133,17 @@ def test_dockerfile_is_slim_non_root_with_a_real_healthcheck() -> None:
 def test_compose_services_commands_env_and_files_match_the_code() -> None:
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"redis", "worker", "beat", "flower"}
-    for name in ("worker", "beat", "flower"):
+    assert set(services) == {"redis", "worker", "beat", "flower", "intake"}
+    for name in ("worker", "beat", "flower", "intake"):
         service = services[name]
-        assert check_celery_command(service["command"])[0] == name
+        if name == "intake":
+            args = check_leadsync_command(service["command"])
+            assert args.command == "intake" and args.host == "0.0.0.0"
+            assert any(p.endswith(f":{args.port}") for p in service["ports"])
+            probe = service["healthcheck"]["test"][-1]
+            assert f"127.0.0.1:{args.port}/readyz" in probe
+        else:
+            assert check_celery_command(service["command"])[0] == name
         build = service["build"]
         assert (DEPLOY / build["context"] / build["dockerfile"]).is_file()
         for key in service.get("environment", {}):
@@ -205,15 +213,18 @@ def test_redis_conf_is_accepted_by_a_real_redis_and_keeps_every_lead(tmp_path: P
 def test_systemd_units_templated_worker_single_beat_and_flower() -> None:
     units = {p.name: systemd_unit(p) for p in (DEPLOY / "systemd").glob("*.service")}
     assert set(units) == {"leadsync-worker@.service", "leadsync-beat.service",
-                          "leadsync-flower.service"}
+                          "leadsync-flower.service", "leadsync-intake.service"}
     roles = {}
     for name, unit in units.items():
         assert {"Unit", "Service", "Install"} <= set(unit), name
         (exec_start,) = unit["Service"]["ExecStart"]
         argv = systemd_argv(exec_start)
+        assert unit["Service"]["User"] != ["root"]
+        if Path(argv[0]).name == "leadsync":
+            assert check_leadsync_command(argv).command == "intake"
+            continue
         role, params = check_celery_command(argv)
         roles[name] = role
-        assert unit["Service"]["User"] != ["root"]
         if role == "worker":
             assert params["task_events"] is True and not params.get("queues")
             assert "%i" in exec_start, "each template instance needs its own node name"
@@ -227,8 +238,9 @@ def test_k8s_manifests_match_the_code() -> None:
     kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
     secret = next(d for d in docs if d["kind"] == "Secret")
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
-    assert set(deployments) == {"leadsync-worker", "leadsync-beat", "leadsync-flower"}
-    assert ("Service", "leadsync-flower") in kinds
+    assert set(deployments) == {"leadsync-worker", "leadsync-beat", "leadsync-flower",
+                                "leadsync-intake"}
+    assert {("Service", "leadsync-flower"), ("Service", "leadsync-intake")} <= kinds
     for key in secret["stringData"]:
         assert key in settings_fields() | flower_env_names(), f"Secret key {key} is read by nothing"
 
@@ -238,7 +250,10 @@ def test_k8s_manifests_match_the_code() -> None:
     for name, deployment in deployments.items():
         role = name.removeprefix("leadsync-")
         (container,) = containers(deployment)
-        assert check_celery_command(container["command"])[0] == role
+        if role == "intake":
+            check_intake_container(container)
+        else:
+            assert check_celery_command(container["command"])[0] == role
         refs = [e["secretRef"]["name"] for e in container.get("envFrom", [])]
         assert refs == [secret["metadata"]["name"]]
         for env in container.get("env", []):
@@ -246,6 +261,8 @@ def test_k8s_manifests_match_the_code() -> None:
                 assert env["name"] in settings_fields()
         for probe in ("livenessProbe", "readinessProbe"):
             spec = container[probe]
+            if role == "intake":
+                continue  # check_intake_container checked them against the app's routes
             if "exec" in spec:
                 assert check_leadsync_command(spec["exec"]["command"]).command == "health"
             else:
@@ -257,9 +274,31 @@ def test_k8s_manifests_match_the_code() -> None:
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
-    service = next(d for d in docs if d["kind"] == "Service")
-    flower_labels = deployments["leadsync-flower"]["spec"]["template"]["metadata"]["labels"]
-    assert service["spec"]["selector"].items() <= flower_labels.items()
+    for service in (d for d in docs if d["kind"] == "Service"):
+        target = deployments[service["metadata"]["name"]]
+        labels = target["spec"]["template"]["metadata"]["labels"]
+        assert service["spec"]["selector"].items() <= labels.items()
+        (container,) = containers(target)
+        ports = {p["name"] for p in container["ports"]}
+        assert {p["targetPort"] for p in service["spec"]["ports"]} <= ports
+
+
+def check_intake_container(container: dict[str, Any]) -> None:
+    """The intake's command parses, it binds all interfaces on its port, and its probes hit
+    the app's real /healthz (liveness) and /readyz (readiness: Redis answers)."""
+    from worker.intake.app import create_app
+    from worker.settings import Settings
+
+    args = check_leadsync_command(container["command"])
+    assert args.command == "intake" and args.host == "0.0.0.0"
+    (port,) = container["ports"]
+    assert port["containerPort"] == args.port
+    paths = {route.path for route in create_app(Settings(_env_file=None)).routes}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["path"] in paths
+        assert container[probe]["httpGet"]["port"] == port["name"]
 
 
 def test_worker_probes_ping_the_node_name_the_worker_uses() -> None:

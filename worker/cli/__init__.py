@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "worker.cli.sandbox_cmd",
     "worker.cli.auth_cmd",
     "worker.cli.enqueue_cmd",
+    "worker.cli.intake_cmd",
     "worker.cli.schema_cmd",
     "worker.cli.dlq_cmd",
     "worker.cli.status_cmd",
@@ -31,6 +32,7 @@ EPILOG = """examples:
   leadsync sandbox --port 8911           # a local Constant Contact to try producers against
   leadsync auth device                   # one-time authorization from a headless server
   leadsync enqueue leads.csv             # queue leads from a file (CSV or JSON Lines)
+  leadsync intake --port 8080            # HTTP intake: POST /v1/leads (keys: intake keys)
   leadsync status                        # is it flowing? token, queue, parked, dead letters
 """
 
