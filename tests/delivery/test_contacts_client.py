@@ -107,8 +107,11 @@ def test_every_leadsync_error_has_a_policy_row() -> None:
             found += subclasses(sub)
         return found
 
+    import worker.auth.token_key  # noqa: F401  # every module that defines an error is loaded
+
     for kind in subclasses(errors.LeadsyncError):
-        if kind is errors.LeadsyncError:
+        # The HTTP intake answers its own errors as responses; they never reach a delivery.
+        if kind is errors.LeadsyncError or kind.__module__.startswith("worker.intake"):
             continue
         row = next(row for row in POLICY if issubclass(kind, row[0]))
         assert row[0] is not Exception, f"{kind.__name__} falls through to the catch-all"

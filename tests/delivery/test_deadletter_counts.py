@@ -55,11 +55,12 @@ def test_counters_stay_exact_through_add_overwrite_replay_and_purge(
         store: DeadLetters, redis_client: redis.Redis) -> None:
     for n in range(30):
         store.add(letter(n))
-    store.add(letter(3, reason="http_404"))  # the same lead dead again, for another reason
+    # The same lead dead again, for another reason: settled, so refused and not counted.
+    assert store.add(letter(3, reason="http_404"))[0] is False
     record_malformed(redis_client, store.keys, b"not json", "list entry is not JSON")
     assert counters(redis_client, store.keys) == recount(redis_client, store.keys)
-    assert store.counts_by_reason() == {"http_400": 9, "invalid_lead": 10,
-                                        "retries_exhausted": 10, "http_404": 1, MALFORMED: 1}
+    assert store.counts_by_reason() == {"http_400": 10, "invalid_lead": 10,
+                                        "retries_exhausted": 10, MALFORMED: 1}
     store.replay(letter(1).lead_id)
     assert store.purge([store.get(letter(n).lead_id) for n in (2, 5, 8)]) == 3
     assert store.purge([letter(2)]) == 0  # already gone: nothing counted twice

@@ -153,7 +153,7 @@ def test_an_entry_recorded_by_the_pop_leaves_unacked_when_kept_aside(
     import time
 
     from worker.guard import record_malformed, recorded_tags
-    from worker.reliable_fetch import RELIABLE_POP
+    from worker.lua import script
 
     # cjson takes invalid UTF-8 that Python refuses: the pop records it, Python cannot decode it.
     message = good()
@@ -162,7 +162,8 @@ def test_an_entry_recorded_by_the_pop_leaves_unacked_when_kept_aside(
     other = json.loads(encode_message(parse_lead({"email": "other@x.example"})))
     redis_client.lpush("leads", entry, json.dumps(other))
     for _ in range(2):
-        redis_client.eval(RELIABLE_POP, 3, "unacked", "unacked_index", "leads", time.time())
+        script("reliable_pop").run(redis_client, ["unacked", "unacked_index", "leads"],
+                                   [time.time(), "1"])
     assert redis_client.hlen("unacked") == 2
     tags = recorded_tags(redis_client, "unacked", entry)
     assert tags == ["tag-1"]

@@ -158,13 +158,13 @@ def test_signed_webhook_fresh_once_and_refused_when_wrong_old_or_replayed(
 
 def test_get_lead_state_from_the_ledger_without_personal_data(
         intake: Client, redis_client: redis.Redis) -> None:
-    from worker.idempotency import DEAD_LETTERED, Ledger
+    from worker.idempotency import Ledger
 
     lead_id = intake.post("/v1/leads", {"email": "s@example.com", "phone": "+1 555 0100"}
                           ).json()["lead_id"]
     assert intake.get(f"/v1/leads/{lead_id}").json() == {"lead_id": lead_id, "state": "queued"}
-    Ledger(intake.settings, redis_client).set_state(
-        lead_id, DEAD_LETTERED, reason_code="invalid_email", last_status=400)
+    assert Ledger(intake.settings, redis_client).move(
+        lead_id, "dead", reason_code="invalid_email", last_status=400) == (True, "dead_lettered")
     state = intake.get(f"/v1/leads/{lead_id}")
     assert state.status_code == 200
     assert state.json()["state"] == "dead_lettered"

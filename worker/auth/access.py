@@ -34,6 +34,7 @@ from worker.errors import (
     TokenKeyError,
 )
 from worker.keys import Keys
+from worker.lua import script
 from worker.settings import Settings
 
 if TYPE_CHECKING:
@@ -41,19 +42,6 @@ if TYPE_CHECKING:
 
 REFRESH_TASK = "leadsync.refresh_token"
 CONTROL_QUEUE = "leadsync-control"
-
-# KEYS[1] refresh-requested marker
-# ARGV[1] generation the caller saw refused, ARGV[2] marker TTL in ms
-# Returns 1 when this caller must send the refresh request, 0 when one for this generation
-# (or a later one) is already pending.
-_REQUEST_ONCE = """
-local pending = redis.call('GET', KEYS[1])
-if pending and tonumber(pending) >= tonumber(ARGV[1]) then
-  return 0
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
 
 
 @dataclass(frozen=True)
@@ -163,7 +151,8 @@ def request_refresh(settings: Settings, redis: Redis, seen_generation: int) -> N
     keys = Keys(settings.key_prefix, settings.account)
     ttl_ms = int(settings.refresh_lock_ttl_s * 1000)
     try:
-        send = redis.eval(_REQUEST_ONCE, 1, keys.token_refresh_requested, seen_generation, ttl_ms)
+        send = script("refresh_request").run(
+            redis, [keys.token_refresh_requested], [seen_generation, ttl_ms])
     except RedisError as exc:
         raise RedisUnavailableError(f"cannot request a token refresh: {exc}") from None
     if int(send):

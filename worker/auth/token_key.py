@@ -18,6 +18,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from worker.keys import Keys
+from worker.lua import script
 from worker.redaction import fingerprint
 from worker.settings import Settings
 
@@ -31,23 +32,6 @@ ACTIVE_S = 60.0
 KEEP_S = 86_400  # the record of incidents expires a day after the last failure
 NO_KEY = "none"
 CLEAR = "clear:"  # field prefix: tokens found in clear while this key is set
-
-# KEYS[1] incidents hash
-# ARGV[1] field (key fingerprint, or clear:<fingerprint>), ARGV[2] now (epoch s),
-# ARGV[3] reason (no secret), ARGV[4] quiet s, ARGV[5] expiry s
-# Returns 1 when this call opened the incident (first failure, or first after a quiet spell),
-# else 0. Fields: <f> = first failure, <f>:last = latest failure, <f>:reason.
-_REPORT = """
-local last = tonumber(redis.call('HGET', KEYS[1], ARGV[1] .. ':last') or '0')
-local opened = 0
-if tonumber(ARGV[2]) - last > tonumber(ARGV[4]) then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  opened = 1
-end
-redis.call('HSET', KEYS[1], ARGV[1] .. ':last', ARGV[2], ARGV[1] .. ':reason', ARGV[3])
-redis.call('EXPIRE', KEYS[1], ARGV[5])
-return opened
-"""
 
 _failed_here: set[str] = set()  # fingerprints this process reported (cleared on success)
 
@@ -65,8 +49,8 @@ def _key(settings: Settings) -> str:
 
 def _report(settings: Settings, redis: Redis, field: str, reason: str) -> bool:
     try:
-        return bool(redis.eval(_REPORT, 1, _key(settings), field, time.time(), reason, QUIET_S,
-                               KEEP_S))
+        return bool(script("token_key_incident").run(
+            redis, [_key(settings)], [field, time.time(), reason, QUIET_S, KEEP_S]))
     except RedisError:
         return field not in _failed_here  # Redis trouble: at least once per process
 

@@ -20,34 +20,11 @@ from worker.auth import token_key
 from worker.auth.token_record import SEALED_FIELDS, TokenRecord
 from worker.errors import RedisUnavailableError, TokenKeyError
 from worker.keys import Keys
+from worker.lua import script
 from worker.settings import Settings
 
 _ENC_PREFIX = token_key.ENCRYPTED_PREFIX
 log = logging.getLogger(__name__)
-
-# KEYS[1] token hash
-# ARGV[1] expected generation (0 = nothing stored), ARGV[2] "replace" | "update",
-# ARGV[3] "bump" | "keep" (bump: generation becomes expected + 1), ARGV[4..] field, value pairs
-# Returns {1, generation written} on success, {0, current generation} when stale.
-_CAS = """
-local current = tonumber(redis.call('HGET', KEYS[1], 'generation') or '0')
-if current ~= tonumber(ARGV[1]) then
-  return {0, current}
-end
-if ARGV[2] == 'update' and current == 0 then
-  return {0, current}
-end
-if ARGV[2] == 'replace' then
-  redis.call('DEL', KEYS[1])
-end
-local generation = current
-if ARGV[3] == 'bump' then generation = current + 1 end
-for i = 4, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-end
-redis.call('HSET', KEYS[1], 'generation', tostring(generation))
-return {1, generation}
-"""
 
 
 class StaleWriteError(Exception):
@@ -75,7 +52,7 @@ class TokenStore:
         except ValueError:
             self._unreadable("LEADSYNC_TOKEN_KEY: not a Fernet key (make one with "
                              "`leadsync auth genkey`)")
-        self._cas = redis.register_script(_CAS)
+        self._cas = script("token_cas").register(redis)
 
     def _unreadable(self, reason: str) -> NoReturn:
         token_key.report_unreadable(self.settings, self.redis, reason)

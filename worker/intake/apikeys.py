@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from worker.errors import LeadsyncError
+from worker.errors import ConfigError
 from worker.keys import Keys
 from worker.settings import Settings
 
@@ -24,8 +24,9 @@ SCOPES = ("leads", "form")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
-class ApiKeyError(LeadsyncError):
-    """A key command could not be done (bad name, unknown key, name taken)."""
+class ApiKeyError(ConfigError):
+    """A key command could not be done (bad name, unknown key, name taken): an operator's input,
+    like a setting, never a lead's fault (outcome.py's ConfigError row, if it ever got there)."""
 
 
 @dataclass(frozen=True)

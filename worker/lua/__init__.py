@@ -41,6 +41,10 @@ class LuaScript:
             client.script_load(self.source)
             return client.evalsha(self.sha, len(keys), *keys, *args)
 
+    def register(self, client: Any) -> Any:
+        """redis-py's Script for this file: runs by SHA, also inside a pipeline or MULTI."""
+        return client.register_script(self.source)
+
     def evalsha_command(self, keys: Sequence[EncodableArg],
                         args: Sequence[EncodableArg] = ()) -> list[EncodableArg]:
         """The EVALSHA command as arguments for `connection.send_command` (no reply read)."""
