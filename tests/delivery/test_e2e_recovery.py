@@ -190,6 +190,7 @@ def test_sigterm_to_the_whole_group_hands_its_leads_back_at_once(
     started = set(lead_ids_of_tasks(run, "stopping").values())
     handed_back = {lead for lead in started if ledger(redis_client, lead).get("state")
                    != "delivered"}
+    assert handed_back, "the SIGTERM came between tasks: nothing was in flight"
 
     run.wait_settled(lead_ids, 120)
     assert_nothing_left(redis_client)
