@@ -135,9 +135,11 @@ class GuardedChannel(ReliableChannel):
 
     def _accept(self, item: bytes, queue: str) -> bool:
         guard = self.guard
+        # Task checks on task queues only: a ping's reply queue carries no task. (Outside the
+        # net below: an app whose task modules fail to import must fail loudly, not turn every
+        # lead into a malformed entry.)
+        known = self._known_tasks() if queue in guard.task_queues else None
         try:
-            # Task checks on task queues only: a ping's reply queue carries no task.
-            known = self._known_tasks() if queue in guard.task_queues else None
             problem = envelope_problem(item, known, max_bytes=guard.max_message_bytes)
         except Exception as exc:  # a bug in a check must not stop the worker
             problem = f"message check failed ({type(exc).__name__})"
