@@ -114,3 +114,33 @@ def test_no_email_phone_or_key_in_the_intake_logs(
     for secret in (canary_email, canary_phone, "0199", intake.key, intake.form_key,
                    "lsk_canarykey"):
         assert secret not in log, secret
+
+
+def test_concurrent_retries_with_one_idempotency_key_queue_once_and_answer_alike(
+        intake_process: Any, redis_client: redis.Redis) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    intake = intake_process(LEADSYNC_INTAKE_MAX_BODY_BYTES="4096")
+    batch = [{"email": f"c{n}@example.com"} for n in range(20)] + [{"email": "bad"}]
+
+    def send(_: int) -> tuple[int, str]:
+        with requests.Session() as session:
+            answer = session.post(intake.base + "/v1/leads", json=batch, timeout=60,
+                                  headers={"Authorization": f"Bearer {intake.key}",
+                                           "Idempotency-Key": "one-key"})
+            return answer.status_code, answer.text
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(send, range(24)))
+    assert {status for status, _ in answers} == {422}
+    assert len({text for _, text in answers}) == 1
+    assert redis_client.llen(QUEUE) == 20
+    # A 413 on a kept-alive connection leaves it usable for the next request.
+    with requests.Session() as session:
+        auth = {"Authorization": f"Bearer {intake.key}"}
+        big = session.post(intake.base + "/v1/leads", timeout=30, headers=auth,
+                           json={"email": "a@example.com", "company": "x" * 8000})
+        assert big.status_code == 413
+        small = session.post(intake.base + "/v1/leads", json={"email": "z@example.com"},
+                             headers=auth, timeout=30)
+        assert small.status_code == 202

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import redis
+import requests
 
 from tests.fixtures.ops import (
     REPO,
@@ -186,7 +187,9 @@ def test_honcho_runs_the_procfile_and_delivers_to_the_sandbox(
     sandbox, env = ops_stack
     # The Procfile names bare `celery`, as an activated virtual environment provides it.
     bin_dir = str(Path(leadsync_bin("celery")).parent)
+    intake_port = free_port()  # the Procfile's intake binds LEADSYNC_INTAKE_PORT
     env = {**env, "FLOWER_PORT": str(free_port()), "FLOWER_UNAUTHENTICATED_API": "true",
+           "LEADSYNC_INTAKE_PORT": str(intake_port),
            "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"}
     procfile = tmp_path / "Procfile"
     procfile.write_text((REPO / "Procfile").read_text())
@@ -196,8 +199,16 @@ def test_honcho_runs_the_procfile_and_delivers_to_the_sandbox(
     wait_for(lambda: _delivered(sandbox, len(report.lead_ids)), 120,
              "the Procfile's worker to deliver every lead to the sandbox")
     log = spawned.log("honcho")
-    for name in ("worker.1", "beat.1", "flower.1"):
+    for name in ("worker.1", "beat.1", "flower.1", "intake.1"):
         assert name in log, f"honcho did not start {name}"
+
+    def intake_ready() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{intake_port}/readyz", timeout=5).ok
+        except requests.ConnectionError:
+            return False
+
+    wait_for(intake_ready, 60, "the Procfile's intake to answer /readyz")
     assert honcho.poll() is None
 
 

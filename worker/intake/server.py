@@ -7,6 +7,8 @@ own handlers.
 
 from __future__ import annotations
 
+import logging
+
 from starlette.applications import Starlette
 
 from worker.intake.app import create_app
@@ -16,9 +18,25 @@ from worker.settings import Settings, get_settings
 APP_FACTORY = "worker.intake.server:build"
 
 
+class _NoColor(logging.Filter):
+    """uvicorn adds a `color_message` extra (ANSI codes); our formatters print extras."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("color_message", None)
+        return True
+
+
+def _logging(settings: Settings) -> None:
+    configure_logging(settings.log_level, settings.log_format)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoColor) for f in logger.filters):
+            logger.addFilter(_NoColor())
+
+
 def build() -> Starlette:
     settings = get_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    _logging(settings)
     return create_app(settings)
 
 
@@ -27,7 +45,7 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1,
     """Blocks until SIGINT/SIGTERM; in-flight requests finish first (uvicorn's graceful exit)."""
     import uvicorn
 
-    configure_logging(settings.log_level, settings.log_format)
+    _logging(settings)
     uvicorn.run(APP_FACTORY, factory=True, host=host, port=port, workers=workers,
                 loop="uvloop", http="httptools", access_log=access_log, log_config=None,
                 server_header=False, timeout_graceful_shutdown=20, proxy_headers=False)
