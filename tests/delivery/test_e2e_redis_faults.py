@@ -180,7 +180,15 @@ def test_kill_minus_nine_and_an_outage_lose_nothing(
             time.sleep(outage_s)  # the outage itself
         crash_redis.restart()
     back, back_wall = time.monotonic(), time.time()
-    settle(run, redis_client, lead_ids, 240 + outage_s)
+    try:
+        settle(run, redis_client, lead_ids, 240 + outage_s)
+    except AssertionError as exc:
+        exited = {name: proc.poll() for name, proc in run.workers.items()
+                  if proc.poll() is not None}
+        critical = [line[:200] for name in ("c1", "c2") for line in
+                    (run.spawned.tmp_path / f"{name}.log").read_text(errors="replace")
+                    .splitlines() if "CRITICAL" in line]
+        raise AssertionError(f"{exc}; workers exited: {exited}; {critical}") from None
     drained = time.monotonic()
     seen = one_contact_each(run, [lead["email"] for lead in batch])
     assert sum(seen.values()) == leads
