@@ -15,19 +15,18 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from redis import Redis
 
 from worker.keys import Keys
 from worker.lead_state import ABSENT, TRANSITIONS, LeadState
+from worker.lua import script
 from worker.settings import Settings
 from worker.wire import QUEUE
 
 RECENT_WINDOW_S = 3_600.0
 LAST_ERRORS_KEPT = 20
-_SCRIPT = resources.files("worker").joinpath("lua/ledger.lua").read_text()
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ class Ledger:
         self.redis = redis
         self.keys = Keys(settings.key_prefix, settings.account)
         self.ttl_s = int(settings.outcome_ttl_s)
-        self._step = redis.register_script(_SCRIPT)  # EVALSHA, reloaded on NOSCRIPT
+        self._step = script("ledger").register(redis)  # EVALSHA, reloaded on NOSCRIPT
 
     def get(self, lead_id: str) -> dict[str, str]:
         raw = self.redis.hgetall(self.keys.lead_outcome(lead_id))

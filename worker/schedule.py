@@ -11,24 +11,23 @@ every worker runs it every second (worker/promoter.py) and the reconcile beat ta
 from __future__ import annotations
 
 import time
-from importlib import resources
 
 from redis import Redis
 
 from worker.keys import Keys
 from worker.lead_state import LeadState
+from worker.lua import script
 from worker.settings import Settings
 from worker.wire import QUEUE
 
 BATCH = 500  # entries looked at per call: one call stays short even with a big backlog
-_SCRIPT = resources.files("worker").joinpath("lua/promote.lua").read_text()
 
 
 class Schedule:
     def __init__(self, settings: Settings, redis: Redis) -> None:
         self.redis = redis
         self.keys = Keys(settings.key_prefix, settings.account)
-        self._promote = redis.register_script(_SCRIPT)
+        self._promote = script("promote").register(redis)
 
     def promote(self, *, now: float | None = None, batch: int = BATCH) -> int:
         """Push the due leads back onto the queue; returns how many were pushed."""

@@ -15,7 +15,6 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 
 from redis.asyncio import Redis
 
@@ -23,10 +22,10 @@ from worker.intake.apikeys import hash_key
 from worker.intake.signatures import REPLAY_WINDOW_S
 from worker.keys import Keys
 from worker.lead import Lead
+from worker.lua import script
 from worker.settings import Settings
 from worker.wire import QUEUE, encode_message
 
-_SCRIPT = resources.files("worker").joinpath("lua/intake_accept.lua").read_text()
 # The codes intake_accept.lua returns.
 UNKNOWN, ADMITTED, REVOKED, WRONG_SCOPE, LIMITED, REPLAYED = range(6)
 
@@ -64,7 +63,7 @@ class Accepter:
         self.burst = settings.intake_rate_burst
         self.seen_ttl_s = int(settings.outcome_ttl_s)
         self.answer_ttl_s = int(settings.intake_idempotency_ttl_s)
-        self.script = redis.register_script(_SCRIPT)
+        self.script = script("intake_accept").register(redis)
 
     def api_key(self, key: str, scope: str) -> Credential:
         digest = hash_key(key)
