@@ -1,0 +1,37 @@
+"""The parser gives the same results as before its speed work, lead by lead.
+
+`lead_corpus.json` holds 600 varied leads (whitespace, unicode, over-limit text, UUID and name
+custom field keys, list ids in every UUID spelling, times with and without offsets, and many
+malformed ones) with what the previous parser made of each: the lead id, the normalized lead
+as it travels, or the InvalidLeadError message and field. The ids are the idempotency keys of
+leads already queued or delivered, so any difference is a bug, not a refresh of the fixture.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.leads.lead_corpus import FIXTURE, corpus, outcome
+
+CASES: list[dict[str, Any]] = json.loads(FIXTURE.read_text(encoding="utf-8"))
+
+
+def test_the_fixture_is_the_seeded_corpus() -> None:
+    assert [case["input"] for case in CASES] == json.loads(json.dumps(corpus()))
+
+
+def test_the_corpus_covers_ids_truncation_and_rejections() -> None:
+    valid = [case for case in CASES if "lead_id" in case["outcome"]]
+    derived = [case for case in valid if not str(case["input"].get("lead_id", "")).strip()]
+    cut = [case for case in valid if '"truncated":["' in case["outcome"]["lead"]]
+    assert len(valid) > 300 and len(derived) > 250 and len(cut) > 100
+    assert len(CASES) - len(valid) > 100
+
+
+@pytest.mark.parametrize("start", range(0, len(CASES), 100))
+def test_same_ids_leads_and_reasons_as_the_previous_parser(start: int) -> None:
+    for number, case in enumerate(CASES[start:start + 100], start):
+        assert outcome(case["input"]) == case["outcome"], f"corpus case {number}"
