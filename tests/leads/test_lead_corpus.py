@@ -10,11 +10,13 @@ leads already queued or delivered, so any difference is a bug, not a refresh of 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 
 from tests.leads.lead_corpus import FIXTURE, corpus, outcome
+from worker.lead import _clean_text
 
 CASES: list[dict[str, Any]] = json.loads(FIXTURE.read_text(encoding="utf-8"))
 
@@ -35,3 +37,13 @@ def test_the_corpus_covers_ids_truncation_and_rejections() -> None:
 def test_same_ids_leads_and_reasons_as_the_previous_parser(start: int) -> None:
     for number, case in enumerate(CASES[start:start + 100], start):
         assert outcome(case["input"]) == case["outcome"], f"corpus case {number}"
+
+
+def test_whitespace_is_collapsed_exactly_as_the_regex_did() -> None:
+    # The previous parser used re.sub(r"\s+", " ", text).strip(); the new one str.split().
+    every_char = "".join(map(chr, range(0x110000)))
+    spaces = "".join(re.findall(r"\s", every_char))
+    assert spaces == "".join(char for char in every_char if char.isspace())
+    text = f"{spaces}a{spaces}b c\u200bd{spaces}"
+    assert _clean_text(text) == re.sub(r"\s+", " ", text).strip() == "a b c\u200bd"
+    assert _clean_text(spaces) is None
