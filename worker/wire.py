@@ -9,6 +9,7 @@ turns whatever arrived into a `Lead` or an `InvalidLeadError` (never a crash).
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring_ascii as json_string  # C: str -> JSON string literal
@@ -86,6 +87,22 @@ def build_message(lead: Lead, *, task_id: str | None = None) -> dict[str, Any]:
     }
 
 
+_UUID4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))  # uuid.UUID(version=4): variant and version bits
+_UUID4_SET = (0x8000 << 48) | (0x4000 << 64)
+
+
+def _uuid4(number: int) -> str:
+    """`str(uuid.UUID(int=number, version=4))` without building the object (random `number`)."""
+    text = f"{(number & _UUID4_CLEAR) | _UUID4_SET:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def _two_uuid4() -> tuple[str, str]:
+    """Two random version-4 UUID strings (task id, delivery tag) from one read of os.urandom."""
+    number = int.from_bytes(os.urandom(32))
+    return _uuid4(number >> 128), _uuid4(number & ((1 << 128) - 1))
+
+
 def encode_message(lead: Lead, *, task_id: str | None = None) -> str:
     """`build_message` as the JSON text to push, built in one pass.
 
@@ -93,14 +110,15 @@ def encode_message(lead: Lead, *, task_id: str | None = None) -> str:
     and the envelope, whose other parts are ids and constants, is filled in around it instead
     of building a dict and encoding it twice. Decodes to `build_message`'s dict (tested).
     """
-    task_id = json_string(task_id or str(uuid.uuid4()))
+    random_id, delivery_tag = _two_uuid4()
+    task_id = json_string(task_id) if task_id else f'"{random_id}"'  # a UUID needs no escaping
     body = f"[[{lead.model_dump_json()}],{{}},{_EMBED_JSON}]"
     return (
         f'{{"body":{json_string(body)},"content-type":"application/json",'
         f'"content-encoding":"utf-8","headers":{{"lang":"py","task":"{TASK_NAME}",'
         f'"id":{task_id},"retries":0,"root_id":{task_id},"parent_id":null,'
-        f'"argsrepr":{json_string(redacted_argsrepr([lead]))},"kwargsrepr":"{{}}"}},'
-        f'"properties":{{"delivery_tag":"{uuid.uuid4()}","correlation_id":{task_id},'
+        f'"argsrepr":{json_string(f"({redacted_lead_repr(lead)},)")},"kwargsrepr":"{{}}"}},'
+        f'"properties":{{"delivery_tag":"{delivery_tag}","correlation_id":{task_id},'
         f'"delivery_mode":2,"priority":0,'
         f'"delivery_info":{{"exchange":"","routing_key":"{QUEUE}"}}}}}}'
     )
