@@ -87,20 +87,23 @@ def build_message(lead: Lead, *, task_id: str | None = None) -> dict[str, Any]:
     }
 
 
-_UUID4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))  # uuid.UUID(version=4): variant and version bits
-_UUID4_SET = (0x8000 << 48) | (0x4000 << 64)
-
-
-def _uuid4(number: int) -> str:
-    """`str(uuid.UUID(int=number, version=4))` without building the object (random `number`)."""
-    text = f"{(number & _UUID4_CLEAR) | _UUID4_SET:032x}"
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}  # RFC 4122 bits
 
 
 def _two_uuid4() -> tuple[str, str]:
-    """Two random version-4 UUID strings (task id, delivery tag) from one read of os.urandom."""
-    number = int.from_bytes(os.urandom(32))
-    return _uuid4(number >> 128), _uuid4(number & ((1 << 128) - 1))
+    """Two random version-4 UUID strings (task id, delivery tag) from one read of os.urandom.
+
+    The text `str(uuid.UUID(bytes=random, version=4))` gives, without building the objects.
+    """
+    h = os.urandom(32).hex()
+    return (f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}",
+            f"{h[32:40]}-{h[40:44]}-4{h[45:48]}-{_VARIANT[h[48]]}{h[49:52]}-{h[52:]}")
+
+
+def _lead_argsrepr(lead: Lead) -> str:
+    """`redacted_argsrepr([lead])` for a validated lead, without the generic path's checks."""
+    source = f", 'source': {lead.source!r}" if lead.source else ""
+    return f"({{'lead_id': {lead.lead_id!r}, 'email': {redact_email(lead.email)!r}{source}}},)"
 
 
 def encode_message(lead: Lead, *, task_id: str | None = None) -> str:
@@ -117,7 +120,7 @@ def encode_message(lead: Lead, *, task_id: str | None = None) -> str:
         f'{{"body":{json_string(body)},"content-type":"application/json",'
         f'"content-encoding":"utf-8","headers":{{"lang":"py","task":"{TASK_NAME}",'
         f'"id":{task_id},"retries":0,"root_id":{task_id},"parent_id":null,'
-        f'"argsrepr":{json_string(f"({redacted_lead_repr(lead)},)")},"kwargsrepr":"{{}}"}},'
+        f'"argsrepr":{json_string(_lead_argsrepr(lead))},"kwargsrepr":"{{}}"}},'
         f'"properties":{{"delivery_tag":"{delivery_tag}","correlation_id":{task_id},'
         f'"delivery_mode":2,"priority":0,'
         f'"delivery_info":{{"exchange":"","routing_key":"{QUEUE}"}}}}}}'

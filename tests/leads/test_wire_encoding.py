@@ -7,12 +7,20 @@ import os
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 import redis
 
 from tests.leads.test_lead_corpus import CASES
 from worker.enqueue import enqueue_leads, prepare
 from worker.lead import parse_lead
-from worker.wire import _two_uuid4, _uuid4, build_message, encode_message, parse_message
+from worker.wire import (
+    _lead_argsrepr,
+    _two_uuid4,
+    build_message,
+    encode_message,
+    parse_message,
+    redacted_argsrepr,
+)
 
 AWKWARD = {"email": "zoe@example.com", "first_name": 'Zoé "Q" \\ 😀 </script>\n',
            "custom_fields": {"ünï": "ß\t"}, "received_at": "2026-01-01T00:00:00+02:00",
@@ -49,10 +57,13 @@ def test_stamping_received_at_before_validation_keeps_the_lead_id() -> None:
     assert prepare({**given, "received_at": None}, now=now).received_at == now
 
 
-def test_the_fast_random_ids_are_version_4_uuids() -> None:
+def test_the_fast_random_ids_are_version_4_uuids(monkeypatch: pytest.MonkeyPatch) -> None:
+    for raw in (bytes(32), b"\xff" * 32, *(os.urandom(32) for _ in range(300))):
+        monkeypatch.setattr(os, "urandom", lambda size, raw=raw: raw[:size])
+        assert _two_uuid4() == (str(uuid.UUID(bytes=raw[:16], version=4)),
+                                str(uuid.UUID(bytes=raw[16:], version=4)))
+    monkeypatch.undo()
     seen: set[str] = set()
-    for number in (0, (1 << 128) - 1, *(int.from_bytes(os.urandom(16)) for _ in range(200))):
-        assert _uuid4(number) == str(uuid.UUID(int=number, version=4))
     for _ in range(200):
         task_id, tag = _two_uuid4()
         for text in (task_id, tag):
@@ -61,6 +72,13 @@ def test_the_fast_random_ids_are_version_4_uuids() -> None:
             assert parsed.variant == uuid.RFC_4122
         seen.update((task_id, tag))
     assert len(seen) == 400  # random, and the two of one message differ
+
+
+def test_the_argsrepr_of_one_lead_is_the_generic_one() -> None:
+    for case in CASES:
+        if "lead_id" in case["outcome"]:
+            lead = parse_lead(case["input"])
+            assert _lead_argsrepr(lead) == redacted_argsrepr([lead])
 
 
 def test_every_corpus_lead_encodes_to_build_messages_dict() -> None:
