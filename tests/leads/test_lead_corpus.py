@@ -9,6 +9,7 @@ leads already queued or delivered, so any difference is a bug, not a refresh of 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.leads.lead_corpus import FIXTURE, corpus, outcome
-from worker.lead import _clean_text
+from worker.lead import Lead, _clean_text, derive_lead_id, parse_lead
 
 CASES: list[dict[str, Any]] = json.loads(FIXTURE.read_text(encoding="utf-8"))
 
@@ -47,3 +48,25 @@ def test_whitespace_is_collapsed_exactly_as_the_regex_did() -> None:
     text = f"{spaces}a{spaces}b c\u200bd{spaces}"
     assert _clean_text(text) == re.sub(r"\s+", " ", text).strip() == "a b c\u200bd"
     assert _clean_text(spaces) is None
+
+
+def _previous_derive_lead_id(lead: Lead) -> str:
+    """derive_lead_id as it was before the speed work (pydantic dump, sorted json.dumps)."""
+    content = lead.model_dump(mode="json", exclude={"lead_id", "received_at", "truncated"})
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "ld_" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def test_the_id_is_the_sorted_json_dumps_one_for_awkward_text() -> None:
+    awkward = ['"q"', "back\\slash", "ctl\x01\x1f", "😀", "é", "</script>", "\u2028", "ü" * 50]
+    leads = [parse_lead(case["input"]) for case in CASES if "lead_id" in case["outcome"]]
+    for n, text in enumerate(awkward):
+        leads.append(parse_lead({
+            "email": f"a{n}@example.com", "first_name": text, "company": text, "phone": f"1{text}",
+            "address": {"kind": "home", "city": text, "street": text},
+            "custom_fields": {f"k{text}"[:50]: text, "b": "1", "a": text, "Z": "", "0": text},
+            "list_ids": ["6f1b9a52-7c3e-4a2b-9f0e-1c2d3e4f5a6b"], "source": text,
+            "consent": bool(n % 2)}))
+    assert len(leads) > 400
+    for lead in leads:
+        assert derive_lead_id(lead) == _previous_derive_lead_id(lead)
