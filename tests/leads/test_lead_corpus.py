@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import uuid
 from typing import Any
 
 import pytest
 
 from tests.leads.lead_corpus import FIXTURE, corpus, outcome
+from worker.errors import InvalidLeadError
 from worker.lead import Lead, _clean_text, derive_lead_id, parse_lead
 
 CASES: list[dict[str, Any]] = json.loads(FIXTURE.read_text(encoding="utf-8"))
@@ -70,3 +72,27 @@ def test_the_id_is_the_sorted_json_dumps_one_for_awkward_text() -> None:
     assert len(leads) > 400
     for lead in leads:
         assert derive_lead_id(lead) == _previous_derive_lead_id(lead)
+
+
+UUID_SPELLINGS = ["0f8fad5b-d9cb-469f-a165-70867728950e", "0F8FAD5B-D9CB-469F-A165-70867728950E",
+                  "{0f8fad5b-d9cb-469f-a165-70867728950e}", "0f8fad5bd9cb469fa16570867728950e",
+                  "urn:uuid:0f8fad5b-d9cb-469f-a165-70867728950e",
+                  "0f8fad5bd9cb469fa16570867728950",
+                  "+f8fad5bd9cb469fa16570867728950e", "0f8f_ad5bd9cb469fa16570867728950e",
+                  "0f8fad5b-d9cb-469f-a165-70867728950", "g" * 32, "short-name", "a" * 50]
+
+
+@pytest.mark.parametrize("spelling", UUID_SPELLINGS)
+def test_uuid_spellings_normalize_as_uuid_uuid_does(spelling: str) -> None:
+    try:
+        expected: str | None = str(uuid.UUID(spelling))
+    except ValueError:
+        expected = None
+    lead = parse_lead({"email": "a@example.com", "custom_fields": {spelling: "v"}})
+    assert list(lead.custom_fields) == [expected or spelling]  # a name when not a UUID
+    if expected is None:
+        with pytest.raises(InvalidLeadError, match=r"^list_ids: item 0 is not a list UUID$"):
+            parse_lead({"email": "a@example.com", "list_ids": [spelling]})
+    else:
+        listed = parse_lead({"email": "a@example.com", "list_ids": [f" {spelling} ", expected]})
+        assert listed.list_ids == [expected]
