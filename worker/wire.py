@@ -9,6 +9,7 @@ turns whatever arrived into a `Lead` or an `InvalidLeadError` (never a crash).
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Mapping, Sequence
 from json.encoder import encode_basestring_ascii as json_string  # C: str -> JSON string literal
@@ -86,6 +87,25 @@ def build_message(lead: Lead, *, task_id: str | None = None) -> dict[str, Any]:
     }
 
 
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}  # RFC 4122 bits
+
+
+def _two_uuid4() -> tuple[str, str]:
+    """Two random version-4 UUID strings (task id, delivery tag) from one read of os.urandom.
+
+    The text `str(uuid.UUID(bytes=random, version=4))` gives, without building the objects.
+    """
+    h = os.urandom(32).hex()
+    return (f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}",
+            f"{h[32:40]}-{h[40:44]}-4{h[45:48]}-{_VARIANT[h[48]]}{h[49:52]}-{h[52:]}")
+
+
+def _lead_argsrepr(lead: Lead) -> str:
+    """`redacted_argsrepr([lead])` for a validated lead, without the generic path's checks."""
+    source = f", 'source': {lead.source!r}" if lead.source else ""
+    return f"({{'lead_id': {lead.lead_id!r}, 'email': {redact_email(lead.email)!r}{source}}},)"
+
+
 def encode_message(lead: Lead, *, task_id: str | None = None) -> str:
     """`build_message` as the JSON text to push, built in one pass.
 
@@ -93,14 +113,15 @@ def encode_message(lead: Lead, *, task_id: str | None = None) -> str:
     and the envelope, whose other parts are ids and constants, is filled in around it instead
     of building a dict and encoding it twice. Decodes to `build_message`'s dict (tested).
     """
-    task_id = json_string(task_id or str(uuid.uuid4()))
+    random_id, delivery_tag = _two_uuid4()
+    task_id = json_string(task_id) if task_id else f'"{random_id}"'  # a UUID needs no escaping
     body = f"[[{lead.model_dump_json()}],{{}},{_EMBED_JSON}]"
     return (
         f'{{"body":{json_string(body)},"content-type":"application/json",'
         f'"content-encoding":"utf-8","headers":{{"lang":"py","task":"{TASK_NAME}",'
         f'"id":{task_id},"retries":0,"root_id":{task_id},"parent_id":null,'
-        f'"argsrepr":{json_string(redacted_argsrepr([lead]))},"kwargsrepr":"{{}}"}},'
-        f'"properties":{{"delivery_tag":"{uuid.uuid4()}","correlation_id":{task_id},'
+        f'"argsrepr":{json_string(_lead_argsrepr(lead))},"kwargsrepr":"{{}}"}},'
+        f'"properties":{{"delivery_tag":"{delivery_tag}","correlation_id":{task_id},'
         f'"delivery_mode":2,"priority":0,'
         f'"delivery_info":{{"exchange":"","routing_key":"{QUEUE}"}}}}}}'
     )

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from datetime import UTC, datetime
 
+import pytest
 import redis
 
+from tests.leads.test_lead_corpus import CASES
 from worker.enqueue import enqueue_leads, prepare
 from worker.lead import parse_lead
-from worker.wire import build_message, encode_message, parse_message
+from worker.wire import (
+    _lead_argsrepr,
+    _two_uuid4,
+    build_message,
+    encode_message,
+    parse_message,
+    redacted_argsrepr,
+)
 
 AWKWARD = {"email": "zoe@example.com", "first_name": 'Zoé "Q" \\ 😀 </script>\n',
            "custom_fields": {"ünï": "ß\t"}, "received_at": "2026-01-01T00:00:00+02:00",
@@ -44,3 +55,43 @@ def test_stamping_received_at_before_validation_keeps_the_lead_id() -> None:
     assert stamped.lead_id == parse_lead(given).lead_id
     assert "received_at" not in given  # the caller's dict is left alone
     assert prepare({**given, "received_at": None}, now=now).received_at == now
+
+
+def test_the_fast_random_ids_are_version_4_uuids(monkeypatch: pytest.MonkeyPatch) -> None:
+    for raw in (bytes(32), b"\xff" * 32, *(os.urandom(32) for _ in range(300))):
+        monkeypatch.setattr(os, "urandom", lambda size, raw=raw: raw[:size])
+        assert _two_uuid4() == (str(uuid.UUID(bytes=raw[:16], version=4)),
+                                str(uuid.UUID(bytes=raw[16:], version=4)))
+    monkeypatch.undo()
+    seen: set[str] = set()
+    for _ in range(200):
+        task_id, tag = _two_uuid4()
+        for text in (task_id, tag):
+            parsed = uuid.UUID(text)
+            assert str(parsed) == text and parsed.version == 4
+            assert parsed.variant == uuid.RFC_4122
+        seen.update((task_id, tag))
+    assert len(seen) == 400  # random, and the two of one message differ
+
+
+def test_the_argsrepr_of_one_lead_is_the_generic_one() -> None:
+    for case in CASES:
+        if "lead_id" in case["outcome"]:
+            lead = parse_lead(case["input"])
+            assert _lead_argsrepr(lead) == redacted_argsrepr([lead])
+
+
+def test_every_corpus_lead_encodes_to_build_messages_dict() -> None:
+    leads = [parse_lead(case["input"]) for case in CASES if "lead_id" in case["outcome"]]
+    assert len(leads) > 300
+    for lead in leads:
+        encoded = json.loads(encode_message(lead, task_id="t-2"))
+        expected = build_message(lead, task_id="t-2")
+        assert json.loads(encoded.pop("body")) == json.loads(expected.pop("body"))
+        uuid.UUID(encoded["properties"].pop("delivery_tag"))
+        expected["properties"].pop("delivery_tag")
+        assert encoded == expected
+        plain = json.loads(encode_message(lead))
+        assert plain["headers"]["id"] == plain["headers"]["root_id"] == plain["properties"][
+            "correlation_id"]
+        assert uuid.UUID(plain["headers"]["id"]).version == 4
