@@ -15,7 +15,7 @@ MAX_DEPTH = 32  # a lead message is about 6 levels deep: [args, kwargs, embed] >
 
 def deeper_than(value: Any, limit: int = MAX_DEPTH) -> bool:
     """True when lists/dicts nest more than `limit` levels (a scalar is level 0)."""
-    if not isinstance(value, dict | list | tuple):
+    if not isinstance(value, (dict, list, tuple)):
         return False
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
@@ -23,6 +23,6 @@ def deeper_than(value: Any, limit: int = MAX_DEPTH) -> bool:
         if depth > limit:
             return True
         for child in item.values() if isinstance(item, dict) else item:
-            if isinstance(child, dict | list | tuple):  # only containers go on the stack
+            if isinstance(child, (dict, list, tuple)):  # only containers go on the stack
                 stack.append((child, depth + 1))
     return False
