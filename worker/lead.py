@@ -83,6 +83,19 @@ def _clean_text(value: Any) -> Any:
     return " ".join(value.split()) or None
 
 
+def _check_unicode(value: str, label: str) -> None:
+    """Refuse text with a lone surrogate (`"\\ud800"` is valid JSON, json.loads returns it):
+    it has no UTF-8 form, so the lead could never be kept as a message nor sent. Pydantic only
+    catches it in fields with a length constraint, and `derive_lead_id` only without a lead_id."""
+    if not value.isascii():  # O(1) for the usual ASCII text
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise PydanticCustomError(
+                "unicode", "{label}: not valid Unicode text (a lone surrogate)",
+                {"label": label}) from None
+
+
 def _cut_fields(data: dict[str, Any], limits: Any, cut: list[str]) -> None:
     """Clean each (name, limit, label) present in `data`; cut over-limit text, noting the label."""
     for name, limit, label in limits:
@@ -90,6 +103,7 @@ def _cut_fields(data: dict[str, Any], limits: Any, cut: list[str]) -> None:
             continue
         value = data[name]
         if isinstance(value, str):
+            _check_unicode(value, label)
             value = " ".join(value.split()) or None
             if value is not None and len(value) > limit:
                 value = value[:limit].rstrip()
@@ -294,6 +308,9 @@ class Lead(BaseModel):
 def _cut_custom_fields(fields: dict[Any, Any], cut: list[str]) -> dict[Any, Any]:
     result: dict[Any, Any] = {}
     for key, value in fields.items():
+        for text in (key, value):
+            if isinstance(text, str):
+                _check_unicode(text, "custom_fields")
         name = key.strip() if isinstance(key, str) else key
         if isinstance(name, str) and len(name) >= _UUID_MIN_CHARS:
             with contextlib.suppress(ValueError):  # a name, not a UUID: kept as given
