@@ -119,12 +119,17 @@ class Delivery:
             result = self._after_failure(lead, attempt, classify(exc), exc)
         return self._log(lead, result, started)
 
-    def dead_letter_invalid(self, exc: InvalidLeadError, raw: Any, *,
-                            lead_id: str) -> Result:
-        """A message whose arguments are not a lead: kept with the reason, never retried."""
+    def dead_letter_invalid(self, exc: Exception, raw: Any, *, lead_id: str,
+                            replayable: bool = False) -> Result:
+        """Arguments that are not a lead, or (last resort) a failure outside every classified
+        path: kept as a dead letter with the reason rather than acknowledged away."""
         started = time.monotonic()
         decision = classify(exc)
-        result = self._dead_letter(lead_id, raw, decision, attempt=1, replayable=False)
+        if decision.action is not Action.DEAD_LETTER:
+            decision = Decision(Action.DEAD_LETTER, False,
+                                f"unexpected failure outside delivery: {decision.reason}",
+                                "unexpected")
+        result = self._dead_letter(lead_id, raw, decision, attempt=1, replayable=replayable)
         return self._log_id(lead_id, result, started)
 
     # --- one try ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from worker.auth.access import sending_possible
 from worker.delivery import Delivery
 from worker.durable import OutcomeNotRecordedError
 from worker.errors import InvalidLeadError
+from worker.lead import Lead
 from worker.parking import ParkingLot
 from worker.reconcile import Reconciler
 from worker.redaction import fingerprint
@@ -53,12 +54,12 @@ def invalid_id(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
 def sync_lead(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Deliver one lead; anything that is not one becomes a dead letter with the reason."""
     delivery = _delivery()
+    raw: Any = args[0] if len(args) == 1 and not kwargs else {"args": args, "kwargs": kwargs}
+    lead: Lead | None = None
     try:
         try:
             lead = lead_from_task_args(args, kwargs)
         except InvalidLeadError as exc:
-            raw: Any = (args[0] if len(args) == 1 and not kwargs
-                        else {"args": args, "kwargs": kwargs})
             result = delivery.dead_letter_invalid(exc, raw, lead_id=invalid_id(args, kwargs))
             return {"status": str(result.status)}
         result = delivery.run(lead, task_id=self.request.id)
@@ -66,8 +67,28 @@ def sync_lead(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]
         # Not acknowledged: requeued in one kombu transaction, or left in `unacked`.
         log.warning("task %s handed back unacknowledged: %s", self.request.id, exc)
         raise Reject(str(exc), requeue=True) from None
+    except Exception as exc:  # last resort: Celery would ack a failed task away
+        return _last_resort(delivery, exc, raw, lead, self.request.id, args, kwargs)
     return {"lead_id": lead.lead_id, "status": str(result.status),
             "duplicate": result.duplicate}
+
+
+def _last_resort(delivery: Delivery, exc: Exception, raw: Any, lead: Lead | None,
+                 task_id: str | None, args: tuple[Any, ...],
+                 kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A failure no path classified (a bug, an input nobody foresaw): keep the lead as a dead
+    letter with the reason, or, if even that cannot be written, hand the message back."""
+    lead_id = lead.lead_id if lead is not None else invalid_id(args, kwargs)
+    log.error("task %s failed outside delivery (%s); keeping lead %s as a dead letter",
+              task_id, type(exc).__name__, lead_id)
+    try:
+        payload = lead.to_json_dict() if lead is not None else raw
+        result = delivery.dead_letter_invalid(exc, payload, lead_id=lead_id,
+                                              replayable=lead is not None)
+    except Exception as again:  # nothing recorded: must not be acked
+        log.warning("task %s handed back unacknowledged: %s", task_id, type(again).__name__)
+        raise Reject(type(again).__name__, requeue=True) from None
+    return {"lead_id": lead_id, "status": str(result.status)}
 
 
 @shared_task(name="leadsync.resume_parked", ignore_result=True)
