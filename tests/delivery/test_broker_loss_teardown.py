@@ -98,3 +98,38 @@ def test_teardown_after_redis_died_keeps_the_worker_and_the_held_messages(
         assert client.zscore("unacked_index", held[0].delivery_tag) is None
     finally:
         client.close()
+
+
+def test_a_channel_whose_transport_let_go_still_acks_or_fails_as_a_connection_error(
+    crash_redis: CrashableRedis,
+) -> None:
+    """The state the crash left: pools dropped by a close, the transport's client gone."""
+    conn = Connection(crash_redis.url, transport="worker.guard:GuardedTransport")
+    conn.connect()
+    held = hold_three(conn)
+    channel = conn.default_channel
+    unused = conn.channel()  # never built a Redis client of its own
+    channel._disconnect_pools()
+    transport = conn.transport
+    transport.client = None
+
+    held[0].ack()  # a task that finished late: its ack still reaches Redis
+    client = redis.Redis.from_url(crash_redis.url)
+    try:
+        assert client.hexists("unacked", held[0].delivery_tag) == 0
+        assert client.hlen("unacked") == 2
+    finally:
+        client.close()
+    with pytest.raises(redis.ConnectionError):  # what every teardown path expects
+        unused.qos.restore_unacked()
+    crash_redis.kill9()
+    with pytest.raises(redis.ConnectionError):
+        held[1].ack()
+
+    crash_redis.restart()
+    conn.release()  # the close restores the two still held, through the remembered parameters
+    client = redis.Redis.from_url(crash_redis.url)
+    try:
+        assert (client.hlen("unacked"), client.llen("work")) == (0, 2)
+    finally:
+        client.close()
