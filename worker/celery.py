@@ -73,6 +73,11 @@ def make_app(settings: Settings) -> Celery:
         # Read by worker/startup_checks.py: a Redis without persistence is then a warning only.
         leadsync_allow_volatile_redis=settings.allow_volatile_redis,
         broker_connection_retry_on_startup=True,
+        # Never give up on Redis. After Celery's default of 100 attempts (waits growing to 30 s:
+        # about 45 minutes) kombu raises OperationalError, which the worker's consumer does not
+        # treat as recoverable (the worker exits) and beat's remote-control thread stops for good.
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,
         broker_transport_options={
             "visibility_timeout": visibility,
             # Sweep for messages whose holder stopped its heartbeat (kill -9, lost machine)

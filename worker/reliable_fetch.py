@@ -23,6 +23,7 @@ from kombu.transport.redis import Channel as RedisChannel
 from kombu.transport.redis import QoS as RedisQoS
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 from worker.fetch_contract import BrokerContractError, check_channel_instance
@@ -83,6 +84,7 @@ class ReliableChannel(RedisChannel):
     _reliable_idle: bool = False
     _version_checked: bool = False
     _pop_recorded_tag: Any = _NOT_RECORDED
+    _last_connparams: dict[str, Any] | None = None
     # kombu's own members, absent from its type stubs:
     _queue_cycle: Any
     _q_for_pri: Callable[[str, int], str]
@@ -94,6 +96,39 @@ class ReliableChannel(RedisChannel):
         self._no_ack_by_queue: dict[str, bool] = {}
         super().__init__(connection, **kwargs)
         check_channel_instance(self)
+
+    def close(self) -> None:
+        """Close even when Redis is gone: a failed read of the pending poll must not skip the
+        restore (see `_connparams`). The lost reply is safe: what the pop took is in `unacked`."""
+        if self._in_poll:
+            try:
+                self._brpop_read()
+            except Empty:
+                pass
+            except self.connection_errors:
+                pass
+        super().close()
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        """kombu's connection parameters, remembered for a channel whose transport let go.
+
+        On a lost connection Celery closes it twice (`collect()`, then `close()`); the first
+        drops the transport's client, so a channel whose close did not finish the first time
+        restored its held messages (or a late task acked) with no way to build a Redis client:
+        an AttributeError that killed the worker. Now it reaches Redis as before, and while
+        Redis is away it fails as a connection error, which every caller expects: the held
+        messages stay in `unacked` for the sweep.
+        """
+        transport = self.connection
+        if transport is None or transport.client is None:
+            if self._last_connparams is None or asynchronous:
+                raise RedisConnectionError("the broker connection is closed")
+            return dict(self._last_connparams)
+        params: dict[str, Any] = super()._connparams(  # type: ignore[misc]  # not in stubs
+            asynchronous=asynchronous)
+        if not asynchronous:
+            self._last_connparams = dict(params)
+        return params
 
     def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
         # kombu keeps one callback per queue, the last consumer's: so does this flag. A no_ack

@@ -202,6 +202,8 @@ def test_kill_minus_nine_and_an_outage_lose_nothing(
     stats = run.stack.sandbox.stats()
     logs = "".join((run.spawned.tmp_path / f"{n}.log").read_text(errors="replace")
                    for n in ("c1", "c2"))
+    fatal = [line[:200] for line in logs.splitlines() if "Unrecoverable error" in line]
+    assert not fatal, f"a worker died of the faults: {fatal}"
     for name in ("c1", "c2"):
         reconnected(run, name)
     wait_for(lambda: last_reconcile_sent(run) > back_wall, 30,
