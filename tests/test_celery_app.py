@@ -27,6 +27,9 @@ def test_at_least_once_settings(make_settings) -> None:
     assert conf.broker_transport_options["visibility_timeout"] == 1800
     assert conf.task_default_queue == LEADS_QUEUE
     assert {q.name for q in conf.task_queues} == {LEADS_QUEUE, CONTROL_QUEUE}
+    # A long Redis outage must never stop a worker or beat: they retry without limit.
+    assert conf.broker_connection_retry is True
+    assert conf.broker_connection_max_retries is None
 
 
 def test_refresh_runs_on_beat_on_its_own_queue(make_settings) -> None:
