@@ -13,6 +13,10 @@ WORKER = Path(__file__).resolve().parents[1] / "worker"
 APP_MODULE = "worker.celery"
 # The layers above the app: the CLI and the task wrappers may build or use it.
 MAY_IMPORT_APP = ("worker/cli/", "worker/tasks/")
+MAX_LINES = 300
+# Modules still over MAX_LINES, with their length when listed: this list only shrinks.
+# worker/delivery.py: 304 on main, 308 with the request_refresh parameter; issue 10 splits it.
+OVER_LIMIT = {"worker/delivery.py": 308}
 
 
 def _modules() -> list[Path]:
@@ -68,3 +72,16 @@ def test_the_checker_sees_a_lazy_import_of_the_app(tmp_path: Path) -> None:
                      "import worker.celery\n"):
         module.write_text(spelling)
         assert APP_MODULE in imported_names(module, root=tmp_path), spelling
+
+
+def test_every_module_is_under_the_line_limit_except_a_shrinking_allowlist() -> None:
+    lengths = {path.relative_to(WORKER.parent).as_posix(): len(path.read_text().splitlines())
+               for path in _modules()}
+    too_long = {name: n for name, n in lengths.items()
+                if n >= MAX_LINES and name not in OVER_LIMIT}
+    assert not too_long, f"modules of {MAX_LINES} lines or more (split along a seam): {too_long}"
+    grown = {name: lengths.get(name) for name, limit in OVER_LIMIT.items()
+             if lengths.get(name, 0) > limit}
+    assert not grown, f"allowlisted modules grew past their listed length: {grown}"
+    fixed = sorted(name for name in OVER_LIMIT if lengths.get(name, 0) < MAX_LINES)
+    assert not fixed, f"now under {MAX_LINES} lines: remove from OVER_LIMIT: {fixed}"
