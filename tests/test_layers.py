@@ -85,3 +85,140 @@ def test_every_module_is_under_the_line_limit_except_a_shrinking_allowlist() -> 
     assert not grown, f"allowlisted modules grew past their listed length: {grown}"
     fixed = sorted(name for name in OVER_LIMIT if lengths.get(name, 0) < MAX_LINES)
     assert not fixed, f"now under {MAX_LINES} lines: remove from OVER_LIMIT: {fixed}"
+
+
+def _is_type_checking(node: ast.stmt) -> bool:
+    test = node.test if isinstance(node, ast.If) else None
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _module_level_imports(tree: ast.Module) -> list[ast.stmt]:
+    """Imports that run when the module is imported: the top level, inside module-level
+    `try`/`if` blocks, but not under `if TYPE_CHECKING:` or inside a function or class."""
+    found: list[ast.stmt] = []
+    pending: list[ast.stmt] = list(tree.body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            found.append(node)
+        elif isinstance(node, ast.If) and not _is_type_checking(node):
+            pending.extend([*node.body, *node.orelse])
+        elif isinstance(node, ast.Try):
+            pending.extend([*node.body, *node.orelse, *node.finalbody,
+                            *(stmt for handler in node.handlers for stmt in handler.body)])
+    return found
+
+
+def import_graph(root: Path = WORKER.parent, *, skip: tuple[str, ...] = ("worker.sandbox",)
+                 ) -> dict[str, set[str]]:
+    """Module -> the worker modules it imports at import time (packages run their __init__
+    first, so importing `a.b.c` also depends on `a` and `a.b`)."""
+    paths = {_module_name(path, root): path for path in sorted((root / "worker").rglob("*.py"))}
+    known = {name for name in paths if not name.startswith(skip)}
+    graph: dict[str, set[str]] = {}
+    for name in sorted(known):
+        tree = ast.parse(paths[name].read_text(), filename=str(paths[name]))
+        package = name if paths[name].name == "__init__.py" else name.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in _module_level_imports(tree):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+                continue
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                anchor = parts[: len(parts) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            targets.add(base)
+            targets.update(f"{base}.{alias.name}" for alias in node.names
+                           if f"{base}.{alias.name}" in paths)
+        edges: set[str] = set()
+        for target in targets:
+            parts = target.split(".")
+            edges.update(".".join(parts[:n]) for n in range(1, len(parts) + 1))
+        graph[name] = {edge for edge in edges if edge in known and edge != name}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle_among_worker_modules_outside_the_sandbox() -> None:
+    found = cycles(import_graph())
+    assert not found, f"import cycles (module-level imports): {found}"
+
+
+def test_the_cycle_finder_sees_a_cycle_through_a_package_and_skips_type_checking(
+        tmp_path: Path) -> None:
+    package = tmp_path / "worker" / "sub"
+    package.mkdir(parents=True)
+    (tmp_path / "worker" / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("from worker.sub.b import B\n")
+    (package / "a.py").write_text("A = 1\n")
+    (package / "b.py").write_text("from . import a\nB = a.A\n")
+    (tmp_path / "worker" / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from worker.d import D\n")
+    (tmp_path / "worker" / "d.py").write_text("import worker.c\nD = 1\n")
+    graph = import_graph(tmp_path)
+    assert graph["worker.sub.b"] == {"worker", "worker.sub", "worker.sub.a"}
+    assert cycles(graph) == [["worker.sub", "worker.sub.b"]]
+    (package / "__init__.py").write_text("")
+    assert cycles(import_graph(tmp_path)) == []
+
+
+def _folder(module: str, root: Path = WORKER.parent) -> str:
+    parts = module.split(".")
+    is_package = (root.joinpath(*parts) / "__init__.py").exists()
+    return "/".join(parts if is_package else parts[:-1])
+
+
+def folder_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    folders: dict[str, set[str]] = {_folder(module): set() for module in graph}
+    for module, targets in graph.items():
+        folders[_folder(module)].update(_folder(t) for t in targets)
+    return {folder: targets - {folder} for folder, targets in folders.items()}
+
+
+def test_the_architecture_note_shows_the_import_graph_by_folder() -> None:
+    """docs/architecture.md's table (first column) is the module-level graph, folder by folder."""
+    note = (WORKER.parent / "docs" / "architecture.md").read_text()
+    table: dict[str, set[str]] = {}
+    for line in note.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`worker"):
+            table[cells[0].strip("`").rstrip("/")] = {
+                name.strip().strip("`") for name in cells[1].split(",") if "`" in name}
+    assert table == folder_graph(import_graph())
