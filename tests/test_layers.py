@@ -93,10 +93,10 @@ def _is_type_checking(node: ast.stmt) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
-def _module_level_imports(tree: ast.Module) -> list[ast.stmt]:
+def _module_level_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
     """Imports that run when the module is imported: the top level, inside module-level
     `try`/`if` blocks, but not under `if TYPE_CHECKING:` or inside a function or class."""
-    found: list[ast.stmt] = []
+    found: list[ast.Import | ast.ImportFrom] = []
     pending: list[ast.stmt] = list(tree.body)
     while pending:
         node = pending.pop()
