@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 from redis import Redis
@@ -22,10 +23,10 @@ from redis import Redis
 from worker.auth.access import (
     AccessToken,
     current_access_token,
-    request_refresh,
     token_checker,
     usable_access_token,
 )
+from worker.auth.access import request_refresh as ask_refresh
 from worker.backoff import backoff_s
 from worker.contact_body import create_body, sign_up_form_body, update_body
 from worker.contacts import ContactsClient
@@ -72,8 +73,11 @@ class Delivery:
         *,
         client: ContactsClient | None = None,
         clock: Callable[[], float] = time.time,
+        request_refresh: Callable[[int], None] | None = None,
     ) -> None:
         self.settings = settings
+        # refused generation -> ask for a newer token (the task layer passes worker.auth's)
+        self.request_refresh = request_refresh or partial(ask_refresh, settings, redis)
         self.redis = redis
         self.clock = clock
         self.limiter = FleetLimiter(settings, redis)
@@ -162,7 +166,7 @@ class Delivery:
             return self._send(lead, list_ids, fresh)
 
     def _await_new_token(self, refused: AccessToken) -> AccessToken | None:
-        request_refresh(self.settings, self.redis, refused.generation)
+        self.request_refresh(refused.generation)
         deadline = time.monotonic() + REFRESH_WAIT_S
         while time.monotonic() < deadline:
             token = current_access_token(self.settings, self.redis)

@@ -8,12 +8,8 @@ and is stopped (TERM, then KILL) on the way out, so nothing survives the demo.
 
 from __future__ import annotations
 
-import os
-import random
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -25,13 +21,27 @@ from typing import IO, Any
 
 import redis as redis_lib
 
+from worker.demo_children import (  # re-exported: fixtures and benchmarks import them here
+    DEMO_CLIENT_ID,
+    DEMO_CLIENT_SECRET,
+    _bin,
+    _group_alive,
+    _settings_overrides,
+    _terminate_group,
+    authorize_device,
+    start_sandbox,
+)
+from worker.demo_leads import LeadMix, sample_leads
 from worker.embedded_redis import EmbeddedRedis, free_port
 from worker.enqueue import EnqueueReport, enqueue_leads
 from worker.errors import LeadsyncError
 from worker.settings import Settings, load_settings
 
-DEMO_CLIENT_ID = "leadsync-demo"
-DEMO_CLIENT_SECRET = "demo-secret-not-for-production"  # sandbox-only credential
+__all__ = [
+    "DEMO_CLIENT_ID", "DEMO_CLIENT_SECRET", "Child", "Demo", "DemoConfig", "DemoState", "LeadMix",
+    "TaskTracker", "_bin", "_group_alive", "_settings_overrides", "_terminate_group",
+    "authorize_device", "sample_leads", "start_sandbox",
+]
 
 
 @dataclass(frozen=True)
@@ -45,17 +55,6 @@ class DemoConfig:
     keep_running: bool = False
     timeout_s: float = 240.0
     seed: int = 7
-
-
-@dataclass
-class LeadMix:
-    """What the sample contains, so the summary can be checked against it."""
-
-    valid_unique: int = 0  # distinct valid leads (distinct lead_ids) that reach the worker
-    duplicates: int = 0  # exact re-sends: same lead_id, delivered once
-    updates: int = 0  # same email, new data: Constant Contact answers "updated"
-    invalid_rejected: int = 0  # refused by worker.enqueue before reaching Redis
-    invalid_unknown_list: int = 0  # valid shape, but a list the account lacks: dead letter
 
 
 @dataclass
@@ -75,52 +74,6 @@ class DemoState:
     delivery_started_at: float = 0.0
     delivery_done_at: float = 0.0
     flower_url: str | None = None
-
-
-def sample_leads(total: int, seed: int = 7) -> tuple[list[dict[str, Any]], LeadMix]:
-    """`total` sample rows, in every block of 25: 19 valid, 1 exact duplicate, 1 update of an
-    earlier lead's email, 2 invalid (refused at enqueue), 1 naming a list that does not exist."""
-    rng = random.Random(seed)
-    mix = LeadMix()
-    rows: list[dict[str, Any]] = []
-    firsts = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Frances", "Donald", "Radia"]
-    lasts = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Thompson", "Allen", "Knuth"]
-    companies = ["Acme", "Initech", "Globex", "Umbrella", "Hooli", "Stark", "Wayne", None]
-    unknown_list = "00000000-0000-4000-8000-00000000dead"
-    originals: list[dict[str, Any]] = []  # valid first sends: the only rows re-sent or updated
-    for i in range(total):
-        kind = i % 25
-        if kind == 11 and originals:
-            rows.append(dict(rng.choice(originals)))  # exact re-send: same lead_id
-            mix.duplicates += 1
-        elif kind == 5 and originals:
-            base = dict(rng.choice(originals))
-            base["job_title"] = f"Buyer #{i}"  # new data, same email: a new lead_id, "updated"
-            rows.append(base)
-            mix.updates += 1
-        elif kind in (17, 23):
-            rows.append({"email": f"not-an-email-{i}", "first_name": "Broken"})
-            mix.invalid_rejected += 1
-        elif kind == 19:
-            rows.append({"email": f"lost.list.{i}@example.com", "list_ids": [unknown_list],
-                         "consent": True, "source": "demo"})
-            mix.invalid_unknown_list += 1
-        else:
-            first, last = rng.choice(firsts), rng.choice(lasts)
-            row: dict[str, Any] = {
-                "email": f"{first}.{last}.{i}@example.com".lower(),
-                "first_name": first, "last_name": last,
-                "phone": f"+1 555 {rng.randrange(100, 999)} {rng.randrange(1000, 9999)}",
-                "consent": True, "source": "demo",
-            }
-            company = rng.choice(companies)
-            if company:
-                row["company"] = company
-            rows.append(row)
-            originals.append(row)
-            mix.valid_unique += 1
-    mix.valid_unique += mix.updates  # an update is its own lead (new lead_id), answered 200
-    return rows, mix
 
 
 class TaskTracker(threading.Thread):
@@ -289,84 +242,3 @@ class Demo:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
-
-
-def start_sandbox(redis_url: str, *, lifetime_s: float = 20.0,
-                  rate_limit_per_s: float = 4.0) -> tuple[Any, dict[str, str]]:
-    """The sandbox in this process (auto-approve, rotating refresh tokens) and the environment
-    that points leadsync children at it and at `redis_url`."""
-    try:
-        from worker.sandbox import SandboxConfig, SandboxServer
-    except ImportError:
-        raise LeadsyncError("the sandbox (worker.sandbox) is not available in this install") \
-            from None
-    server = SandboxServer(SandboxConfig(
-        client_id=DEMO_CLIENT_ID, client_secret=DEMO_CLIENT_SECRET, refresh_tokens="rotating",
-        access_token_lifetime_s=lifetime_s, rate_limit_per_s=rate_limit_per_s,
-        auto_approve=True,
-    )).start()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEADSYNC_")}
-    env.update(server.settings_env())
-    env.update({
-        "LEADSYNC_REDIS_URL": redis_url,
-        "LEADSYNC_CLIENT_ID": DEMO_CLIENT_ID,
-        "LEADSYNC_CLIENT_SECRET": DEMO_CLIENT_SECRET,
-        # Refresh once half the short lifetime is gone, checked every 2 s: several refreshes
-        # happen during a run, each through the real locked refresher on beat.
-        "LEADSYNC_REFRESH_MARGIN_RATIO": "0.5",
-        "LEADSYNC_REFRESH_INTERVAL_S": "2",
-        # Stay just under the sandbox's limit, as the default 3.7 does for the real 4/s.
-        "LEADSYNC_RATE_LIMIT_PER_S": f"{rate_limit_per_s * 0.925:g}",
-        "PYTHONUNBUFFERED": "1",
-    })
-    return server, env
-
-
-def authorize_device(env: dict[str, str], log_path: Path) -> None:
-    """The real `leadsync auth device` command, approved by the sandbox without a person."""
-    with log_path.open("wb") as log:
-        code = subprocess.call([_bin("leadsync"), "auth", "device"], env=env, stdout=log,
-                               stderr=subprocess.STDOUT, timeout=90, start_new_session=True)
-    if code != 0:
-        raise LeadsyncError(f"`leadsync auth device` failed (exit {code}); see {log_path}")
-
-
-def _settings_overrides(env: dict[str, str]) -> dict[str, Any]:
-    """The demo's LEADSYNC_* variables as Settings keyword arguments."""
-    return {k.removeprefix("LEADSYNC_").lower(): v for k, v in env.items()
-            if k.startswith("LEADSYNC_")}
-
-
-def _bin(name: str) -> str:
-    """The console script next to this interpreter (the venv's), else on PATH."""
-    candidate = Path(sys.executable).with_name(name)
-    return str(candidate) if candidate.exists() else (shutil.which(name) or name)
-
-
-def _terminate_group(proc: subprocess.Popen[bytes], grace_s: float = 15.0) -> None:
-    """TERM the child's whole process group (prefork children too), KILL what lingers."""
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=wait_s)
-        except subprocess.TimeoutExpired:
-            continue
-        # The leader is gone; make sure no pool process of its group is left either.
-        deadline = time.monotonic() + wait_s
-        while _group_alive(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not _group_alive(proc.pid):
-            break
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - a foreign process reused the id
-        return False
-    return True

@@ -59,32 +59,57 @@ def redacted_kwargsrepr(kwargs: Mapping[str, object]) -> str:
     return "{" + ", ".join(shown) + "}"
 
 
-def build_message(lead: Lead, *, task_id: str | None = None) -> dict[str, Any]:
-    """The exact message a raw producer would LPUSH (docs/architecture.md)."""
+def build_task_message(task: str, queue: str, args: Sequence[object] = (),
+                       kwargs: Mapping[str, object] | None = None, *, task_id: str | None = None,
+                       argsrepr: str | None = None, kwargsrepr: str | None = None
+                       ) -> dict[str, Any]:
+    """A plain-JSON protocol-2 message for any task on any queue (priority 0), as a dict.
+
+    What a Celery producer would send, without a Celery app: the worker reads it as it reads
+    `send_task`'s. `argsrepr`/`kwargsrepr` (what Flower and logs show) default to the redacted
+    forms; pass plain reprs only for arguments that carry no personal data or secret.
+    """
     task_id = task_id or str(uuid.uuid4())
-    body = json.dumps([[lead.to_json_dict()], {}, EMBED], separators=(",", ":"))
+    kwargs = dict(kwargs or {})
+    body = json.dumps([list(args), kwargs, EMBED], separators=(",", ":"))
     return {
         "body": body,
         "content-type": "application/json",
         "content-encoding": "utf-8",
         "headers": {
             "lang": "py",
-            "task": TASK_NAME,
+            "task": task,
             "id": task_id,
             "retries": 0,
             "root_id": task_id,
             "parent_id": None,
-            "argsrepr": redacted_argsrepr([lead]),
-            "kwargsrepr": "{}",
+            "argsrepr": redacted_argsrepr(args) if argsrepr is None else argsrepr,
+            "kwargsrepr": redacted_kwargsrepr(kwargs) if kwargsrepr is None else kwargsrepr,
         },
         "properties": {
             "delivery_tag": str(uuid.uuid4()),
             "correlation_id": task_id,
             "delivery_mode": 2,
             "priority": 0,
-            "delivery_info": {"exchange": "", "routing_key": QUEUE},
+            "delivery_info": {"exchange": "", "routing_key": queue},
         },
     }
+
+
+def encode_task_message(task: str, queue: str, args: Sequence[object] = (),
+                        kwargs: Mapping[str, object] | None = None, *,
+                        task_id: str | None = None, argsrepr: str | None = None,
+                        kwargsrepr: str | None = None) -> str:
+    """`build_task_message` as the JSON text to LPUSH onto the list named `queue`."""
+    return json.dumps(build_task_message(task, queue, args, kwargs, task_id=task_id,
+                                         argsrepr=argsrepr, kwargsrepr=kwargsrepr),
+                      separators=(",", ":"))
+
+
+def build_message(lead: Lead, *, task_id: str | None = None) -> dict[str, Any]:
+    """The exact message a raw producer would LPUSH (docs/architecture.md)."""
+    return build_task_message(TASK_NAME, QUEUE, [lead.to_json_dict()], task_id=task_id,
+                              argsrepr=redacted_argsrepr([lead]), kwargsrepr="{}")
 
 
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}  # RFC 4122 bits

@@ -9,11 +9,9 @@ calls `request_refresh`; the one locked refresher (task `leadsync.refresh_token`
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -36,9 +34,7 @@ from worker.errors import (
 from worker.keys import Keys
 from worker.lua import script
 from worker.settings import Settings
-
-if TYPE_CHECKING:
-    from celery import Celery
+from worker.wire import encode_task_message
 
 REFRESH_TASK = "leadsync.refresh_token"
 CONTROL_QUEUE = "leadsync-control"
@@ -156,21 +152,19 @@ def request_refresh(settings: Settings, redis: Redis, seen_generation: int) -> N
     except RedisError as exc:
         raise RedisUnavailableError(f"cannot request a token refresh: {exc}") from None
     if int(send):
-        _control_app(settings).send_task(
-            REFRESH_TASK, kwargs={"seen_generation": seen_generation}, queue=CONTROL_QUEUE
-        )
+        send_refresh_task(redis, seen_generation)
 
 
-_apps: dict[str, Celery] = {}
-_apps_lock = threading.Lock()
+def send_refresh_task(redis: Redis, seen_generation: int) -> None:
+    """LPUSH the `leadsync.refresh_token` message onto the control queue: no Celery app needed.
 
-
-def _control_app(settings: Settings) -> Celery:
-    """A producer-only Celery app for this broker (imported lazily: no app at import time)."""
-    from worker.celery import make_app
-
-    with _apps_lock:
-        app = _apps.get(settings.redis_url)
-        if app is None:
-            app = _apps[settings.redis_url] = make_app(settings)
-        return app
+    The message is the plain-JSON protocol-2 one worker.wire builds for leads, so this layer
+    never imports worker.celery (the app is built above it, from the same settings).
+    """
+    kwargs = {"seen_generation": seen_generation}
+    message = encode_task_message(REFRESH_TASK, CONTROL_QUEUE, kwargs=kwargs,
+                                  kwargsrepr=repr(kwargs))  # a number: nothing to redact
+    try:
+        redis.lpush(CONTROL_QUEUE, message)
+    except RedisError as exc:
+        raise RedisUnavailableError(f"cannot request a token refresh: {exc}") from None

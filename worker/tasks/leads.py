@@ -14,12 +14,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from functools import partial
 from typing import Any
 
 from celery import Task, shared_task
 from celery.exceptions import Reject
 
-from worker.auth.access import sending_possible
+from worker.auth.access import request_refresh, sending_possible
 from worker.delivery import Delivery
 from worker.durable import OutcomeNotRecordedError
 from worker.errors import InvalidLeadError
@@ -41,7 +42,9 @@ def _delivery() -> Delivery:
     delivery: Delivery | None = getattr(_local, "delivery", None)
     if delivery is None:
         settings = get_settings()
-        delivery = _local.delivery = Delivery(settings, get_redis(settings))
+        redis = get_redis(settings)
+        delivery = _local.delivery = Delivery(
+            settings, redis, request_refresh=partial(request_refresh, settings, redis))
     return delivery
 
 
