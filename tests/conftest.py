@@ -85,11 +85,22 @@ def make_settings() -> Any:
     return build
 
 
+# Fixtures that start real worker processes: a test using one is long even if not marked slow.
+PROCESS_FIXTURES = {"fleet", "spawned"}
+
+
+def _run_order(item: pytest.Item) -> int:
+    if item.get_closest_marker("slow") is not None:
+        return 0
+    return 1 if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())) else 2
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Slow end-to-end tests first (a stable sort: otherwise in file order). With xdist's load
-    scheduling (`-n N`) they are dealt round-robin, so every worker starts on long ones and the
-    fast tests fill in after: the run lasts about its longest share, not a tail of slow tests."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """Slow end-to-end tests first, then other tests that start worker processes (a stable
+    sort: otherwise in file order). xdist (`-n N`, with --maxschedchunk=1) hands them out one at
+    a time, so every worker starts on long ones and the fast tests fill in after: the run lasts
+    about its longest share, not a tail of slow tests queued on one worker."""
+    items.sort(key=_run_order)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
