@@ -20,7 +20,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from importlib import resources
 from typing import Any
 
 from redis import Redis
@@ -29,13 +28,13 @@ from redis.exceptions import WatchError
 from worker.idempotency import Ledger, Side
 from worker.keys import Keys
 from worker.lead import parse_lead
+from worker.lua import script
 from worker.settings import Settings
 from worker.wire import encode_message
 
 MALFORMED = "malformed"
 MALFORMED_PREFIX = "mf_"
 CHUNK = 500  # letters read per round trip when paging
-_SCRIPT = resources.files("worker").joinpath("lua/dead_letter.lua").read_text()
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ class DeadLetters:
         self.redis = redis
         self.keys = Keys(settings.key_prefix, settings.account)
         self.ledger = Ledger(settings, redis)
-        self._script = redis.register_script(_SCRIPT)
+        self._script = script("dead_letter").register(redis)
         self._script_keys = [self.keys.dead_letters, self.keys.dead_letter_index,
                              self.keys.dead_letter_counts, self.keys.dead_letter_reasons]
 
