@@ -27,7 +27,7 @@ from worker.settings import Settings, get_settings
 
 LEADS_QUEUE = "leads"
 CONTROL_QUEUE = "leadsync-control"
-TASK_MODULES = ["worker.tasks.leads", "worker.tasks.tokens"]
+TASK_MODULES = ["worker.tasks.leads", "worker.tasks.tokens", "worker.tasks.bulk"]
 MIN_TICK_EXPIRY_S = 30.0
 
 
@@ -54,7 +54,8 @@ def make_app(settings: Settings) -> Celery:
         task_queues=[Queue(LEADS_QUEUE), Queue(CONTROL_QUEUE)],
         task_routes={"leadsync.refresh_token": {"queue": CONTROL_QUEUE},
                      "leadsync.resume_parked": {"queue": CONTROL_QUEUE},
-                     "leadsync.reconcile": {"queue": CONTROL_QUEUE}},
+                     "leadsync.reconcile": {"queue": CONTROL_QUEUE},
+                     "leadsync.bulk_import": {"queue": CONTROL_QUEUE}},
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
@@ -105,6 +106,12 @@ def make_app(settings: Settings) -> Celery:
                 "schedule": settings.reconcile_interval_s,
                 "options": {"queue": CONTROL_QUEUE,
                             "expires": max(settings.reconcile_interval_s, MIN_TICK_EXPIRY_S)},
+            },
+            "leadsync-bulk-import": {
+                "task": "leadsync.bulk_import",
+                "schedule": settings.bulk_interval_s,
+                "options": {"queue": CONTROL_QUEUE,
+                            "expires": max(settings.bulk_interval_s, MIN_TICK_EXPIRY_S)},
             },
         },
     )
