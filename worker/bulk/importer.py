@@ -34,6 +34,7 @@ from worker.errors import (
     ThrottledError,
     UnauthorizedError,
 )
+from worker.lua import script
 from worker.ratelimit import FleetLimiter, next_utc_midnight
 from worker.redaction import scrub
 from worker.settings import Settings
@@ -46,9 +47,7 @@ LIMITER_WAIT_S = 10.0
 TOKEN_WAIT_S = 3.0
 DONE = frozenset({"completed"})
 BROKEN = frozenset({"failed", "timed_out", "cancelled"})
-_RELEASE = """-- KEYS[1] lock  ARGV[1] owner token; returns 1 when released, 0 when not ours
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0"""
+RELEASE = script("lock_release")  # worker/lua/lock_release.lua
 
 
 @dataclass
@@ -72,7 +71,6 @@ class Importer:
         self.client = client or ContactsClient(settings, before_request=self._gate)
         self.batcher = Batcher(settings, redis)
         self.settler = Settler(settings, redis)
-        self._release = redis.register_script(_RELEASE)
 
     def _gate(self, reserve: bool) -> None:
         self.limiter.acquire(reserve=reserve, max_wait_s=LIMITER_WAIT_S)
@@ -84,7 +82,7 @@ class Importer:
         try:
             return self._run(time.monotonic() + RUN_BUDGET_S)
         finally:
-            self._release(keys=[self.keys.lock], args=[owner])
+            RELEASE.run(self.redis, keys=[self.keys.lock], args=[owner])
 
     def _run(self, deadline: float) -> Report:
         report = Report(counts={"delivered": 0, "dead_lettered": 0, "sent_back": 0})
