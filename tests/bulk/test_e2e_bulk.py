@@ -60,3 +60,44 @@ def test_ten_thousand_leads_without_consent_take_at_most_3_imports_and_30_polls(
     assert stats["api_requests"] == (stats["activities"]["imports"]
                                      + stats["activities"]["polls"]), stats["api_requests"]
     print(f"\n{BACKLOG} leads: {stats['activities']} in {elapsed:.1f} s")
+
+
+def test_an_import_refusing_100_emails_dead_letters_them_and_dlq_replay_delivers_them(
+        fleet: Callable[..., Fleet], redis_client: redis.Redis,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from worker.cli import main
+    from worker.deadletter import DeadLetters
+
+    run = fleet(settings_env={"LEADSYNC_BULK": "always"})
+    good = people(900, tag="fine", consent=False)
+    refused = [{**lead, "custom_fields": {"trade_show": "Boston"}}
+               for lead in people(100, tag="refused", consent=False)]
+    mixed = [lead for pair in zip(good[:100], refused, strict=True) for lead in pair] + good[100:]
+    lead_ids = run.push_raw(mixed)
+    refused_ids = set(lead_ids[1:200:2])
+    run.start_worker("r1", concurrency=4)
+    run.start_beat()
+    run.wait_settled(lead_ids, 180, settled=("delivered", "dead_lettered"))
+    states = run.states(lead_ids)
+    assert {i for i, s in states.items() if s == "dead_lettered"} == refused_ids
+    letters = DeadLetters(run.stack.settings, redis_client)
+    for lead_id in refused_ids:
+        letter = letters.get(lead_id)
+        assert letter.reason_code == "import_refused"
+        # Constant Contact's string, the email in it scrubbed.
+        assert letter.reason.startswith("Line ") and "cf:trade_show does not exist" in \
+            letter.reason and "@e2e.example" not in letter.reason, letter.reason
+    assert run.stack.sandbox.stats()["activities"]["imports"] == 1
+    # The operator adds the field in Constant Contact and replays the letters.
+    run.stack.sandbox.state.store.custom_fields["f-trade-show"] = {
+        "custom_field_id": "f-trade-show", "name": "trade_show", "label": "trade show",
+        "type": "string"}
+    for name, value in run.stack.env.items():
+        monkeypatch.setenv(name, value)
+    from worker.settings import get_settings
+    get_settings.cache_clear()
+    assert main(["dlq", "replay", "--all", "--reason", "import_refused"]) == 0
+    capsys.readouterr()
+    run.wait_settled(sorted(refused_ids), 180)
+    assert settled_states(run, redis_client, lead_ids) == {"delivered/imported": 1_000}
+    assert run.stack.sandbox.stats()["activities"]["imports"] == 2
