@@ -40,14 +40,15 @@ from worker.redaction import scrub
 from worker.settings import Settings
 
 log = logging.getLogger("leadsync.bulk")
-LOCK_TTL_S = 300.0  # longer than a run: a run stops starting calls after RUN_BUDGET_S
-RUN_BUDGET_S = 60.0
+RUN_BUDGET_S = 30.0  # a run starts no step after this; the next run goes on
+LOCK_MARGIN_S = 5.0  # the lock outlives one step (one call, its limiter wait, the writes) by this
 THROTTLE_WAIT_S = 30.0  # a full activity queue drains in minutes; look again in 30 s
-LIMITER_WAIT_S = 10.0
+LIMITER_WAIT_S = 2.0  # no slot that soon: the batch waits for the next run
 TOKEN_WAIT_S = 3.0
 DONE = frozenset({"completed"})
 BROKEN = frozenset({"failed", "timed_out", "cancelled"})
 RELEASE = script("lock_release")  # worker/lua/lock_release.lua
+RENEW = script("lock_renew")  # worker/lua/lock_renew.lua
 
 
 @dataclass
@@ -71,18 +72,27 @@ class Importer:
         self.client = client or ContactsClient(settings, before_request=self._gate)
         self.batcher = Batcher(settings, redis)
         self.settler = Settler(settings, redis)
+        # A killed holder blocks imports for one TTL: one step's length, not a whole run's.
+        self.lock_ttl_ms = int((settings.http_timeout_s + LIMITER_WAIT_S + LOCK_MARGIN_S) * 1000)
+        self.owner = ""
 
     def _gate(self, reserve: bool) -> None:
         self.limiter.acquire(reserve=reserve, max_wait_s=LIMITER_WAIT_S)
 
     def run(self) -> Report:
-        owner = uuid.uuid4().hex
-        if not self.redis.set(self.keys.lock, owner, nx=True, px=int(LOCK_TTL_S * 1000)):
+        """One run under the lock; a run already going elsewhere makes this one a no-op."""
+        self.owner = uuid.uuid4().hex
+        if not self.redis.set(self.keys.lock, self.owner, nx=True, px=self.lock_ttl_ms):
             return Report(locked=False)
         try:
             return self._run(time.monotonic() + RUN_BUDGET_S)
         finally:
-            RELEASE.run(self.redis, keys=[self.keys.lock], args=[owner])
+            RELEASE.run(self.redis, keys=[self.keys.lock], args=[self.owner])
+
+    def _still_ours(self) -> bool:
+        """Renew the lock before a step; False when it was lost (then stop: another runs)."""
+        return bool(RENEW.run(self.redis, keys=[self.keys.lock],
+                              args=[self.owner, self.lock_ttl_ms]))
 
     def _run(self, deadline: float) -> Report:
         report = Report(counts={"delivered": 0, "dead_lettered": 0, "sent_back": 0})
@@ -96,7 +106,7 @@ class Importer:
                 self.settler.dead_letter(lead_id, "staged lead has no kept message",
                                          "message_lost")
         for raw in self.redis.zrange(self.keys.batches, 0, -1):
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or not self._still_ours():
                 break
             batch_id = raw.decode() if isinstance(raw, bytes) else str(raw)
             self._advance(batch_id, report)
