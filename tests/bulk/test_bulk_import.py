@@ -32,6 +32,11 @@ def leads(count: int, *, tag: str, **fields: Any) -> list[Lead]:
             for i in range(count)]
 
 
+def batch_ids(client: redis.Redis, keys: BulkKeys) -> list[str]:
+    members: list[Any] = client.zrange(keys.batches, 0, -1)
+    return [m.decode() for m in members]
+
+
 def drain(importer: Importer, client: redis.Redis, timeout_s: float = 30.0) -> None:
     """Run the batcher/poller until nothing is staged or in a batch (deadline, no fixed wait)."""
     keys = BulkKeys.of(importer.settings)
@@ -138,7 +143,7 @@ def test_a_crash_after_the_import_but_before_its_id_is_stored_resends_and_counts
     importer = Importer(stack.settings, redis_client)
     keys = BulkKeys.of(stack.settings)
     importer.run()  # formed and sent
-    (batch_id,) = [b.decode() for b in redis_client.zrange(keys.batches, 0, -1)]
+    (batch_id,) = batch_ids(redis_client, keys)
     assert redis_client.hget(keys.batch(batch_id), "activity_id")
     # As if the process died between the 201 and storing the id: the batch has none.
     redis_client.hdel(keys.batch(batch_id), "activity_id")
@@ -160,8 +165,8 @@ def test_settling_the_same_batch_twice_counts_nobody_twice(
     importer = Importer(stack.settings, redis_client)
     keys = BulkKeys.of(stack.settings)
     importer.run()
-    (batch_id,) = [b.decode() for b in redis_client.zrange(keys.batches, 0, -1)]
-    saved = redis_client.hgetall(keys.batch(batch_id))
+    (batch_id,) = batch_ids(redis_client, keys)
+    saved: dict[Any, Any] = redis_client.hgetall(keys.batch(batch_id))
     drain(importer, redis_client)
     # As if the settling process died before dropping the batch: it is there again.
     redis_client.hset(keys.batch(batch_id), mapping={**saved, b"next_at": b"0"})

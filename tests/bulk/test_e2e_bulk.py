@@ -108,6 +108,7 @@ KILL_LEADS = 3_000
 
 def test_kill_minus_nine_of_workers_and_beat_during_imports_loses_and_doubles_nothing(
         fleet: Callable[..., Fleet], redis_client: redis.Redis) -> None:
+    import contextlib
     import os
     import random
     import signal
@@ -139,10 +140,8 @@ def test_kill_minus_nine_of_workers_and_beat_during_imports_loses_and_doubles_no
         slot = rng.choice(sorted(live))
         pids = ([live[slot].pid] if slot == "beat" else run.worker_pids(live[slot]))
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         kills += 1
         live[slot] = start(slot)
     assert kills >= 3

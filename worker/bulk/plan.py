@@ -91,3 +91,27 @@ def quota_plan(settings: Settings, redis: Redis, *, now: float | None = None) ->
                 bulk_budget=budget, backlog=backlog, in_imports=in_imports,
                 seconds_to_midnight=round(seconds, 1), single_would_finish=single_ok,
                 expected_finish=finish)
+
+
+def bulk_status(settings: Settings, redis: Redis, *, now: float | None = None) -> dict[str, Any]:
+    """What `leadsync status` shows of the bulk path: the mode, the day's plan, the counters."""
+    plan = quota_plan(settings, redis, now=now)
+    keys = BulkKeys.of(settings)
+    counters = {(k.decode() if isinstance(k, bytes) else str(k)): int(v)
+                for k, v in redis.hgetall(keys.counters).items()}
+    return {"mode": settings.bulk, "plan": plan.as_dict(),
+            "staged": int(redis.zcard(keys.staged)), "batches": int(redis.zcard(keys.batches)),
+            "imports": counters.get("imports", 0), "polls": counters.get("polls", 0),
+            "throttled": counters.get("throttled", 0), "resent": counters.get("resent", 0)}
+
+
+def render_bulk(bulk: dict[str, Any]) -> str:
+    """One line for `leadsync status` (text)."""
+    plan = bulk["plan"]
+    finish = plan.get("expected_finish")
+    when = "-" if finish is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(finish))
+    return (f"mode {bulk['mode']}; calls left today {plan['calls_left_today']}, reserve "
+            f"{plan['reserve']} (consented {plan['consented_per_s']}/s), bulk budget "
+            f"{plan['bulk_budget']}; backlog {plan['backlog']}, staged {bulk['staged']}, in "
+            f"imports {plan['in_imports']} ({bulk['batches']} batches); expected finish {when};"
+            f" imports {bulk['imports']}, polls {bulk['polls']}, throttled {bulk['throttled']}")

@@ -22,7 +22,7 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 ADDRESS_KEYS = {"street": "street", "city": "city", "state": "state", "postal_code": "zip",
                 "country": "country"}
 # The envelope around the rows: {"import_data":[...],"list_ids":[...]} (ids measured apart).
-ENVELOPE_BYTES = len('{"import_data":[],"list_ids":[]}')
+ENVELOPE_BYTES = len('{"import_data":[],"list_ids":}')
 
 
 def encode(value: Any) -> str:
