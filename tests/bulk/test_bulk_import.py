@@ -77,6 +77,7 @@ def test_backlog_is_one_import_and_consented_leads_keep_sign_up_form(
         entry = ledger.get(item.lead_id)
         assert entry["state"] == "delivered" and entry["action"] == "imported", entry
         assert ledger.message(item.lead_id) is None  # settled leads keep no message
+        assert set(entry) == {"state", "first_seen", "updated_at", "action"}  # small at volume
     contacts = {c["email_address"]["address"]: c for c in stack.sandbox.contacts()}
     first = contacts["nc0@bulk.example"]
     assert first["email_address"]["permission_to_send"] == "implicit"

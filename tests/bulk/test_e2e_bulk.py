@@ -160,3 +160,48 @@ def test_kill_minus_nine_of_workers_and_beat_during_imports_loses_and_doubles_no
     assert stats["contacts"]["count"] == KILL_LEADS
     assert stats["activities"]["imports"] >= 2
     print(f"\n{kills} kills; {stats['activities']}")
+
+
+MIXED_BACKLOG = 2_000
+CONSENTED = 15
+
+
+def test_consented_leads_keep_sign_up_form_and_their_quota_while_a_backlog_is_imported(
+        fleet: Callable[..., Fleet], redis_client: redis.Redis) -> None:
+    # A day of 400 calls: the backlog alone would need 4,000 on the single path.
+    run = fleet(daily_quota=400, activity_step_s=4.0,
+                settings_env={"LEADSYNC_DAILY_QUOTA": "400", "LEADSYNC_QUOTA_RESERVE": "20"})
+    backlog_ids = run.push_raw(people(MIXED_BACKLOG, tag="backlog", consent=False))
+    run.start_worker("m1", concurrency=4)
+    run.start_beat()
+    keys = BulkKeys.of(run.stack.settings)
+    # The stream starts once the backlog is staged, and runs while it drains by import.
+    wait_for(lambda: redis_client.llen("leads") == 0 and (
+        redis_client.zcard(keys.staged) or redis_client.zcard(keys.batches)), 180,
+        "the backlog to be staged")
+    ledger = Ledger(run.stack.settings, redis_client)
+    pushed: dict[str, float] = {}
+    for n in range(CONSENTED):
+        (lead_id,) = run.push_raw([{"email": f"consented{n}@e2e.example", "consent": True}])
+        pushed[lead_id] = time.time()
+        time.sleep(1.0)  # the stream's own pace: one consented lead a second
+    run.wait_settled(list(pushed), 60)
+    during_imports = bool(redis_client.zcard(keys.batches) or imported(redis_client, run)
+                          < MIXED_BACKLOG)
+    run.wait_settled(backlog_ids, 180)
+    latencies = {}
+    for lead_id, at in pushed.items():
+        entry = ledger.get(lead_id)
+        assert entry["path"] == "sign_up_form", entry
+        latencies[lead_id] = float(entry["delivered_at"]) - at
+    stats = run.stack.sandbox.stats()
+    print(f"\nconsented latencies (s): max {max(latencies.values()):.2f}, "
+          f"{sorted(round(v, 2) for v in latencies.values())}; backlog still importing at the "
+          f"end of the stream: {during_imports}; {stats['activities']}, "
+          f"api_requests {stats['api_requests']}")
+    assert max(latencies.values()) <= 5.0
+    assert stats["sign_up_form"]["calls"] == CONSENTED
+    assert stats["throttled_429"]["quota_exceeded"] == 0
+    assert not redis_client.hlen(f"{run.stack.settings.key_prefix}:parked")
+    assert settled_states(run, redis_client, backlog_ids) == {
+        "delivered/imported": MIXED_BACKLOG}

@@ -81,9 +81,12 @@ class Settler:
         return counts
 
     def _deliver(self, lead_id: str, activity_id: str, now: float) -> int:
-        moved, state = self.ledger.move(lead_id, "deliver", now=now, action="imported",
-                                        path="import", delivered_at=now)
+        # Bulk volumes: the settled hash keeps state, first_seen, updated_at (the delivery time)
+        # and action only; `imported` says the path, the task id is of no use once settled.
+        moved, state = self.ledger.move(lead_id, "deliver", now=now, action="imported")
         if moved:
+            self._best_effort(lambda: self.redis.hdel(self.keys.lead_outcome(lead_id),
+                                                      "task_id"))
             self._best_effort(lambda: self.ledger.bump("delivered", "imported"))
         _log(lead_id, state, logging.INFO, action="imported", path="import",
              activity_id=activity_id, **({} if moved else {"duplicate": True}))

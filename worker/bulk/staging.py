@@ -81,5 +81,4 @@ class BulkGate:
         list_ids = lead.list_ids or list(self.settings.list_ids)
         return self.ledger.move(
             lead.lead_id, "stage", now=now,
-            side=Side(self.keys.groups, self.keys.staged, group_key(list_ids), now),
-            path="import")
+            side=Side(self.keys.groups, self.keys.staged, group_key(list_ids), now))
