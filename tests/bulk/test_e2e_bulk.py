@@ -170,7 +170,8 @@ def test_consented_leads_keep_sign_up_form_and_their_quota_while_a_backlog_is_im
         fleet: Callable[..., Fleet], redis_client: redis.Redis) -> None:
     # A day of 400 calls: the backlog alone would need 4,000 on the single path.
     run = fleet(daily_quota=400, activity_step_s=4.0,
-                settings_env={"LEADSYNC_DAILY_QUOTA": "400", "LEADSYNC_QUOTA_RESERVE": "20"})
+                settings_env={"LEADSYNC_BULK": "auto", "LEADSYNC_DAILY_QUOTA": "400",
+                              "LEADSYNC_QUOTA_RESERVE": "20"})
     backlog_ids = run.push_raw(people(MIXED_BACKLOG, tag="backlog", consent=False))
     run.start_worker("m1", concurrency=4)
     run.start_beat()

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from worker.bulk.keys import BulkKeys
 from worker.bulk.plan import note_consented, quota_plan
@@ -52,7 +53,10 @@ class BulkGate:
             return False  # the single path dead-letters it, naming the missing lists
         if mode == "always":
             return True
-        return self._active(now)
+        try:
+            return self._active(now)
+        except RedisError:  # Redis away: the single path waits for it as it always did
+            return False
 
     def _active(self, now: float) -> bool:
         pipe = self.redis.pipeline(transaction=False)
