@@ -10,6 +10,7 @@ travel on their own queue so a backlog of leads never delays them.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from celery import Celery
 from kombu import Queue
@@ -107,18 +108,25 @@ def make_app(settings: Settings) -> Celery:
                 "options": {"queue": CONTROL_QUEUE,
                             "expires": max(settings.reconcile_interval_s, MIN_TICK_EXPIRY_S)},
             },
-            "leadsync-bulk-import": {
-                "task": "leadsync.bulk_import",
-                "schedule": settings.bulk_interval_s,
-                "options": {"queue": CONTROL_QUEUE,
-                            "expires": max(settings.bulk_interval_s, MIN_TICK_EXPIRY_S)},
-            },
+            **_bulk_schedule(settings),
         },
     )
     app.steps["worker"].add(promoter_step(settings))  # due retries back on the queue, each 1 s
     # Live workers keep their held messages fresh in kombu's unacked index.
     app.steps["consumer"].add(UnackedHeartbeat)
     return app
+
+
+def _bulk_schedule(settings: Settings) -> dict[str, Any]:
+    """The batcher/poller of worker/bulk/, scheduled only when bulk delivery can be on."""
+    if settings.bulk == "off":
+        return {}
+    return {"leadsync-bulk-import": {
+        "task": "leadsync.bulk_import",
+        "schedule": settings.bulk_interval_s,
+        "options": {"queue": CONTROL_QUEUE,
+                    "expires": max(settings.bulk_interval_s, MIN_TICK_EXPIRY_S)},
+    }}
 
 
 def _guard_config(app: Celery, settings: Settings) -> GuardConfig:
