@@ -185,3 +185,37 @@ def test_a_redelivered_copy_of_a_staged_lead_does_nothing(
     again = delivery.run(item, task_id="another-copy")
     assert again.duplicate and again.status == LeadState.STAGED
     assert redis_client.zcard(BulkKeys.of(stack.settings).staged) == 1
+
+
+def test_the_queued_activities_429_is_a_throttle_that_spends_no_try(
+        delivery_stack: Any, redis_client: redis.Redis) -> None:
+    stack = delivery_stack(settings_env=BULK_ENV, max_queued_activities=0)
+    delivery = Delivery(stack.settings, redis_client)
+    batch = leads(5, tag="q")
+    stage_all(delivery, batch)
+    importer = Importer(stack.settings, redis_client)
+    importer.run()
+    keys = BulkKeys.of(stack.settings)
+    (batch_id,) = batch_ids(redis_client, keys)
+    saved = redis_client.hgetall(keys.batch(batch_id))
+    assert b"activity_id" not in saved
+    assert float(saved[b"next_at"]) > time.time() + 20  # waits about 30 s, then tries again
+    assert int(redis_client.hget(keys.counters, "throttled") or 0) == 1
+    ledger = Ledger(stack.settings, redis_client)
+    assert all(ledger.state(i.lead_id) == "staged" for i in batch)
+    assert all(ledger.get(i.lead_id).get("attempts", "0") == "0" for i in batch)
+
+
+def test_an_import_past_its_poll_cap_sends_its_leads_back(
+        delivery_stack: Any, redis_client: redis.Redis) -> None:
+    stack = delivery_stack(settings_env={**BULK_ENV, "LEADSYNC_BULK_MAX_POLLS": "1"},
+                           activity_step_s=3600)  # the activity never finishes
+    delivery = Delivery(stack.settings, redis_client)
+    batch = leads(5, tag="cap")
+    stage_all(delivery, batch)
+    drain(Importer(stack.settings, redis_client), redis_client)
+    ledger = Ledger(stack.settings, redis_client)
+    for item in batch:
+        entry = ledger.get(item.lead_id)
+        assert entry["state"] == "retrying" and entry["last_reason"] == "import_poll_cap"
+    assert stack.sandbox.stats()["activities"] == {"imports": 1, "polls": 1}
