@@ -10,6 +10,7 @@ travel on their own queue so a backlog of leads never delays them.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from celery import Celery
 from kombu import Queue
@@ -27,7 +28,7 @@ from worker.settings import Settings, get_settings
 
 LEADS_QUEUE = "leads"
 CONTROL_QUEUE = "leadsync-control"
-TASK_MODULES = ["worker.tasks.leads", "worker.tasks.tokens"]
+TASK_MODULES = ["worker.tasks.leads", "worker.tasks.tokens", "worker.tasks.bulk"]
 MIN_TICK_EXPIRY_S = 30.0
 
 
@@ -54,7 +55,8 @@ def make_app(settings: Settings) -> Celery:
         task_queues=[Queue(LEADS_QUEUE), Queue(CONTROL_QUEUE)],
         task_routes={"leadsync.refresh_token": {"queue": CONTROL_QUEUE},
                      "leadsync.resume_parked": {"queue": CONTROL_QUEUE},
-                     "leadsync.reconcile": {"queue": CONTROL_QUEUE}},
+                     "leadsync.reconcile": {"queue": CONTROL_QUEUE},
+                     "leadsync.bulk_import": {"queue": CONTROL_QUEUE}},
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
@@ -111,12 +113,25 @@ def make_app(settings: Settings) -> Celery:
                 "options": {"queue": CONTROL_QUEUE,
                             "expires": max(settings.reconcile_interval_s, MIN_TICK_EXPIRY_S)},
             },
+            **_bulk_schedule(settings),
         },
     )
     app.steps["worker"].add(promoter_step(settings))  # due retries back on the queue, each 1 s
     # Live workers keep their held messages fresh in kombu's unacked index.
     app.steps["consumer"].add(UnackedHeartbeat)
     return app
+
+
+def _bulk_schedule(settings: Settings) -> dict[str, Any]:
+    """The batcher/poller of worker/bulk/, scheduled only when bulk delivery can be on."""
+    if settings.bulk == "off":
+        return {}
+    return {"leadsync-bulk-import": {
+        "task": "leadsync.bulk_import",
+        "schedule": settings.bulk_interval_s,
+        "options": {"queue": CONTROL_QUEUE,
+                    "expires": max(settings.bulk_interval_s, MIN_TICK_EXPIRY_S)},
+    }}
 
 
 def _guard_config(app: Celery, settings: Settings) -> GuardConfig:

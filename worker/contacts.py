@@ -145,6 +145,14 @@ class ContactsClient:
             path = _relative(href) if href else None
         return fields
 
+    def contacts_json_import(self, token: str, body: str) -> dict[str, Any]:
+        """Start a bulk import (worker/bulk/): `body` is sent as encoded, so its measured size
+        is the size Constant Contact sees; answers the activity (`activity_id`, `state`)."""
+        return self._send("POST", "activities/contacts_json_import", token, data=body)[1]
+
+    def activity(self, token: str, activity_id: str) -> dict[str, Any]:
+        return self._send("GET", f"activities/{activity_id}", token)[1]
+
     # --- transport -------------------------------------------------------------------------
     def _send(
         self,
@@ -155,13 +163,17 @@ class ContactsClient:
         json: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
         reserve: bool = False,
+        data: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
         self.before_request(reserve)
         token = self.token_check(token)
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
         try:
             response = self.session.request(
                 method, urljoin(self.base, path), json=json, params=params,
+                data=None if data is None else data.encode(),
                 headers=headers, timeout=self.timeout_s,
             )
         except requests.Timeout:

@@ -28,6 +28,7 @@ from worker.auth.access import (
 )
 from worker.auth.access import request_refresh as ask_refresh
 from worker.backoff import backoff_s
+from worker.bulk.staging import BulkGate
 from worker.contact_body import create_body, sign_up_form_body, update_body
 from worker.contacts import ContactsClient
 from worker.custom_fields import CustomFieldResolver
@@ -88,6 +89,7 @@ class Delivery:
         self.parking = ParkingLot(settings, redis)
         self.dead_letters = DeadLetters(settings, redis)
         self.fields = CustomFieldResolver(settings, redis)
+        self.bulk = BulkGate(settings, redis, self.ledger, clock=clock)
         # A lead's lease (and its email lock) outlive the longest try: every call waiting for
         # the limiter and timing out, plus room to record the outcome.
         self.lease_s = CALLS_PER_LEAD * (settings.http_timeout_s + LIMITER_WAIT_S) + 30.0
@@ -115,6 +117,10 @@ class Delivery:
             return self._log(lead, Result(LeadState.IN_FLIGHT, 0, duplicate=True,
                                           detail={"held_until": taken.lease_until}), started)
         attempt = taken.attempts + 1
+        if self.bulk.wants(lead):  # no consent, a backlog: staged for an import (worker/bulk/)
+            moved, state = self.durably(lambda: self.bulk.stage(lead), "staging")
+            return self._log(lead, Result(LeadState(state), attempt - 1, duplicate=not moved,
+                                          detail={"path": "import"}), started)
         try:
             result = self._attempt(lead, attempt)
         except OutcomeNotRecordedError:

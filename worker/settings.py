@@ -89,6 +89,16 @@ class Settings(BaseSettings):
     outcome_wait_s: float = Field(default=30.0, gt=0)
     # How often beat looks for leads whose message is nowhere (worker/reconcile.py).
     reconcile_interval_s: float = Field(default=30.0, gt=0)
+    # Bulk imports for leads without consent (worker/bulk/, README "Bulk delivery").
+    bulk: Literal["auto", "always", "off"] = "auto"
+    bulk_threshold: int = Field(default=1_000, ge=1)  # queued leads that make a batch worth it
+    bulk_interval_s: float = Field(default=2.0, gt=0)  # how often beat runs leadsync.bulk_import
+    bulk_linger_s: float = Field(default=3.0, ge=0)  # staged set quiet this long: send a batch
+    bulk_max_wait_s: float = Field(default=60.0, gt=0)  # oldest staged lead waits at most this
+    bulk_max_contacts: int = Field(default=40_000, ge=1, le=40_000)
+    bulk_max_bytes: int = Field(default=3_800_000, ge=10_000, le=4_000_000)  # under CC's 4 MB
+    bulk_max_polls: int = Field(default=20, ge=1)  # activity polls per import before a resend
+    bulk_poll_max_s: float = Field(default=30.0, gt=0)  # the poll backoff's ceiling
     # A list entry longer than this is kept in the malformed list unread (checked before parsing).
     max_message_bytes: int = Field(default=1_048_576, ge=4_096)
 

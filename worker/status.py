@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from worker.auth.access import CONTROL_QUEUE
 from worker.auth.status import token_status
+from worker.bulk.plan import bulk_status
 from worker.enqueue import redis_location
 from worker.errors import RedisUnavailableError
 from worker.redis_check import check_redis
@@ -32,6 +33,7 @@ def gather_status(settings: Settings, redis: Redis, *, now: float | None = None)
         token = token_status(settings, redis, now=now)
         leads = lead_counts(settings, redis, now=now)
         fitness = check_redis(redis, allow_volatile=settings.allow_volatile_redis)
+        bulk = bulk_status(settings, redis, now=now)  # the quota plan (worker/bulk/plan.py)
     except RedisError as exc:
         raise RedisUnavailableError(
             f"Redis unavailable at {redis_location(redis)}: {type(exc).__name__}"
@@ -44,4 +46,5 @@ def gather_status(settings: Settings, redis: Redis, *, now: float | None = None)
         "redis_check": {**fitness.as_dict(), "summary": fitness.summary()},
         "queues": queues,
         "leads": leads,
+        "bulk": bulk,
     }

@@ -116,3 +116,36 @@ def test_fact_18_only_the_first_4_mb_are_processed(make_cc: Callable[..., CC]) -
     status = cc.call("GET", f"/activities/{activity}").json()["status"]
     assert 0 < status["items_total_count"] < 30_000
     assert cc.server.stats()["contacts"]["count"] == status["items_total_count"]
+
+
+def test_fact_18_imports_and_polls_count_against_the_daily_quota(
+        make_cc: Callable[..., CC]) -> None:
+    cc = make_cc(rate_limit_per_s=0, daily_quota=3)
+    used_by_setup = cc.server.stats()["api_requests"]
+    assert used_by_setup < 3
+    answers = [_import(cc, [{"email": "a@b.co"}]).status_code for _ in range(3 - used_by_setup)]
+    assert answers == [201] * len(answers)
+    refused = _import(cc, [{"email": "a@b.co"}])
+    assert refused.status_code == 429 and refused.json()["error_key"] == "quota_exceeded"
+    assert cc.server.stats()["activities"]["imports"] == len(answers)
+
+
+def test_fact_18_row_errors_name_the_line_and_the_email(cc: CC) -> None:
+    activity = _import(cc, [{"email": "fine@b.co"}, {"email": "bad@b.co", "cf:nope": "v"}]
+                       ).json()["activity_id"]
+    cc.server.advance_clock(1.0)
+    done = cc.call("GET", f"/activities/{activity}").json()
+    assert done["activity_errors"] == ["Line 2 (bad@b.co): custom field cf:nope does not exist"]
+    assert cc.server.stats()["activities"]["polls"] == 1
+
+
+def test_fact_18_a_failed_import_ends_failed_and_writes_nothing(
+        make_cc: Callable[..., CC]) -> None:
+    cc = make_cc(failed_imports=1)
+    activity = _import(cc, [{"email": "a@b.co"}]).json()["activity_id"]
+    cc.server.advance_clock(1.0)
+    assert cc.call("GET", f"/activities/{activity}").json()["state"] == "failed"
+    assert cc.server.stats()["contacts"]["count"] == 0
+    second = _import(cc, [{"email": "a@b.co"}]).json()["activity_id"]
+    cc.server.advance_clock(1.0)
+    assert cc.call("GET", f"/activities/{second}").json()["state"] == "completed"

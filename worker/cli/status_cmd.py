@@ -20,6 +20,7 @@ from worker.auth.access import token_state
 from worker.auth.status import token_status
 from worker.auth.token_key import ACTIVE_S, key_fingerprint, open_incidents
 from worker.auth.token_record import STATE_TOKEN_KEY_INVALID
+from worker.bulk.plan import render_bulk
 from worker.cli.exit_codes import ExitCode
 from worker.enqueue import redis_location
 from worker.errors import LeadsyncError
@@ -125,6 +126,8 @@ def render_status(status: dict[str, Any]) -> str:
              if "redis_check" in status else "",
              "  {:<20} {}".format("queues", ", ".join(
                  f"{name} {depth} waiting" for name, depth in status["queues"].items()))]
+    if "bulk" in status:
+        lines.append(f"  {'bulk imports':<20} {render_bulk(status['bulk'])}")
     leads = status["leads"]
     for key, value in leads.items():
         lines.append(f"  {key.replace('_', ' '):<20} {_value(key, value)}")

@@ -4,7 +4,7 @@
 -- KEYS[6] the `leads` list   KEYS[7] side hash (dead letters / parked entries, by lead_id)
 -- KEYS[8] side zset (dead-letter index / parked resume times)
 -- KEYS[9] the lead's kept message (a string key beside the hash, so the hash stays small)
--- ARGV[1] op (begin|deliver|retry|park|dead|promote|requeue|resume|replay)
+-- ARGV[1] op (begin|deliver|retry|park|dead|promote|requeue|resume|replay|stage)
 -- ARGV[2] lead_id  ARGV[3] now (epoch s)  ARGV[4] ttl_s of the lead hash
 -- ARGV[5] states the op may start from, comma separated, "-" standing for "no entry"
 --         (from worker/lead_state.py TRANSITIONS: the table is the source of truth)
@@ -66,9 +66,10 @@ if target == 'retrying' then
 else
   redis.call('ZREM', KEYS[4], lead_id)
 end
-if target == 'delivered' or target == 'dead_lettered' or target == 'parked' then
+if target == 'delivered' or target == 'dead_lettered' or target == 'parked'
+   or target == 'staged' then
   redis.call('HDEL', key, 'lease_until')
-  redis.call('DEL', KEYS[9])  -- settled leads keep no message
+  if target ~= 'staged' then redis.call('DEL', KEYS[9]) end  -- settled leads keep no message
 end
 if target == 'delivered' then
   redis.call('ZADD', KEYS[5], now, lead_id)

@@ -65,9 +65,13 @@ class Activities:
                                    "_lists": list(body["list_ids"]), "activity_errors": [],
                                    "status": {}}
         self.pending.append(activity_id)
+        self.state.stats.imports += 1
+        if self.state.stats.imports <= config.failed_imports:
+            self.items[activity_id]["_fail"] = True
         return json_reply(201, self._view(self.items[activity_id], summary=True))
 
     def get(self, activity_id: str) -> Reply:
+        self.state.stats.activity_polls += 1
         self.tick()
         item = self.items.get(activity_id)
         if item is None:
@@ -104,17 +108,23 @@ class Activities:
                             updated_at=now)
             if item["state"] == "processing" and now >= item["created_at"] + 2 * step:
                 self._complete(item, now)
-            if item["state"] != "completed":
+            if item["state"] not in ("completed", "failed"):
                 still.append(activity_id)
         self.pending = still
 
     def _complete(self, item: dict[str, Any], now: float) -> None:
+        if item.get("_fail"):
+            item.update(state="failed", completed_at=now, updated_at=now)
+            return
         errors: list[str] = []
         added = cannot_add = 0
         for line, row in enumerate(item["_rows"], start=1):
             problem = _row_error(row, self.state)
             if problem:
-                errors.append(f"Line {line}: {problem}")
+                # Constant Contact's strings name the row by line and, when it has one, email.
+                email = row.get("email") if isinstance(row, dict) else None
+                named = f" ({str(email)[:80]})" if email else ""
+                errors.append(f"Line {line}{named}: {problem}")
                 continue
             if self._upsert(row, item["_lists"], now):
                 added += 1

@@ -56,6 +56,7 @@ class SandboxConfig:
     max_queued_activities: int = 1_000
     max_import_contacts: int = 40_000
     max_import_bytes: int = 4 * 1024 * 1024
+    failed_imports: int = 0  # the first N imports end `failed` (no contact written)
 
     issuer: str = CC_ISSUER
     audience: str = CC_AUDIENCE

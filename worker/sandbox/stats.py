@@ -21,6 +21,8 @@ class Stats:
     contacts_updated: int = 0
     sign_up_form_calls: Counter[str] = field(default_factory=Counter)
     faults_injected: Counter[str] = field(default_factory=Counter)
+    imports: int = 0  # contacts_json_import calls answered 201
+    activity_polls: int = 0  # GET /activities/{id} calls
 
     def as_dict(self, active: int, deleted: int, generation: int) -> dict[str, Any]:
         calls = self.sign_up_form_calls
@@ -40,5 +42,6 @@ class Stats:
             "throttled_429": {"throttled": self.throttled_429["throttled"],
                               "quota_exceeded": self.throttled_429["quota_exceeded"]},
             "faults_injected": dict(self.faults_injected),
+            "activities": {"imports": self.imports, "polls": self.activity_polls},
             "refresh_token_generation": generation,
         }

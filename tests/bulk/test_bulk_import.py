@@ -1,0 +1,221 @@
+"""The bulk path in process against the sandbox and the private Redis: staging, imports,
+polls, settlement, refused rows, failed activities and crashes between the steps."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import redis
+
+from tests.fixtures.delivery import DeliveryStack
+from worker.bulk.importer import Importer
+from worker.bulk.keys import BulkKeys
+from worker.deadletter import DeadLetters
+from worker.delivery import Delivery
+from worker.idempotency import Ledger
+from worker.lead import Lead, parse_lead
+from worker.lead_state import LeadState
+from worker.schedule import Schedule
+from worker.wire import QUEUE, parse_message
+
+pytestmark = pytest.mark.redis
+
+BULK_ENV = {"LEADSYNC_BULK": "always", "LEADSYNC_BULK_LINGER_S": "0",
+            "LEADSYNC_BACKOFF_BASE_S": "0.01", "LEADSYNC_BACKOFF_MAX_S": "0.01"}
+
+
+def leads(count: int, *, tag: str, **fields: Any) -> list[Lead]:
+    return [parse_lead({"email": f"{tag}{i}@bulk.example", "first_name": f"P{i}",
+                        "phone": "+1 202 555 0143", "address": {"city": "Boston"}, **fields})
+            for i in range(count)]
+
+
+def batch_ids(client: redis.Redis, keys: BulkKeys) -> list[str]:
+    members: list[Any] = client.zrange(keys.batches, 0, -1)
+    return [m.decode() for m in members]
+
+
+def drain(importer: Importer, client: redis.Redis, timeout_s: float = 30.0) -> None:
+    """Run the batcher/poller until nothing is staged or in a batch (deadline, no fixed wait)."""
+    keys = BulkKeys.of(importer.settings)
+    deadline = time.monotonic() + timeout_s
+    while client.zcard(keys.staged) or client.zcard(keys.batches):
+        assert time.monotonic() < deadline, "imports did not settle in time"
+        importer.run()
+        time.sleep(0.1)
+
+
+def stage_all(delivery: Delivery, batch: list[Lead]) -> None:
+    for item in batch:
+        result = delivery.run(item, task_id=f"t-{item.lead_id}")
+        assert result.status == LeadState.STAGED, result
+
+
+@pytest.fixture
+def stack(delivery_stack: Any) -> DeliveryStack:
+    built: DeliveryStack = delivery_stack(settings_env=BULK_ENV)
+    return built
+
+
+def test_backlog_is_one_import_and_consented_leads_keep_sign_up_form(
+        stack: DeliveryStack, redis_client: redis.Redis) -> None:
+    delivery = Delivery(stack.settings, redis_client)
+    backlog = leads(300, tag="nc")
+    stage_all(delivery, backlog)
+    consented = parse_lead({"email": "yes@bulk.example", "consent": True})
+    assert delivery.run(consented).status == LeadState.DELIVERED  # not staged
+    importer = Importer(stack.settings, redis_client)
+    drain(importer, redis_client)
+    stats = stack.sandbox.stats()
+    assert stats["activities"]["imports"] == 1
+    assert stats["activities"]["polls"] <= 3
+    assert stats["sign_up_form"]["calls"] == 1
+    ledger = Ledger(stack.settings, redis_client)
+    for item in backlog:
+        entry = ledger.get(item.lead_id)
+        assert entry["state"] == "delivered" and entry["action"] == "imported", entry
+        assert ledger.message(item.lead_id) is None  # settled leads keep no message
+        assert set(entry) == {"state", "first_seen", "updated_at", "action"}  # small at volume
+    contacts = {c["email_address"]["address"]: c for c in stack.sandbox.contacts()}
+    first = contacts["nc0@bulk.example"]
+    assert first["email_address"]["permission_to_send"] == "implicit"
+    assert first["phone_numbers"][0]["kind"] == "work"
+    assert first["street_addresses"][0]["city"] == "Boston"
+    assert contacts["yes@bulk.example"]["email_address"]["permission_to_send"] == "explicit"
+    counts = redis_client.hgetall(f"{stack.settings.key_prefix}:stats")
+    assert int(counts[b"imported"]) == 300
+
+
+def test_refused_rows_are_dead_letters_with_the_error_and_replay_works(
+        stack: DeliveryStack, redis_client: redis.Redis) -> None:
+    delivery = Delivery(stack.settings, redis_client)
+    good = leads(50, tag="ok")
+    bad = leads(10, tag="bad", custom_fields={"no_such_field": "x"})
+    stage_all(delivery, good + bad)
+    drain(Importer(stack.settings, redis_client), redis_client)
+    letters = DeadLetters(stack.settings, redis_client)
+    ledger = Ledger(stack.settings, redis_client)
+    for item in bad:
+        letter = letters.get(item.lead_id)
+        assert letter.reason_code == "import_refused"
+        assert "no_such_field" in letter.reason and "Line " in letter.reason
+        assert item.email not in letter.reason  # the email is scrubbed, never kept in clear
+        assert ledger.state(item.lead_id) == "dead_lettered"
+    assert all(ledger.state(i.lead_id) == "delivered" for i in good)
+    # The field is created; a replay sends the lead through the queue again.
+    stack_api = stack.sandbox
+    stack_api.state.store.custom_fields["cf1"] = {"custom_field_id": "cf1",
+                                                  "name": "no_such_field",
+                                                  "label": "no_such_field", "type": "string"}
+    letters.replay(bad[0].lead_id)
+    assert ledger.state(bad[0].lead_id) == "queued"
+    replayed = parse_message(redis_client.lpop(QUEUE))  # type: ignore[arg-type]
+    assert delivery.run(replayed).status == LeadState.STAGED
+    drain(Importer(stack.settings, redis_client), redis_client)
+    assert ledger.get(bad[0].lead_id)["action"] == "imported"
+
+
+def test_a_failed_activity_sends_its_leads_back_and_they_are_imported_again(
+        delivery_stack: Any, redis_client: redis.Redis) -> None:
+    stack = delivery_stack(settings_env=BULK_ENV, failed_imports=1)
+    delivery = Delivery(stack.settings, redis_client)
+    batch = leads(20, tag="f")
+    stage_all(delivery, batch)
+    importer = Importer(stack.settings, redis_client)
+    drain(importer, redis_client)
+    ledger = Ledger(stack.settings, redis_client)
+    assert all(ledger.state(i.lead_id) == "retrying" for i in batch)
+    assert all(ledger.get(i.lead_id)["attempts"] == "1" for i in batch)  # one try spent
+    Schedule(stack.settings, redis_client).promote_all(now=time.time() + 5)
+    while (raw := redis_client.rpop(QUEUE)) is not None:
+        assert delivery.run(parse_message(raw)).status == LeadState.STAGED  # type: ignore[arg-type]
+    drain(importer, redis_client)
+    assert all(ledger.state(i.lead_id) == "delivered" for i in batch)
+    assert stack.sandbox.stats()["activities"]["imports"] == 2
+
+
+def test_a_crash_after_the_import_but_before_its_id_is_stored_resends_and_counts_once(
+        stack: DeliveryStack, redis_client: redis.Redis) -> None:
+    delivery = Delivery(stack.settings, redis_client)
+    batch = leads(30, tag="c")
+    stage_all(delivery, batch)
+    importer = Importer(stack.settings, redis_client)
+    keys = BulkKeys.of(stack.settings)
+    importer.run()  # formed and sent
+    (batch_id,) = batch_ids(redis_client, keys)
+    assert redis_client.hget(keys.batch(batch_id), "activity_id")
+    # As if the process died between the 201 and storing the id: the batch has none.
+    redis_client.hdel(keys.batch(batch_id), "activity_id")
+    redis_client.hset(keys.batch(batch_id), "next_at", "0")
+    drain(importer, redis_client)
+    assert stack.sandbox.stats()["activities"]["imports"] == 2  # re-sent: an upsert by email
+    ledger = Ledger(stack.settings, redis_client)
+    assert all(ledger.state(i.lead_id) == "delivered" for i in batch)
+    counts = redis_client.hgetall(f"{stack.settings.key_prefix}:stats")
+    assert int(counts[b"imported"]) == 30  # nobody counted twice
+    assert len({c["email_address"]["address"] for c in stack.sandbox.contacts()}) == 30
+
+
+def test_settling_the_same_batch_twice_counts_nobody_twice(
+        stack: DeliveryStack, redis_client: redis.Redis) -> None:
+    delivery = Delivery(stack.settings, redis_client)
+    batch = leads(10, tag="s")
+    stage_all(delivery, batch)
+    importer = Importer(stack.settings, redis_client)
+    keys = BulkKeys.of(stack.settings)
+    importer.run()
+    (batch_id,) = batch_ids(redis_client, keys)
+    saved: dict[Any, Any] = redis_client.hgetall(keys.batch(batch_id))
+    drain(importer, redis_client)
+    # As if the settling process died before dropping the batch: it is there again.
+    redis_client.hset(keys.batch(batch_id), mapping={**saved, b"next_at": b"0"})
+    redis_client.zadd(keys.batches, {batch_id: 0})
+    drain(importer, redis_client)
+    counts = redis_client.hgetall(f"{stack.settings.key_prefix}:stats")
+    assert int(counts[b"imported"]) == 10 and int(counts[b"delivered"]) == 10
+
+
+def test_a_redelivered_copy_of_a_staged_lead_does_nothing(
+        stack: DeliveryStack, redis_client: redis.Redis) -> None:
+    delivery = Delivery(stack.settings, redis_client)
+    (item,) = leads(1, tag="dup")
+    stage_all(delivery, [item])
+    again = delivery.run(item, task_id="another-copy")
+    assert again.duplicate and again.status == LeadState.STAGED
+    assert redis_client.zcard(BulkKeys.of(stack.settings).staged) == 1
+
+
+def test_the_queued_activities_429_is_a_throttle_that_spends_no_try(
+        delivery_stack: Any, redis_client: redis.Redis) -> None:
+    stack = delivery_stack(settings_env=BULK_ENV, max_queued_activities=0)
+    delivery = Delivery(stack.settings, redis_client)
+    batch = leads(5, tag="q")
+    stage_all(delivery, batch)
+    importer = Importer(stack.settings, redis_client)
+    importer.run()
+    keys = BulkKeys.of(stack.settings)
+    (batch_id,) = batch_ids(redis_client, keys)
+    saved = redis_client.hgetall(keys.batch(batch_id))
+    assert b"activity_id" not in saved
+    assert float(saved[b"next_at"]) > time.time() + 20  # waits about 30 s, then tries again
+    assert int(redis_client.hget(keys.counters, "throttled") or 0) == 1
+    ledger = Ledger(stack.settings, redis_client)
+    assert all(ledger.state(i.lead_id) == "staged" for i in batch)
+    assert all(ledger.get(i.lead_id).get("attempts", "0") == "0" for i in batch)
+
+
+def test_an_import_past_its_poll_cap_sends_its_leads_back(
+        delivery_stack: Any, redis_client: redis.Redis) -> None:
+    stack = delivery_stack(settings_env={**BULK_ENV, "LEADSYNC_BULK_MAX_POLLS": "1"},
+                           activity_step_s=3600)  # the activity never finishes
+    delivery = Delivery(stack.settings, redis_client)
+    batch = leads(5, tag="cap")
+    stage_all(delivery, batch)
+    drain(Importer(stack.settings, redis_client), redis_client)
+    ledger = Ledger(stack.settings, redis_client)
+    for item in batch:
+        entry = ledger.get(item.lead_id)
+        assert entry["state"] == "retrying" and entry["last_reason"] == "import_poll_cap"
+    assert stack.sandbox.stats()["activities"] == {"imports": 1, "polls": 1}

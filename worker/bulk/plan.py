@@ -1,0 +1,117 @@
+"""The day's quota plan: consented single leads keep budget until 00:00 UTC, imports use the rest.
+
+The reserve for consented leads is their observed rate (the last hour, counted per minute by the
+staging gate) times the seconds left today, plus LEADSYNC_QUOTA_RESERVE (token and lookup
+calls) and a floor of one hour at one lead a minute. Whatever is left of today's quota after the
+reserve is the bulk budget: an import costs one call plus its polls. `single_would_finish` says
+whether two calls per lead (the single no-consent path) would clear the backlog within that
+budget before midnight; when not, the auto mode stages leads for imports.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from redis import Redis
+
+from worker.bulk.keys import BulkKeys
+from worker.ratelimit import FleetLimiter, next_utc_midnight
+from worker.settings import Settings
+from worker.wire import QUEUE
+
+WINDOW_MINUTES = 60
+FLOOR_RESERVE = 60  # one consented lead a minute for an hour, even with none seen yet
+CALLS_PER_SINGLE_LEAD = 2  # GET then POST/PUT
+
+
+@dataclass(frozen=True)
+class Plan:
+    calls_left_today: int
+    consented_per_s: float  # observed over the last hour
+    reserve: int  # calls kept for consented leads (and tokens) until midnight
+    bulk_budget: int  # calls imports and their polls may use today
+    backlog: int  # leads queued or staged, not yet in an import
+    in_imports: int  # leads in batches sent or about to be sent
+    seconds_to_midnight: float
+    single_would_finish: bool
+    expected_finish: float | None  # epoch s the backlog is expected to be delivered by
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def consented_rate(settings: Settings, redis: Redis, now: float) -> float:
+    keys = BulkKeys.of(settings)
+    minute = int(now // 60)
+    counts = redis.mget([keys.consented(minute - i) for i in range(WINDOW_MINUTES)])
+    return sum(int(c or 0) for c in counts) / (WINDOW_MINUTES * 60.0)
+
+
+def note_consented(settings: Settings, redis: Redis, now: float) -> None:
+    key = BulkKeys.of(settings).consented(int(now // 60))
+    pipe = redis.pipeline(transaction=False)
+    pipe.incr(key)
+    pipe.expire(key, (WINDOW_MINUTES + 2) * 60)
+    pipe.execute()
+
+
+def quota_plan(settings: Settings, redis: Redis, *, now: float | None = None) -> Plan:
+    now = time.time() if now is None else now
+    keys = BulkKeys.of(settings)
+    left = max(settings.daily_quota - FleetLimiter(settings, redis, clock=lambda: now)
+               .used_today(), 0)
+    seconds = max(next_utc_midnight(now).timestamp() - now, 0.0)
+    rate = consented_rate(settings, redis, now)
+    reserve = min(left, settings.quota_reserve + max(math.ceil(rate * seconds), FLOOR_RESERVE))
+    budget = max(left - reserve, 0)
+    pipe = redis.pipeline(transaction=False)
+    pipe.llen(QUEUE)
+    pipe.zcard(keys.staged)
+    pipe.zrange(keys.batches, 0, -1)
+    queued, staged, batch_ids = pipe.execute()
+    in_imports = 0
+    if batch_ids:
+        pipe = redis.pipeline(transaction=False)
+        for batch_id in batch_ids:
+            pipe.hget(keys.batch(batch_id.decode() if isinstance(batch_id, bytes)
+                                 else batch_id), "count")
+        in_imports = sum(int(c or 0) for c in pipe.execute())
+    backlog = int(queued) + int(staged)
+    single_ok = backlog * CALLS_PER_SINGLE_LEAD <= budget
+    finish: float | None = None
+    if backlog + in_imports == 0:
+        finish = now
+    elif budget >= 1 + settings.bulk_max_polls:
+        # Imports: a batch every linger period, each done within a minute or so.
+        finish = now + settings.bulk_max_wait_s + 60.0
+    return Plan(calls_left_today=left, consented_per_s=round(rate, 4), reserve=reserve,
+                bulk_budget=budget, backlog=backlog, in_imports=in_imports,
+                seconds_to_midnight=round(seconds, 1), single_would_finish=single_ok,
+                expected_finish=finish)
+
+
+def bulk_status(settings: Settings, redis: Redis, *, now: float | None = None) -> dict[str, Any]:
+    """What `leadsync status` shows of the bulk path: the mode, the day's plan, the counters."""
+    plan = quota_plan(settings, redis, now=now)
+    keys = BulkKeys.of(settings)
+    counters = {(k.decode() if isinstance(k, bytes) else str(k)): int(v)
+                for k, v in redis.hgetall(keys.counters).items()}
+    return {"mode": settings.bulk, "plan": plan.as_dict(),
+            "staged": int(redis.zcard(keys.staged)), "batches": int(redis.zcard(keys.batches)),
+            "imports": counters.get("imports", 0), "polls": counters.get("polls", 0),
+            "throttled": counters.get("throttled", 0), "resent": counters.get("resent", 0)}
+
+
+def render_bulk(bulk: dict[str, Any]) -> str:
+    """One line for `leadsync status` (text)."""
+    plan = bulk["plan"]
+    finish = plan.get("expected_finish")
+    when = "-" if finish is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(finish))
+    return (f"mode {bulk['mode']}; calls left today {plan['calls_left_today']}, reserve "
+            f"{plan['reserve']} (consented {plan['consented_per_s']}/s), bulk budget "
+            f"{plan['bulk_budget']}; backlog {plan['backlog']}, staged {bulk['staged']}, in "
+            f"imports {plan['in_imports']} ({bulk['batches']} batches); expected finish {when};"
+            f" imports {bulk['imports']}, polls {bulk['polls']}, throttled {bulk['throttled']}")

@@ -1,0 +1,155 @@
+"""A finished import's leads to their end: delivered (`imported`), dead letters, or sent back.
+
+`activity_errors` strings name a row by its line (`Line 3: ...`, 1-based in the order sent)
+and often by its email; both are mapped back to the lead, and the string, scrubbed of emails
+and phones, becomes the dead letter's reason. Rows past the activity's `items_total_count` (a
+silent cut) and every lead of a failed, timed-out or cancelled import are sent back through
+the retry schedule, spending one try each. Every move is one ledger step that refuses a lead
+already settled, so settling the same batch twice (after a crash) counts nobody twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from typing import Any
+
+from redis import Redis
+
+from worker.backoff import backoff_s
+from worker.deadletter import DeadLetter, DeadLetters
+from worker.errors import InvalidLeadError
+from worker.idempotency import Ledger
+from worker.keys import Keys
+from worker.lead_state import LeadState
+from worker.redaction import scrub
+from worker.settings import Settings
+from worker.wire import parse_message
+
+log = logging.getLogger("leadsync.delivery")  # the one line per outcome, as for single leads
+_LINE = re.compile(r"\bline\s+(\d+)\b", re.IGNORECASE)
+_EMAIL = re.compile(r"[^\s<>\"'(),;:]+@[^\s<>\"'(),;:]+")
+REFUSED = "import_refused"
+
+
+def refused_rows(errors: list[str], emails: list[str]) -> dict[int, str]:
+    """row index -> the error string naming it (by line number, else by email)."""
+    index = {email.lower(): i for i, email in enumerate(emails)}
+    out: dict[int, str] = {}
+    for text in errors:
+        text = str(text)
+        row: int | None = None
+        for candidate in _EMAIL.findall(text):
+            row = index.get(candidate.strip(".").lower())
+            if row is not None:
+                break
+        if row is None:
+            match = _LINE.search(text)
+            if match and 1 <= int(match.group(1)) <= len(emails):
+                row = int(match.group(1)) - 1
+        if row is not None:
+            out.setdefault(row, text)
+    return out
+
+
+class Settler:
+    def __init__(self, settings: Settings, redis: Redis) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.ledger = Ledger(settings, redis)
+        self.dead_letters = DeadLetters(settings, redis)
+        self.keys = Keys(settings.key_prefix, settings.account)
+
+    def completed(self, lead_ids: list[str], emails: list[str], activity: dict[str, Any],
+                  activity_id: str) -> dict[str, int]:
+        errors = [str(e) for e in activity.get("activity_errors") or []]
+        refused = refused_rows(errors, emails)
+        total = (activity.get("status") or {}).get("items_total_count")
+        processed = len(lead_ids) if not isinstance(total, int) else min(total, len(lead_ids))
+        counts = {"delivered": 0, "dead_lettered": 0, "sent_back": 0}
+        now = time.time()
+        for row, lead_id in enumerate(lead_ids):
+            if row >= processed:
+                counts["sent_back"] += self.send_back(lead_id, "import_cut",
+                                                      "row past what the import processed")
+            elif row in refused:
+                counts["dead_lettered"] += self._refuse(lead_id, scrub(refused[row]))
+            else:
+                counts["delivered"] += self._deliver(lead_id, activity_id, now)
+        return counts
+
+    def _deliver(self, lead_id: str, activity_id: str, now: float) -> int:
+        # Bulk volumes: the settled hash keeps state, first_seen, updated_at (the delivery time)
+        # and action only; `imported` says the path, the task id is of no use once settled.
+        moved, state = self.ledger.move(lead_id, "deliver", now=now, action="imported")
+        if moved:
+            self._best_effort(lambda: self.redis.hdel(self.keys.lead_outcome(lead_id),
+                                                      "task_id"))
+            self._best_effort(lambda: self.ledger.bump("delivered", "imported"))
+        _log(lead_id, state, logging.INFO, action="imported", path="import",
+             activity_id=activity_id, **({} if moved else {"duplicate": True}))
+        return int(moved)
+
+    def _refuse(self, lead_id: str, reason: str) -> int:
+        return self.dead_letter(lead_id, reason, REFUSED)
+
+    def dead_letter(self, lead_id: str, reason: str, code: str) -> int:
+        now = time.time()
+        entry = self.ledger.get(lead_id)
+        raw, replayable = self._lead_json(lead_id)
+        letter = DeadLetter(
+            lead_id=lead_id, reason=reason, reason_code=code,
+            attempts=int(entry.get("attempts") or 0) + 1, last_status=None,
+            first_seen=float(entry.get("first_seen") or now), dead_at=now, lead=raw,
+            replayable=replayable)
+        moved, state = self.dead_letters.add(letter)
+        if moved:
+            self._best_effort(lambda: self.ledger.bump("dead_lettered"))
+            self._best_effort(lambda: self.ledger.note_error(lead_id, code, reason, now=now))
+        _log(lead_id, state, logging.WARNING, reason=code, detail=reason, path="import",
+             **({} if moved else {"duplicate": True}))
+        return int(moved)
+
+    def send_back(self, lead_id: str, code: str, reason: str) -> int:
+        """Back through the retry schedule (one try spent); dead letter when none are left."""
+        if self.ledger.state(lead_id) != LeadState.STAGED:
+            return 0
+        failures = self.ledger.count_attempt(lead_id)
+        if failures > self.settings.max_retries:
+            return self.dead_letter(lead_id, f"retries exhausted after {failures} tries: "
+                                    f"{reason}", "retries_exhausted")
+        now = time.time()
+        wait = backoff_s(failures, self.settings.backoff_base_s, self.settings.backoff_max_s)
+        moved, state = self.ledger.move(lead_id, "retry", now=now, due=now + wait,
+                                        last_reason=code, retry_at=now + wait)
+        _log(lead_id, state, logging.INFO, reason=code, path="import",
+             countdown_s=round(wait, 3))
+        return int(moved)
+
+    def _lead_json(self, lead_id: str) -> tuple[Any, bool]:
+        message = self.ledger.message(lead_id)
+        if message is not None:
+            try:
+                return parse_message(message).to_json_dict(), True
+            except InvalidLeadError:
+                pass
+        return {"lead_id": lead_id}, False
+
+    @staticmethod
+    def _best_effort(write: Any) -> None:
+        try:
+            write()
+        except Exception as exc:  # counters only
+            log.warning("could not update counters (%s)", type(exc).__name__)
+
+
+def emails_of(body: str) -> list[str]:
+    return [str(row.get("email", "")) for row in json.loads(body)["import_data"]]
+
+
+def _log(lead_id: str, state: str, level: int, **fields: Any) -> None:
+    fields = {"status": state, **fields}
+    summary = " ".join(f"{k}={v}" for k, v in fields.items())
+    log.log(level, "lead %s %s", lead_id, summary, extra={"lead_id": lead_id, **fields})

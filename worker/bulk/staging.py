@@ -1,0 +1,88 @@
+"""The delivery hook: a lead without consent, while bulk is active, is staged for an import.
+
+Staging is one ledger step (`stage`: in_flight -> staged) that also adds the lead to the staged
+set with its list ids (the step's side entry), so the lead is durably waiting for a batch before
+its message is acknowledged; the ledger keeps the message the batch is built from. Consented
+leads never take this path: an import gives new contacts implicit permission, while a lead who
+ticked the box has given explicit permission, which only `sign_up_form` records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from worker.bulk.keys import BulkKeys
+from worker.bulk.plan import note_consented, quota_plan
+from worker.bulk.rows import group_key
+from worker.idempotency import Ledger, Side
+from worker.lead import Lead
+from worker.settings import Settings
+from worker.wire import QUEUE
+
+STAY_ON_S = 30.0  # auto mode stays on this long after the last staging (the backlog's tail)
+PLAN_EVERY_S = 5.0  # the quota plan is read at most this often per process
+
+
+class BulkGate:
+    def __init__(self, settings: Settings, redis: Redis, ledger: Ledger, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.ledger = ledger
+        self.keys = BulkKeys.of(settings)
+        self.clock = clock
+        self._plan_at = -1e18
+        self._plan_says_bulk = False
+
+    def wants(self, lead: Lead) -> bool:
+        """True when this lead should be staged (never for consented leads)."""
+        mode = self.settings.bulk
+        if mode == "off":
+            return False
+        now = self.clock()
+        if lead.consent:
+            with contextlib.suppress(Exception):  # the observed rate only sizes the reserve
+                note_consented(self.settings, self.redis, now)
+            return False
+        if not (lead.list_ids or self.settings.list_ids):
+            return False  # the single path dead-letters it, naming the missing lists
+        if mode == "always":
+            return True
+        try:
+            return self._active(now)
+        except RedisError:  # Redis away: the single path waits for it as it always did
+            return False
+
+    def _active(self, now: float) -> bool:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.keys.active_until)
+        pipe.llen(QUEUE)
+        pipe.zcard(self.keys.staged)
+        until, queued, staged = pipe.execute()
+        active = ((until is not None and float(until) > now)
+                  or int(queued) + int(staged) >= self.settings.bulk_threshold
+                  or self._plan_wants_bulk(now))
+        if active:
+            self.redis.set(self.keys.active_until, f"{now + STAY_ON_S:.3f}",
+                           ex=int(STAY_ON_S) + 5)
+        return active
+
+    def _plan_wants_bulk(self, now: float) -> bool:
+        if now - self._plan_at >= PLAN_EVERY_S:
+            self._plan_at = now
+            self._plan_says_bulk = not quota_plan(self.settings, self.redis,
+                                                  now=now).single_would_finish
+        return self._plan_says_bulk
+
+    def stage(self, lead: Lead) -> tuple[bool, str]:
+        """in_flight -> staged with the staged-set entry, one ledger step."""
+        now = self.clock()
+        list_ids = lead.list_ids or list(self.settings.list_ids)
+        return self.ledger.move(
+            lead.lead_id, "stage", now=now,
+            side=Side(self.keys.groups, self.keys.staged, group_key(list_ids), now))
