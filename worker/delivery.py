@@ -14,7 +14,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
@@ -33,6 +32,7 @@ from worker.contact_body import create_body, sign_up_form_body, update_body
 from worker.contacts import ContactsClient
 from worker.custom_fields import CustomFieldResolver
 from worker.deadletter import DeadLetter, DeadLetters
+from worker.delivery_result import Result, log_outcome
 from worker.durable import OutcomeNotRecordedError, write_durably
 from worker.email_lock import email_lock
 from worker.errors import ConflictError, InvalidLeadError, QuotaExhaustedError, UnauthorizedError
@@ -52,16 +52,6 @@ REFRESH_WAIT_S = 3.0  # how long one try waits for a refreshed token after a 401
 WAIT_COUNTDOWN_S = 2.0  # when a wait reason gives no better figure
 CALLS_PER_LEAD = 4  # lookup, write, and lookup + write again after a 409
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Result:
-    status: LeadState  # where the lead is now
-    attempt: int
-    countdown_s: float | None = None  # set when status == retrying: due in this many seconds
-    spends_budget: bool = False
-    detail: dict[str, Any] = field(default_factory=dict)
-    duplicate: bool = False  # this copy did nothing: the lead was settled or held elsewhere
 
 
 class Delivery:
@@ -301,19 +291,7 @@ class Delivery:
     # --- the one log line per outcome ------------------------------------------------------
     def _log(self, lead: Lead, result: Result, started: float) -> Result:
         extra = {"truncated": ",".join(lead.truncated)} if lead.truncated else {}
-        return self._log_id(lead.lead_id, result, started, **extra)
+        return log_outcome(lead.lead_id, result, started, **extra)
 
-    def _log_id(self, lead_id: str, result: Result, started: float, **extra: Any) -> Result:
-        latency_ms = round((time.monotonic() - started) * 1000, 1)
-        fields: dict[str, Any] = {"lead_id": lead_id, "status": str(result.status),
-                                  "attempt": result.attempt, "latency_ms": latency_ms, **extra}
-        fields.update({k: v for k, v in result.detail.items() if v is not None})
-        if result.countdown_s is not None:
-            fields["countdown_s"] = round(result.countdown_s, 3)
-        if result.duplicate:
-            fields["duplicate"] = True
-        level = logging.WARNING if result.status == LeadState.DEAD_LETTERED else logging.INFO
-        summary = " ".join(f"{k}={v}" for k, v in fields.items() if k != "lead_id")
-        log.log(level, "lead %s %s", lead_id, summary, extra=fields)
-        return result
-
+    def _log_id(self, lead_id: str, result: Result, started: float) -> Result:
+        return log_outcome(lead_id, result, started)
