@@ -45,6 +45,8 @@ class Batcher:
             return False
         if count >= self.settings.bulk_max_contacts:
             return True
+        if self.settings.bulk_linger_s <= 0:
+            return True  # no linger; a staging score rounded up past `now` must not delay it
         oldest = self.redis.zrange(self.keys.staged, 0, 0, withscores=True)
         newest = self.redis.zrange(self.keys.staged, -1, -1, withscores=True)
         return (now - float(newest[0][1]) >= self.settings.bulk_linger_s
