@@ -29,6 +29,7 @@ from worker.idempotency import Ledger, Side
 from worker.keys import Keys
 from worker.lead import parse_lead
 from worker.lua import script
+from worker.redis_text import text as _text
 from worker.settings import Settings
 from worker.wire import encode_message
 
@@ -255,10 +256,6 @@ def _malformed_letter(raw: bytes | str) -> DeadLetter:
         lead_id=MALFORMED_PREFIX + digest, reason=str(entry.get("reason", "?")),
         reason_code=MALFORMED, attempts=0, last_status=None, first_seen=None,
         dead_at=float(entry.get("at", 0) or 0), lead=entry.get("raw"), replayable=False)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _letter(raw: bytes | str) -> DeadLetter:

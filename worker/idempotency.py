@@ -22,6 +22,7 @@ from redis import Redis
 from worker.keys import Keys
 from worker.lead_state import ABSENT, TRANSITIONS, LeadState
 from worker.lua import script
+from worker.redis_text import text as _text
 from worker.settings import Settings
 from worker.wire import QUEUE
 
@@ -141,16 +142,7 @@ class Ledger:
         pipe.execute()
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 def _field(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value)
-
-
-# The names other modules imported before LeadState existed.
-QUEUED, IN_FLIGHT, RETRYING = LeadState.QUEUED, LeadState.IN_FLIGHT, LeadState.RETRYING
-PARKED, DELIVERED, DEAD_LETTERED = LeadState.PARKED, LeadState.DELIVERED, LeadState.DEAD_LETTERED

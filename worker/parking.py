@@ -20,6 +20,7 @@ from redis import Redis
 from worker.idempotency import Ledger, Side
 from worker.keys import Keys
 from worker.lead import Lead, parse_lead
+from worker.redis_text import text
 from worker.settings import Settings
 from worker.wire import encode_message
 
@@ -82,7 +83,7 @@ class ParkingLot:
         now = time.time() if now is None else now
         resumed = 0
         for raw_id in self.redis.zrangebyscore(self.keys.parked, "-inf", now):
-            lead_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+            lead_id = text(raw_id)
             raw = self.redis.hget(self.keys.parked_index, lead_id)
             if raw is None:
                 self.redis.zrem(self.keys.parked, lead_id)

@@ -18,7 +18,8 @@ from redis import Redis
 
 from worker.idempotency import Ledger
 from worker.keys import Keys
-from worker.lead_state import LeadState
+from worker.lead_state import INDEXED, LeadState
+from worker.redis_text import text as _text
 from worker.schedule import Schedule
 from worker.settings import Settings
 from worker.wire import QUEUE
@@ -62,7 +63,7 @@ class Reconciler:
     def _candidates(self, now: float) -> dict[str, dict[str, str]]:
         """Leads in_flight past their lease, or retrying long past due and not scheduled."""
         out: dict[str, dict[str, str]] = {}
-        for state in (LeadState.IN_FLIGHT, LeadState.RETRYING):
+        for state in INDEXED:
             members: list[Any] = self.redis.zrangebyscore(
                 self.keys.lead_state_index(state), "-inf", now - STALE_S)
             for raw in members:
@@ -109,7 +110,3 @@ class Reconciler:
             if not cursor:
                 break
         return found
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

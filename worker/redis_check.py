@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from redis.exceptions import RedisError, ResponseError
 
+from worker.redis_text import text
+
 log = logging.getLogger("leadsync.redis_check")
 
 OPT_OUT = "LEADSYNC_ALLOW_VOLATILE_REDIS=true"
@@ -50,7 +52,7 @@ class RedisFitness:
 def _config(redis: Any, name: str) -> str:
     reply = redis.config_get(name)
     value = reply.get(name, "") if isinstance(reply, dict) else ""
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return text(value)
 
 
 def check_redis(redis: Any, *, allow_volatile: bool) -> RedisFitness:

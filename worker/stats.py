@@ -19,6 +19,7 @@ from worker.keys import Keys
 from worker.lead_state import LeadState
 from worker.parking import ParkingLot
 from worker.ratelimit import FleetLimiter
+from worker.redis_text import text as _text
 from worker.settings import Settings
 from worker.wire import QUEUE
 
@@ -55,7 +56,3 @@ def lead_counts(settings: Settings, redis: Redis, *, now: float | None = None) -
         "last_errors": errors,
     }
     return counts
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -23,8 +23,8 @@ import redis
 from tests.fixtures.delivery import Fleet
 from tests.fixtures.fleet import alive, people
 from tests.fixtures.ops import wait_for
-from worker.idempotency import IN_FLIGHT, RETRYING
 from worker.keys import Keys
+from worker.lead_state import LeadState
 from worker.settings import Settings
 from worker.wire import QUEUE
 
@@ -52,7 +52,7 @@ class Kill:
 
 
 def in_flight(client: redis.Redis, keys: Keys) -> list[str]:
-    return [_text(v) for v in client.zrange(keys.lead_state_index(IN_FLIGHT), 0, -1)]
+    return [_text(v) for v in client.zrange(keys.lead_state_index(LeadState.IN_FLIGHT), 0, -1)]
 
 
 def pool_gone(children: list[int]) -> Callable[[], bool]:
@@ -117,8 +117,8 @@ def test_kill_minus_nine_of_parents_groups_and_children_loses_nothing(
     # Nothing left anywhere: every message acknowledged, no lead between states.
     wait_for(lambda: redis_client.hlen(UNACKED) == 0 and redis_client.llen(QUEUE) == 0, 60,
              "every message to be acknowledged")
-    assert redis_client.zcard(keys.lead_state_index(IN_FLIGHT)) == 0
-    assert redis_client.zcard(keys.lead_state_index(RETRYING)) == 0
+    assert redis_client.zcard(keys.lead_state_index(LeadState.IN_FLIGHT)) == 0
+    assert redis_client.zcard(keys.lead_state_index(LeadState.RETRYING)) == 0
     assert redis_client.hlen(keys.dead_letters) == 0
     assert redis_client.llen(keys.malformed) == 0
 

@@ -18,8 +18,8 @@ import redis
 from tests.fixtures.delivery import Fleet
 from tests.fixtures.fleet import alive, people, start_pool_worker
 from tests.fixtures.ops import wait_for
-from worker.idempotency import IN_FLIGHT, RETRYING
 from worker.keys import Keys
+from worker.lead_state import LeadState
 from worker.settings import Settings
 from worker.wire import QUEUE
 
@@ -80,8 +80,8 @@ def assert_nothing_left(client: redis.Redis) -> None:
     wait_for(lambda: not held_lead_ids(client) and client.llen(QUEUE) == 0, 30,
              "every lead message to be acknowledged")
     keys = Keys()
-    assert client.zcard(keys.lead_state_index(IN_FLIGHT)) == 0
-    assert client.zcard(keys.lead_state_index(RETRYING)) == 0
+    assert client.zcard(keys.lead_state_index(LeadState.IN_FLIGHT)) == 0
+    assert client.zcard(keys.lead_state_index(LeadState.RETRYING)) == 0
     assert client.hlen(keys.dead_letters) == 0
     assert client.llen(keys.malformed) == 0
 

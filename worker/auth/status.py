@@ -19,6 +19,7 @@ from worker.auth.token_record import SEALED_FIELDS, STATE_TOKEN_KEY_INVALID
 from worker.auth.token_store import TokenStore
 from worker.errors import TokenKeyError
 from worker.keys import Keys
+from worker.redis_text import text as _text
 from worker.settings import Settings
 
 
@@ -32,10 +33,6 @@ def key_facts(settings: Settings, redis: Redis) -> dict[str, Any]:
         "tokens_at_rest": token_key.at_rest(data, SEALED_FIELDS),
         "token_key_incidents": token_key.open_incidents(settings, redis),
     }
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def token_status(settings: Settings, redis: Redis, *, now: float | None = None) -> dict[str, Any]:

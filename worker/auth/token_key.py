@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 from worker.keys import Keys
 from worker.lua import script
 from worker.redaction import fingerprint
+from worker.redis_text import text as _text
 from worker.settings import Settings
 
 log = logging.getLogger("leadsync.token_key")
@@ -128,7 +129,3 @@ def at_rest(raw: dict[str, str], sealed: tuple[str, ...]) -> str:
     if encrypted == len(values):
         return "encrypted"
     return "clear" if encrypted == 0 else "partly clear"
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -21,6 +21,7 @@ from worker.auth.token_record import SEALED_FIELDS, TokenRecord
 from worker.errors import RedisUnavailableError, TokenKeyError
 from worker.keys import Keys
 from worker.lua import script
+from worker.redis_text import text as _text
 from worker.settings import Settings
 
 _ENC_PREFIX = token_key.ENCRYPTED_PREFIX
@@ -33,10 +34,6 @@ class StaleWriteError(Exception):
     def __init__(self, current_generation: int) -> None:
         super().__init__(f"token record is at generation {current_generation}")
         self.current_generation = current_generation
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class TokenStore:

@@ -21,15 +21,12 @@ from worker.bulk.keys import BulkKeys
 from worker.bulk.rows import encode, import_row, pack
 from worker.errors import InvalidLeadError
 from worker.keys import Keys
+from worker.redis_text import text as _text
 from worker.settings import Settings
 from worker.wire import parse_message
 
 log = logging.getLogger("leadsync.bulk")
 CHUNK = 1_000  # keys read per round trip
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class Batcher:

@@ -11,17 +11,19 @@ batch waits, no lead spends a try. Imports and polls stay inside the quota plan'
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import LockError
+from redis.lock import Lock
 
 from worker.auth.access import request_refresh, usable_access_token
-from worker.backoff import backoff_s
+from worker.backoff import backoff_s, ceiling_s
 from worker.bulk.batcher import Batcher
 from worker.bulk.keys import BulkKeys
 from worker.bulk.plan import quota_plan
@@ -34,9 +36,9 @@ from worker.errors import (
     ThrottledError,
     UnauthorizedError,
 )
-from worker.lua import script
 from worker.ratelimit import FleetLimiter, next_utc_midnight
 from worker.redaction import scrub
+from worker.redis_text import text
 from worker.settings import Settings
 
 log = logging.getLogger("leadsync.bulk")
@@ -47,8 +49,6 @@ LIMITER_WAIT_S = 2.0  # no slot that soon: the batch waits for the next run
 TOKEN_WAIT_S = 3.0
 DONE = frozenset({"completed"})
 BROKEN = frozenset({"failed", "timed_out", "cancelled"})
-RELEASE = script("lock_release")  # worker/lua/lock_release.lua
-RENEW = script("lock_renew")  # worker/lua/lock_renew.lua
 
 
 @dataclass
@@ -74,25 +74,32 @@ class Importer:
         self.settler = Settler(settings, redis)
         # A killed holder blocks imports for one TTL: one step's length, not a whole run's.
         self.lock_ttl_ms = int((settings.http_timeout_s + LIMITER_WAIT_S + LOCK_MARGIN_S) * 1000)
-        self.owner = ""
+        self._lock: Lock | None = None
 
     def _gate(self, reserve: bool) -> None:
         self.limiter.acquire(reserve=reserve, max_wait_s=LIMITER_WAIT_S)
 
     def run(self) -> Report:
         """One run under the lock; a run already going elsewhere makes this one a no-op."""
-        self.owner = uuid.uuid4().hex
-        if not self.redis.set(self.keys.lock, self.owner, nx=True, px=self.lock_ttl_ms):
+        # redis-py's owner-token lock, as worker/email_lock.py and worker/auth/lock.py use.
+        self._lock = self.redis.lock(self.keys.lock, timeout=self.lock_ttl_ms / 1000,
+                                     blocking=False, thread_local=False)
+        if not self._lock.acquire():
             return Report(locked=False)
         try:
             return self._run(time.monotonic() + RUN_BUDGET_S)
         finally:
-            RELEASE.run(self.redis, keys=[self.keys.lock], args=[self.owner])
+            with contextlib.suppress(LockError):  # expired or taken over: nothing of ours
+                self._lock.release()
 
     def _still_ours(self) -> bool:
         """Renew the lock before a step; False when it was lost (then stop: another runs)."""
-        return bool(RENEW.run(self.redis, keys=[self.keys.lock],
-                              args=[self.owner, self.lock_ttl_ms]))
+        assert self._lock is not None
+        try:
+            self._lock.reacquire()
+        except LockError:
+            return False
+        return True
 
     def _run(self, deadline: float) -> Report:
         report = Report(counts={"delivered": 0, "dead_lettered": 0, "sent_back": 0})
@@ -108,15 +115,13 @@ class Importer:
         for raw in self.redis.zrange(self.keys.batches, 0, -1):
             if time.monotonic() > deadline or not self._still_ours():
                 break
-            batch_id = raw.decode() if isinstance(raw, bytes) else str(raw)
+            batch_id = text(raw)
             self._advance(batch_id, report)
         return report
 
     def _advance(self, batch_id: str, report: Report) -> None:
         key = self.keys.batch(batch_id)
-        batch = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes)
-                                                              else v)
-                 for k, v in self.redis.hgetall(key).items()}
+        batch = {text(k): text(v) for k, v in self.redis.hgetall(key).items()}
         if not batch:
             self.redis.zrem(self.keys.batches, batch_id)
             return
@@ -189,7 +194,7 @@ class Importer:
             self._finish(batch_id, key, batch, None, report, "import_poll_cap",
                          f"the import was not done after {polls} polls")
         else:
-            wait = min(2.0 ** polls, self.settings.bulk_poll_max_s)
+            wait = ceiling_s(polls + 1, 1.0, self.settings.bulk_poll_max_s)
             self.redis.hset(key, "next_at", f"{self.clock() + wait:.3f}")
 
     def _finish(self, batch_id: str, key: str, batch: dict[str, str],

@@ -19,6 +19,7 @@ from redis import Redis
 
 from worker.bulk.keys import BulkKeys
 from worker.ratelimit import FleetLimiter, next_utc_midnight
+from worker.redis_text import text
 from worker.settings import Settings
 from worker.wire import QUEUE
 
@@ -76,8 +77,7 @@ def quota_plan(settings: Settings, redis: Redis, *, now: float | None = None) ->
     if batch_ids:
         pipe = redis.pipeline(transaction=False)
         for batch_id in batch_ids:
-            pipe.hget(keys.batch(batch_id.decode() if isinstance(batch_id, bytes)
-                                 else batch_id), "count")
+            pipe.hget(keys.batch(text(batch_id)), "count")
         in_imports = sum(int(c or 0) for c in pipe.execute())
     backlog = int(queued) + int(staged)
     single_ok = backlog * CALLS_PER_SINGLE_LEAD <= budget
@@ -97,8 +97,7 @@ def bulk_status(settings: Settings, redis: Redis, *, now: float | None = None) -
     """What `leadsync status` shows of the bulk path: the mode, the day's plan, the counters."""
     plan = quota_plan(settings, redis, now=now)
     keys = BulkKeys.of(settings)
-    counters = {(k.decode() if isinstance(k, bytes) else str(k)): int(v)
-                for k, v in redis.hgetall(keys.counters).items()}
+    counters = {text(k): int(v) for k, v in redis.hgetall(keys.counters).items()}
     return {"mode": settings.bulk, "plan": plan.as_dict(),
             "staged": int(redis.zcard(keys.staged)), "batches": int(redis.zcard(keys.batches)),
             "imports": counters.get("imports", 0), "polls": counters.get("polls", 0),

@@ -23,6 +23,7 @@ from worker.intake.signatures import REPLAY_WINDOW_S
 from worker.keys import Keys
 from worker.lead import Lead
 from worker.lua import script
+from worker.redis_text import text as _text
 from worker.settings import Settings
 from worker.wire import QUEUE, encode_message
 
@@ -95,7 +96,3 @@ class Accepter:
         code, name, wait_ms, stored, pushed = await self.script(keys=keys, args=args)
         text = _text(name) or credential.label
         return Outcome(int(code), text, int(wait_ms) / 1000.0, _text(stored) or None, int(pushed))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

@@ -17,6 +17,7 @@ from redis import Redis
 
 from worker.errors import ConfigError
 from worker.keys import Keys
+from worker.redis_text import text as _text
 from worker.settings import Settings
 
 KEY_PREFIX = "lsk_"
@@ -92,7 +93,3 @@ class ApiKeys:
         if digest is None:
             raise ApiKeyError(f"no key named {name!r}")
         self.redis.hset(self.keys.intake_key(_text(digest)), "revoked", "1")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
