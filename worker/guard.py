@@ -104,8 +104,11 @@ def recorded_tags(redis: Any, unacked_key: str, item: bytes) -> list[str]:
             continue
         if isinstance(value, str):
             tags.append(value)
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            tags.append("%.14g" % value)  # noqa: UP031  # Lua's tostring of a number
+        elif (isinstance(value, int | float) and not isinstance(value, bool)
+              and abs(value) < 2**53 and value == int(value)):
+            # As reliable_pop.lua spells a whole-number tag (string.format('%d')); it leaves
+            # other numbers unrecorded, so there is nothing to find for them.
+            tags.append(str(int(value)))
     found = []
     for tag in dict.fromkeys(tags):
         stored = redis.hget(unacked_key, tag)

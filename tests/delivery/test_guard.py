@@ -180,3 +180,21 @@ def test_a_header_celery_would_log_is_kept_short() -> None:
     message["headers"]["argsrepr"] = "x" * 5000
     assert envelope_problem(json.dumps(message), KNOWN) == (
         "`headers.argsrepr` is longer than 4096 characters")
+
+
+def test_a_large_integer_tag_recorded_by_the_pop_is_found_again(redis_client: Any) -> None:
+    import time
+
+    from worker.guard import recorded_tags
+    from worker.lua import script
+
+    # 10**15 is where "%.14g" (1e+15) and Lua's '%d' (1000000000000000) part: a microsecond
+    # timestamp as tag. The entry must be found, or a rejected message would come back forever.
+    message = good()
+    message["properties"]["delivery_tag"] = 10**15 + 7
+    entry = json.dumps(message).encode()
+    redis_client.lpush("leads", entry)
+    script("reliable_pop").run(redis_client, ["unacked", "unacked_index", "leads"],
+                               [time.time(), "1"])
+    assert redis_client.hkeys("unacked") == [b"1000000000000007"]
+    assert recorded_tags(redis_client, "unacked", entry) == ["1000000000000007"]
