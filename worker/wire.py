@@ -41,6 +41,11 @@ def redacted_lead_repr(value: object) -> str:
     else:
         return f"<{type(value).__name__}>"
     assert lead is not None
+    return _lead_repr(lead)
+
+
+def _lead_repr(lead: Lead) -> str:
+    """A validated lead as Flower and the logs see it: its id, the masked email, the source."""
     parts = {"lead_id": lead.lead_id, "email": redact_email(lead.email)}
     if lead.source:
         parts["source"] = lead.source
@@ -127,8 +132,7 @@ def _two_uuid4() -> tuple[str, str]:
 
 def _lead_argsrepr(lead: Lead) -> str:
     """`redacted_argsrepr([lead])` for a validated lead, without the generic path's checks."""
-    source = f", 'source': {lead.source!r}" if lead.source else ""
-    return f"({{'lead_id': {lead.lead_id!r}, 'email': {redact_email(lead.email)!r}{source}}},)"
+    return f"({_lead_repr(lead)},)"
 
 
 def encode_message(lead: Lead, *, task_id: str | None = None) -> str:

@@ -67,7 +67,8 @@ class BulkGate:
         active = ((until is not None and float(until) > now)
                   or int(queued) + int(staged) >= self.settings.bulk_threshold
                   or self._plan_wants_bulk(now))
-        if active:
+        # Keep auto mode on for STAY_ON_S more; refreshed at most once a second, not per lead.
+        if active and (until is None or float(until) < now + STAY_ON_S - 1.0):
             self.redis.set(self.keys.active_until, f"{now + STAY_ON_S:.3f}",
                            ex=int(STAY_ON_S) + 5)
         return active

@@ -86,7 +86,7 @@ def _redis_call(action: Any) -> Any:
 
     try:
         return action()
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except redis.RedisError as exc:  # any Redis trouble: exit 4 with one line, as `dlq`
         raise RedisUnavailableError(f"Redis unavailable: {type(exc).__name__}") from None
 
 
