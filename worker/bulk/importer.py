@@ -26,7 +26,7 @@ from worker.auth.access import request_refresh, usable_access_token
 from worker.backoff import backoff_s, ceiling_s
 from worker.bulk.batcher import Batcher
 from worker.bulk.keys import BulkKeys
-from worker.bulk.plan import quota_plan
+from worker.bulk.plan import bulk_budget
 from worker.bulk.settle import Settler, emails_of
 from worker.contacts import ContactsClient
 from worker.errors import (
@@ -128,8 +128,7 @@ class Importer:
         now = self.clock()
         if float(batch.get("next_at") or 0) > now:
             return
-        plan = quota_plan(self.settings, self.redis, now=now)
-        if plan.bulk_budget < 1:
+        if bulk_budget(self.settings, self.redis, now)[3] < 1:
             self.redis.hset(key, "next_at", f"{next_utc_midnight(now).timestamp():.3f}")
             return
         try:

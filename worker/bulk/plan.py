@@ -59,15 +59,22 @@ def note_consented(settings: Settings, redis: Redis, now: float) -> None:
     pipe.execute()
 
 
-def quota_plan(settings: Settings, redis: Redis, *, now: float | None = None) -> Plan:
-    now = time.time() if now is None else now
-    keys = BulkKeys.of(settings)
+def bulk_budget(settings: Settings, redis: Redis, now: float) -> tuple[int, int, float, int]:
+    """(calls left today, consented reserve, consented rate/s, bulk budget): the quota alone,
+    without the backlog reads, for the importer's check before each step."""
     left = max(settings.daily_quota - FleetLimiter(settings, redis, clock=lambda: now)
                .used_today(), 0)
     seconds = max(next_utc_midnight(now).timestamp() - now, 0.0)
     rate = consented_rate(settings, redis, now)
     reserve = min(left, settings.quota_reserve + max(math.ceil(rate * seconds), FLOOR_RESERVE))
-    budget = max(left - reserve, 0)
+    return left, reserve, rate, max(left - reserve, 0)
+
+
+def quota_plan(settings: Settings, redis: Redis, *, now: float | None = None) -> Plan:
+    now = time.time() if now is None else now
+    keys = BulkKeys.of(settings)
+    seconds = max(next_utc_midnight(now).timestamp() - now, 0.0)
+    left, reserve, rate, budget = bulk_budget(settings, redis, now)
     pipe = redis.pipeline(transaction=False)
     pipe.llen(QUEUE)
     pipe.zcard(keys.staged)
