@@ -22,10 +22,7 @@ from typing import IO, Any
 import redis as redis_lib
 
 from worker.demo_children import (  # re-exported: fixtures and benchmarks import them here
-    DEMO_CLIENT_ID,
-    DEMO_CLIENT_SECRET,
     _bin,
-    _group_alive,
     _settings_overrides,
     _terminate_group,
     authorize_device,
@@ -38,8 +35,8 @@ from worker.errors import LeadsyncError
 from worker.settings import Settings, load_settings
 
 __all__ = [
-    "DEMO_CLIENT_ID", "DEMO_CLIENT_SECRET", "Child", "Demo", "DemoConfig", "DemoState", "LeadMix",
-    "TaskTracker", "_bin", "_group_alive", "_settings_overrides", "_terminate_group",
+    "Child", "Demo", "DemoConfig", "DemoState", "LeadMix",
+    "TaskTracker", "_bin", "_settings_overrides", "_terminate_group",
     "authorize_device", "sample_leads", "start_sandbox",
 ]
 

@@ -14,23 +14,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from worker.cli.exit_codes import ExitCode
-from worker.cli.lead_files import (  # re-exported: the readers were defined here
-    ADDRESS_COLUMNS,
-    CUSTOM_PREFIXES,
-    FALSE_WORDS,
-    LIST_COLUMN,
-    PLAIN_COLUMNS,
-    TRUE_WORDS,
+from worker.cli.lead_files import (
     ByteLines,
-    _yes_no,
     check_encoding,
-    csv_row_to_lead,
     detect_format,
-    normalize_header,
     read_csv,
     read_jsonl,
     resolve_encoding,
-    undecodable,
 )
 from worker.enqueue import (
     DEFAULT_BATCH_SIZE,
@@ -42,12 +32,7 @@ from worker.errors import InvalidLeadError, RedisUnavailableError
 from worker.redaction import scrub
 from worker.wire import QUEUE
 
-__all__ = [
-    "ADDRESS_COLUMNS", "CUSTOM_PREFIXES", "EXAMPLES", "FALSE_WORDS", "LIST_COLUMN",
-    "PLAIN_COLUMNS", "SHOWN_REJECTIONS", "TRUE_WORDS", "ByteLines", "Progress", "_yes_no",
-    "check_encoding", "csv_row_to_lead", "detect_format", "normalize_header", "read_csv",
-    "read_jsonl", "register", "resolve_encoding", "run", "undecodable",
-]
+__all__ = ["EXAMPLES", "SHOWN_REJECTIONS", "Progress", "register", "run"]
 
 SHOWN_REJECTIONS = 100
 
