@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from worker.log import JsonFormatter, ScrubFilter, TextFormatter, install_scrubbing
-from worker.redaction import redact_task_arguments, scrub, scrub_value
+from worker.base.log import JsonFormatter, ScrubFilter, TextFormatter, install_scrubbing
+from worker.base.redaction import redact_task_arguments, scrub, scrub_value
 
 LEAD = {"email": "jane.canary@example.com", "first_name": "Janecanary",
         "last_name": "Roecanary", "phone": "+1 202 555 0147", "company": "Acmecanary",

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from worker.errors import ConfigError
-from worker.settings import load_settings
+from worker.base.errors import ConfigError
+from worker.base.settings import load_settings
 
 
 def test_defaults_point_at_real_constant_contact() -> None:

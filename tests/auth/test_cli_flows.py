@@ -21,10 +21,10 @@ import requests
 from tests.fixtures.sandbox import CC
 from tests.fixtures.tokens import HOUR_S, cli_status, issued_tokens, start_login
 from worker.auth.token_store import TokenStore
+from worker.base.settings import load_settings
 from worker.cli import main
 from worker.cli.exit_codes import ExitCode
 from worker.sandbox import SandboxServer
-from worker.settings import load_settings
 
 pytestmark = pytest.mark.redis
 

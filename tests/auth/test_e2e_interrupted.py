@@ -27,7 +27,7 @@ from tests.fixtures.ops import leadsync_bin, wait_for
 from tests.fixtures.tokens import HOUR_S, authorize, sandbox_settings
 from worker.auth.status import token_status
 from worker.auth.token_store import TokenStore
-from worker.keys import Keys
+from worker.base.keys import Keys
 from worker.sandbox import SandboxServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]

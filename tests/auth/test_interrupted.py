@@ -24,10 +24,10 @@ from worker.auth.oauth_client import OAuthClient, TokenResponse
 from worker.auth.refresher import refresh
 from worker.auth.token_record import TokenRecord
 from worker.auth.token_store import TokenStore
-from worker.errors import OAuthTransientError
-from worker.keys import Keys
+from worker.base.errors import OAuthTransientError
+from worker.base.keys import Keys
+from worker.base.settings import Settings
 from worker.sandbox import SandboxServer
-from worker.settings import Settings
 
 pytestmark = pytest.mark.redis
 REPO = Path(__file__).resolve().parents[2]
@@ -124,8 +124,8 @@ def test_answer_lost_to_a_timeout_counts_as_interrupted(
 HOLDER = """
 import sys, time
 from worker.auth.lock import refresh_lock
-from worker.redis_conn import get_redis
-from worker.settings import load_settings
+from worker.base.redis_conn import get_redis
+from worker.base.settings import load_settings
 settings = load_settings(_env_file=None, redis_url=sys.argv[1])
 with refresh_lock(settings, get_redis(settings), wait_s=5):
     print("held", flush=True)

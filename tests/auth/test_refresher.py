@@ -23,9 +23,9 @@ from worker.auth.oauth_client import OAuthClient, TokenResponse
 from worker.auth.refresher import backoff_s, refresh
 from worker.auth.token_record import TokenRecord
 from worker.auth.token_store import TokenStore
-from worker.errors import OAuthServerError, OAuthTransientError, TokenVerificationError
+from worker.base.errors import OAuthServerError, OAuthTransientError, TokenVerificationError
+from worker.base.settings import Settings
 from worker.sandbox import SandboxServer
-from worker.settings import Settings
 
 pytestmark = pytest.mark.redis
 DUE = 3500.0  # 100 s left of a 1-hour token: under the 25 % margin, so the beat refreshes

@@ -21,9 +21,9 @@ import redis
 
 from tests.fixtures.tokens import WebhookSink
 from worker.auth.status import token_status
+from worker.base.settings import load_settings
 from worker.cli import main
 from worker.sandbox import SandboxConfig, SandboxServer
-from worker.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 CELERY = str(Path(sys.executable).with_name("celery"))
@@ -33,8 +33,8 @@ APP = "worker"
 
 CALLER = """
 import json, sys, time, requests
-from worker.settings import load_settings
-from worker.redis_conn import get_redis
+from worker.base.settings import load_settings
+from worker.base.redis_conn import get_redis
 from worker.auth.access import current_access_token, request_refresh
 settings = load_settings(); r = get_redis(settings)
 counts = {"ok": 0, "401": 0, "other": 0}
@@ -88,7 +88,7 @@ def soak_env(monkeypatch: pytest.MonkeyPatch, sandbox_10s: SandboxServer, redis_
 @pytest.fixture
 def celery_procs(soak_env: dict[str, str], tmp_path: Path) -> Iterator[list[Any]]:
     env = {**os.environ, **soak_env}
-    logs = [open(tmp_path / name, "wb") for name in ("beat.log", "worker.log")]  # noqa: SIM115 - closed below
+    logs = [open(tmp_path / name, "wb") for name in ("beat.log", "worker.base.log")]  # noqa: SIM115 - closed below
     procs = [
         subprocess.Popen([CELERY, "-A", APP, "beat", "-s", str(tmp_path / "beat-schedule"),
                           "--loglevel", "INFO"], cwd=REPO, env=env, stdout=logs[0],

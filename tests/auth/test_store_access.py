@@ -19,8 +19,8 @@ from worker.auth.access import (
 )
 from worker.auth.token_record import STATE_REAUTH_REQUIRED, TokenRecord
 from worker.auth.token_store import StaleWriteError, TokenStore
-from worker.errors import ConfigError, NotAuthorizedError, ReauthRequiredError
-from worker.keys import Keys
+from worker.base.errors import ConfigError, NotAuthorizedError, ReauthRequiredError
+from worker.base.keys import Keys
 
 pytestmark = pytest.mark.redis
 

@@ -16,10 +16,10 @@ from worker.auth.access import token_checker, usable_access_token
 from worker.auth.timing import EXPIRY_SKEW_S, beat_can_serve, refresh_lead_s
 from worker.auth.token_record import TokenRecord
 from worker.auth.token_store import TokenStore
-from worker.errors import RefreshLockTimeoutError
-from worker.keys import Keys
-from worker.outcome import Action, classify
-from worker.settings import Settings
+from worker.base.errors import RefreshLockTimeoutError
+from worker.base.keys import Keys
+from worker.base.settings import Settings
+from worker.delivery.outcome import Action, classify
 
 pytestmark = pytest.mark.redis
 DAY_S = 86_400.0

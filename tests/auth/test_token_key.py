@@ -19,11 +19,11 @@ from worker.auth.grant import store_imported_refresh_token
 from worker.auth.status import token_status
 from worker.auth.token_record import TokenRecord
 from worker.auth.token_store import TokenStore
-from worker.errors import ConfigError, TokenKeyError
-from worker.keys import Keys
-from worker.lead import parse_lead
-from worker.outcome import Action, classify
-from worker.parking import QUOTA, TOKEN_KEY, ParkingLot
+from worker.base.errors import ConfigError, TokenKeyError
+from worker.base.keys import Keys
+from worker.delivery.outcome import Action, classify
+from worker.leads.lead import parse_lead
+from worker.ledger.parking import QUOTA, TOKEN_KEY, ParkingLot
 
 pytestmark = pytest.mark.redis
 SUB = "owner.person@example.com"

@@ -29,10 +29,10 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from tests.intake.load import Answer, burst, percentile  # noqa: E402  # after the path fix
-from worker.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
-from worker.enqueue import enqueue_leads  # noqa: E402
+from worker.base.settings import load_settings  # noqa: E402
+from worker.demo.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 from worker.intake.apikeys import ApiKeys  # noqa: E402
-from worker.settings import load_settings  # noqa: E402
+from worker.leads.enqueue import enqueue_leads  # noqa: E402
 
 
 def lead(n: int, tag: str) -> dict[str, Any]:

@@ -37,7 +37,7 @@ import requests
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from worker.embedded_redis import EmbeddedRedis  # noqa: E402  # after the path is set
+from worker.demo.embedded_redis import EmbeddedRedis  # noqa: E402  # after the path is set
 from worker.sandbox import SandboxConfig, SandboxServer  # noqa: E402
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -120,8 +120,8 @@ def fill_leadsync(sandbox: SandboxServer, url: str, client: redis.Redis, count: 
                   tag: str) -> None:
     from worker.auth.grant import store_authorization
     from worker.auth.oauth_client import TokenResponse
-    from worker.enqueue import enqueue_leads
-    from worker.settings import load_settings
+    from worker.base.settings import load_settings
+    from worker.leads.enqueue import enqueue_leads
 
     env = leadsync_env(sandbox, url)
     settings = load_settings(_env_file=None, **{k.removeprefix("LEADSYNC_").lower(): v
@@ -137,8 +137,8 @@ def fill_leadsync(sandbox: SandboxServer, url: str, client: redis.Redis, count: 
 def fill_bare(sandbox: SandboxServer, url: str, count: int, tag: str) -> str:
     from celery import Celery
 
-    from worker.contact_body import sign_up_form_body
-    from worker.enqueue import prepare
+    from worker.delivery.contact_body import sign_up_form_body
+    from worker.leads.enqueue import prepare
 
     token = str(authorize(sandbox)["access_token"])
     list_ids = [sandbox.settings_env()["LEADSYNC_LIST_IDS"]]

@@ -13,10 +13,10 @@ import time
 
 import redis
 
-from worker.embedded_redis import EmbeddedRedis
-from worker.errors import RateLimitedLocallyError
-from worker.ratelimit import FleetLimiter
-from worker.settings import Settings
+from worker.base.errors import RateLimitedLocallyError
+from worker.base.settings import Settings
+from worker.delivery.ratelimit import FleetLimiter
+from worker.demo.embedded_redis import EmbeddedRedis
 
 
 def main() -> None:

@@ -19,11 +19,11 @@ import time
 
 import redis
 
+from worker.base.keys import Keys
+from worker.base.settings import Settings
 from worker.cli import main as cli_main
-from worker.deadletter import DeadLetter, DeadLetters
-from worker.embedded_redis import EmbeddedRedis
-from worker.keys import Keys
-from worker.settings import Settings
+from worker.demo.embedded_redis import EmbeddedRedis
+from worker.ledger.deadletter import DeadLetter, DeadLetters
 
 REASONS = ("http_400", "invalid_lead", "retries_exhausted", "http_404")
 COMMANDS = {"status": ["status", "--json"], "dlq list": ["dlq", "list"]}

@@ -10,15 +10,16 @@ import pytest
 import redis
 
 from tests.fixtures.delivery import DeliveryStack
+from worker.base.names import LEADS_QUEUE
 from worker.bulk.importer import Importer
 from worker.bulk.keys import BulkKeys
-from worker.deadletter import DeadLetters
-from worker.delivery import Delivery
-from worker.idempotency import Ledger
-from worker.lead import Lead, parse_lead
-from worker.lead_state import LeadState
-from worker.schedule import Schedule
-from worker.wire import QUEUE, parse_message
+from worker.delivery.run import Delivery
+from worker.leads.lead import Lead, parse_lead
+from worker.leads.wire import parse_message
+from worker.ledger.deadletter import DeadLetters
+from worker.ledger.lead_state import LeadState
+from worker.ledger.ledger import Ledger
+from worker.ledger.schedule import Schedule
 
 pytestmark = pytest.mark.redis
 
@@ -111,7 +112,7 @@ def test_refused_rows_are_dead_letters_with_the_error_and_replay_works(
                                                   "label": "no_such_field", "type": "string"}
     letters.replay(bad[0].lead_id)
     assert ledger.state(bad[0].lead_id) == "queued"
-    replayed = parse_message(redis_client.lpop(QUEUE))  # type: ignore[arg-type]
+    replayed = parse_message(redis_client.lpop(LEADS_QUEUE))  # type: ignore[arg-type]
     assert delivery.run(replayed).status == LeadState.STAGED
     drain(Importer(stack.settings, redis_client), redis_client)
     assert ledger.get(bad[0].lead_id)["action"] == "imported"
@@ -129,7 +130,7 @@ def test_a_failed_activity_sends_its_leads_back_and_they_are_imported_again(
     assert all(ledger.state(i.lead_id) == "retrying" for i in batch)
     assert all(ledger.get(i.lead_id)["attempts"] == "1" for i in batch)  # one try spent
     Schedule(stack.settings, redis_client).promote_all(now=time.time() + 5)
-    while (raw := redis_client.rpop(QUEUE)) is not None:
+    while (raw := redis_client.rpop(LEADS_QUEUE)) is not None:
         assert delivery.run(parse_message(raw)).status == LeadState.STAGED  # type: ignore[arg-type]
     drain(importer, redis_client)
     assert all(ledger.state(i.lead_id) == "delivered" for i in batch)

@@ -15,7 +15,7 @@ from tests.fixtures.delivery import Fleet
 from tests.fixtures.fleet import people
 from tests.fixtures.ops import wait_for
 from worker.bulk.keys import BulkKeys
-from worker.idempotency import Ledger
+from worker.ledger.ledger import Ledger
 
 pytestmark = pytest.mark.redis
 
@@ -66,7 +66,7 @@ def test_an_import_refusing_100_emails_dead_letters_them_and_dlq_replay_delivers
         fleet: Callable[..., Fleet], redis_client: redis.Redis,
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from worker.cli import main
-    from worker.deadletter import DeadLetters
+    from worker.ledger.deadletter import DeadLetters
 
     run = fleet(settings_env={"LEADSYNC_BULK": "always"})
     good = people(900, tag="fine", consent=False)
@@ -94,7 +94,7 @@ def test_an_import_refusing_100_emails_dead_letters_them_and_dlq_replay_delivers
         "type": "string"}
     for name, value in run.stack.env.items():
         monkeypatch.setenv(name, value)
-    from worker.settings import get_settings
+    from worker.base.settings import get_settings
     get_settings.cache_clear()
     assert main(["dlq", "replay", "--all", "--reason", "import_refused"]) == 0
     capsys.readouterr()

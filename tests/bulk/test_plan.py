@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 import redis
 
+from worker.base.keys import Keys
+from worker.base.names import LEADS_QUEUE
 from worker.bulk.plan import bulk_status, note_consented, quota_plan
 from worker.bulk.rows import encode, import_row, pack
 from worker.bulk.staging import BulkGate
 from worker.cli.status_cmd import render_status
-from worker.idempotency import Ledger
-from worker.keys import Keys
-from worker.lead import parse_lead
-from worker.ratelimit import utc_date
-from worker.status import gather_status
-from worker.wire import QUEUE
+from worker.delivery.ratelimit import utc_date
+from worker.leads.lead import parse_lead
+from worker.ledger.ledger import Ledger
+from worker.report.status import gather_status
 
 NOON = datetime(2026, 11, 30, 12, 0, tzinfo=UTC).timestamp()  # 12 h to midnight
 
@@ -49,9 +49,9 @@ def test_auto_mode_stages_below_the_threshold_when_single_calls_would_not_finish
                              daily_quota=1_000, quota_reserve=100, list_ids="l1")
     gate = BulkGate(settings, redis_client, Ledger(settings, redis_client), clock=lambda: NOON)
     lead = parse_lead({"email": "a@b.example"})
-    redis_client.rpush(QUEUE, *["x"] * 50)  # 50 leads x 2 calls fit the budget
+    redis_client.rpush(LEADS_QUEUE, *["x"] * 50)  # 50 leads x 2 calls fit the budget
     assert not gate.wants(lead)
-    redis_client.rpush(QUEUE, *["x"] * 1_000)  # 1,050 x 2 calls do not
+    redis_client.rpush(LEADS_QUEUE, *["x"] * 1_000)  # 1,050 x 2 calls do not
     gate._plan_at = -1e18  # the plan is read at most every 5 s per process
     assert gate.wants(lead)
     assert not gate.wants(parse_lead({"email": "b@b.example", "consent": True}))
@@ -59,7 +59,7 @@ def test_auto_mode_stages_below_the_threshold_when_single_calls_would_not_finish
 
 def test_status_shows_the_plan(make_settings: Any, redis_client: redis.Redis) -> None:
     settings = make_settings(redis_url="redis://unused")
-    redis_client.rpush(QUEUE, "x", "y")
+    redis_client.rpush(LEADS_QUEUE, "x", "y")
     status = gather_status(settings, redis_client)
     bulk = status["bulk"]
     assert bulk["mode"] == "auto" and bulk["plan"]["backlog"] == 2

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 import redis
 
+from worker.base.keys import Keys
+from worker.base.settings import Settings
+from worker.broker.guard import record_malformed
 from worker.cli import main
-from worker.deadletter import MALFORMED, DeadLetter, DeadLetters
-from worker.guard import record_malformed
-from worker.keys import Keys
-from worker.lead import parse_lead
-from worker.settings import Settings
-from worker.stats import lead_counts
+from worker.leads.lead import parse_lead
+from worker.ledger.deadletter import MALFORMED, DeadLetter, DeadLetters
+from worker.report.stats import lead_counts
 
 pytestmark = pytest.mark.redis
 REASONS = ("http_400", "invalid_lead", "retries_exhausted")

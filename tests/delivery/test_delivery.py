@@ -13,14 +13,15 @@ import redis
 
 from tests.fixtures.delivery import DeliveryStack
 from worker.auth.token_store import TokenStore
-from worker.deadletter import DeadLetters
-from worker.delivery import Delivery
-from worker.idempotency import Ledger
-from worker.lead import parse_lead
-from worker.parking import ParkingLot
-from worker.ratelimit import next_utc_midnight
-from worker.schedule import Schedule
-from worker.wire import QUEUE, parse_message
+from worker.base.names import LEADS_QUEUE
+from worker.delivery.ratelimit import next_utc_midnight
+from worker.delivery.run import Delivery
+from worker.leads.lead import parse_lead
+from worker.leads.wire import parse_message
+from worker.ledger.deadletter import DeadLetters
+from worker.ledger.ledger import Ledger
+from worker.ledger.parking import ParkingLot
+from worker.ledger.schedule import Schedule
 
 pytestmark = pytest.mark.redis
 
@@ -152,7 +153,7 @@ def test_quota_exceeded_parks_until_midnight_utc_and_resumes_then(
     assert state(stack, redis_client, the_lead.lead_id).get("attempts", "0") == "0"  # no budget
     assert lot.resume_due(sending_possible=True, now=parked.resume_at - 1) == 0
     assert lot.resume_due(sending_possible=True, now=parked.resume_at + 1) == 1
-    assert parse_message(redis_client.rpop(QUEUE)).lead_id == the_lead.lead_id  # type: ignore[arg-type]
+    assert parse_message(redis_client.rpop(LEADS_QUEUE)).lead_id == the_lead.lead_id  # type: ignore[arg-type]
     assert lot.entries() == [] and state(stack, redis_client, the_lead.lead_id)["state"] == "queued"
 
 
@@ -245,8 +246,8 @@ def test_a_timed_out_write_that_happened_is_retried_without_a_second_contact(
 def test_redis_down_at_the_start_hands_the_message_back_and_sends_nothing(
     stack: DeliveryStack,
 ) -> None:
-    from worker.durable import OutcomeNotRecordedError
-    from worker.embedded_redis import free_port
+    from worker.demo.embedded_redis import free_port
+    from worker.ledger.durable import OutcomeNotRecordedError
 
     dead = redis.Redis(port=free_port(), socket_connect_timeout=0.3)
     settings = stack.settings.model_copy(update={"outcome_wait_s": 0.5})
@@ -259,8 +260,9 @@ def test_redis_down_at_the_start_hands_the_message_back_and_sends_nothing(
 def test_a_retry_is_a_schedule_entry_with_the_message_kept(
     delivery_stack: Any, redis_client: redis.Redis
 ) -> None:
-    from worker.idempotency import Ledger
-    from worker.wire import QUEUE, parse_message
+    from worker.base.names import LEADS_QUEUE
+    from worker.leads.wire import parse_message
+    from worker.ledger.ledger import Ledger
 
     stack = delivery_stack()
     stack.sandbox.set_faults(fail_rate=1.0)
@@ -272,7 +274,7 @@ def test_a_retry_is_a_schedule_entry_with_the_message_kept(
     assert due is not None
     assert schedule.promote(now=due - 0.01) == 0  # not due yet
     assert schedule.promote(now=due) == 1
-    assert parse_message(redis_client.rpop(QUEUE)).lead_id == the_lead.lead_id
+    assert parse_message(redis_client.rpop(LEADS_QUEUE)).lead_id == the_lead.lead_id
     ledger = Ledger(stack.settings, redis_client)
     assert ledger.state(the_lead.lead_id) == "queued"
     stack.sandbox.set_faults(fail_rate=0.0)

@@ -8,15 +8,16 @@ import time
 import pytest
 import redis
 
+from worker.base.keys import Keys
+from worker.base.names import LEADS_QUEUE
+from worker.base.settings import load_settings
+from worker.broker.guard import record_malformed
 from worker.cli import main
 from worker.cli.exit_codes import ExitCode
-from worker.deadletter import DeadLetter, DeadLetters
-from worker.embedded_redis import free_port
-from worker.guard import record_malformed
-from worker.keys import Keys
-from worker.lead import parse_lead
-from worker.settings import load_settings
-from worker.wire import QUEUE, parse_message
+from worker.demo.embedded_redis import free_port
+from worker.leads.lead import parse_lead
+from worker.leads.wire import parse_message
+from worker.ledger.deadletter import DeadLetter, DeadLetters
 
 pytestmark = pytest.mark.redis
 
@@ -87,7 +88,7 @@ def test_replay_keeps_the_lead_id_and_resets_the_budget(
     ada = parse_lead(ADA)
     code, out, _ = run(capsys, "replay", ada.lead_id)
     assert code == ExitCode.OK and "replayed 1" in out
-    queued = parse_message(redis_client.rpop(QUEUE))  # type: ignore[arg-type]
+    queued = parse_message(redis_client.rpop(LEADS_QUEUE))  # type: ignore[arg-type]
     assert queued.lead_id == ada.lead_id and queued.email == ada.email
     record = letters.ledger.get(ada.lead_id)
     assert record["state"] == "queued" and "attempts" not in record
@@ -101,7 +102,7 @@ def test_replay_refuses_what_never_was_a_lead(
     assert code == ExitCode.FAILURE
     assert "replayed 1, refused 2" in out  # bob replayed; the invalid and the malformed refused
     assert "only be purged" in err
-    assert redis_client.llen(QUEUE) == 1
+    assert redis_client.llen(LEADS_QUEUE) == 1
 
 
 def test_purge_needs_a_choice_and_confirmation(

@@ -14,7 +14,7 @@ import redis
 
 from tests.fixtures.delivery import DEFAULT_RATE_ENV, Fleet
 from tests.fixtures.fleet import people, start_pool_worker
-from worker.idempotency import Ledger
+from worker.ledger.ledger import Ledger
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

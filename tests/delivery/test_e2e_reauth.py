@@ -17,9 +17,9 @@ from tests.fixtures.delivery import DEFAULT_RATE_ENV, Fleet
 from tests.fixtures.fleet import people
 from tests.fixtures.ops import leadsync_bin, wait_for
 from worker.auth.access import token_state
-from worker.idempotency import Ledger
-from worker.keys import Keys
-from worker.wire import QUEUE
+from worker.base.keys import Keys
+from worker.base.names import LEADS_QUEUE
+from worker.ledger.ledger import Ledger
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -50,7 +50,7 @@ def test_refresh_token_revoked_mid_run_parks_then_auth_device_delivers_all(
 
     # Whatever was not sent with the last good access token parks; nothing else happens to it.
     states = run.wait_settled(lead_ids, 60, settled=("delivered", "parked"))
-    wait_for(lambda: redis_client.llen(QUEUE) == 0, 30, "the queue to drain")
+    wait_for(lambda: redis_client.llen(LEADS_QUEUE) == 0, 30, "the queue to drain")
     counts = Counter(states.values())
     ledger = Ledger(settings, redis_client)
     parked = [lead for lead, state in states.items() if state == "parked"]

@@ -26,10 +26,10 @@ from tests.fixtures.crash_redis import CrashableRedis
 from tests.fixtures.delivery import Fleet
 from tests.fixtures.fleet import answers_ping, people
 from tests.fixtures.ops import wait_for
-from worker.idempotency import Ledger
-from worker.keys import Keys
-from worker.lead_state import LeadState
-from worker.wire import QUEUE
+from worker.base.keys import Keys
+from worker.base.names import LEADS_QUEUE
+from worker.ledger.lead_state import LeadState
+from worker.ledger.ledger import Ledger
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -65,7 +65,7 @@ def tolerant(read: Callable[[], Any]) -> Any:
 
 
 def leftovers(client: redis.Redis, keys: Keys) -> dict[str, int]:
-    return {"queued": int(client.llen(QUEUE)), "unacked": int(client.hlen(UNACKED)),
+    return {"queued": int(client.llen(LEADS_QUEUE)), "unacked": int(client.hlen(UNACKED)),
             "scheduled": int(client.zcard(keys.schedule)),
             "in_flight": int(client.zcard(keys.lead_state_index(LeadState.IN_FLIGHT))),
             "retrying": int(client.zcard(keys.lead_state_index(LeadState.RETRYING)))}

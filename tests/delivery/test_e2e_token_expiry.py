@@ -17,9 +17,9 @@ import redis
 from tests.fixtures.delivery import DEFAULT_RATE_ENV, Fleet
 from tests.fixtures.fleet import RateSampler, people
 from worker.auth.access import token_state
-from worker.idempotency import Ledger
-from worker.keys import Keys
-from worker.settings import Settings
+from worker.base.keys import Keys
+from worker.base.settings import Settings
+from worker.ledger.ledger import Ledger
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from tests.fixtures.ops import REPO, wait_for
-from worker.email_lock import email_key, email_lock
-from worker.errors import EmailBusyError
+from worker.base.errors import EmailBusyError
+from worker.delivery.email_lock import email_key, email_lock
 
 pytestmark = pytest.mark.redis
 EMAIL = "Ada@Engines.example"
@@ -52,9 +52,9 @@ def test_a_killed_holder_frees_the_lock_within_one_lease(
     settings = make_settings(redis_url=redis_url)
     script = (
         "import sys, time\n"
-        "from worker.email_lock import email_lock\n"
-        "from worker.redis_conn import get_redis\n"
-        "from worker.settings import Settings\n"
+        "from worker.delivery.email_lock import email_lock\n"
+        "from worker.base.redis_conn import get_redis\n"
+        "from worker.base.settings import Settings\n"
         f"settings = Settings(_env_file=None, redis_url={redis_url!r})\n"
         f"with email_lock(settings, get_redis(settings), {EMAIL!r}, ttl_s={PRODUCTION_TTL_S},"
         " lease_s=2.0):\n"

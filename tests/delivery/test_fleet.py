@@ -14,7 +14,7 @@ import redis
 
 from tests.fixtures.delivery import DEFAULT_RATE_ENV, Fleet
 from tests.fixtures.ops import leadsync_bin, wait_for
-from worker.idempotency import Ledger
+from worker.ledger.ledger import Ledger
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

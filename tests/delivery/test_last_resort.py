@@ -14,12 +14,12 @@ import pytest
 import redis
 from celery.exceptions import Reject
 
-import worker.delivery
+import worker.delivery.run
 import worker.tasks.leads as tasks
 from tests.fixtures.delivery import DeliveryStack
-from worker.deadletter import DeadLetters
-from worker.delivery import Delivery
-from worker.lead import parse_lead
+from worker.delivery.run import Delivery
+from worker.leads.lead import parse_lead
+from worker.ledger.deadletter import DeadLetters
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_a_bug_before_the_ledger_step_keeps_the_lead_as_a_replayable_dead_letter
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     lead = parse_lead({"email": "bug@example.com", "first_name": "Ada"})
-    monkeypatch.setattr(worker.delivery, "encode_message", boom)
+    monkeypatch.setattr(worker.delivery.run, "encode_message", boom)
     answer = tasks.sync_lead.run(lead.to_json_dict())
     assert answer == {"lead_id": lead.lead_id, "status": "dead_lettered"}
     letter = DeadLetters(stack.settings, redis_client).get(lead.lead_id)
@@ -58,7 +58,7 @@ def test_when_not_even_the_dead_letter_can_be_written_the_message_goes_back(
     task_delivery: Delivery, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     lead = parse_lead({"email": "bug2@example.com"})
-    monkeypatch.setattr(worker.delivery, "encode_message", boom)
+    monkeypatch.setattr(worker.delivery.run, "encode_message", boom)
     monkeypatch.setattr(task_delivery.dead_letters, "add", boom)
     with pytest.raises(Reject) as caught:
         tasks.sync_lead.run(lead.to_json_dict())

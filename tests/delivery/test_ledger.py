@@ -1,6 +1,6 @@
 """The ledger's one Lua step against a real Redis: the transition table walked, duplicates.
 
-Every (operation, state) pair of worker/lead_state.py's TRANSITIONS is tried on a real Redis:
+Every (operation, state) pair of worker/ledger/lead_state.py's TRANSITIONS is tried on a real Redis:
 allowed moves land in the target state, refused ones leave the entry untouched. Then 8
 concurrent copies of one lead, 200 rounds, through `Delivery.run` and the sandbox: one send a
 round, the others skip (settled) or wait in the schedule (held elsewhere) without sending.
@@ -14,12 +14,13 @@ from typing import Any
 import pytest
 import redis
 
-from worker.delivery import Delivery, Result
-from worker.idempotency import Ledger
-from worker.lead import parse_lead
-from worker.lead_state import ABSENT, TRANSITIONS, LeadState, allowed
-from worker.schedule import Schedule
-from worker.wire import QUEUE, encode_message
+from worker.base.names import LEADS_QUEUE
+from worker.delivery.run import Delivery, Result
+from worker.leads.lead import parse_lead
+from worker.leads.wire import encode_message
+from worker.ledger.lead_state import ABSENT, TRANSITIONS, LeadState, allowed
+from worker.ledger.ledger import Ledger
+from worker.ledger.schedule import Schedule
 
 STATES = (ABSENT, *LeadState)
 LEASE_S = 60.0
@@ -59,7 +60,7 @@ def test_every_move_is_checked_against_the_table(
             assert moved and now_state == target, (operation, start, now_state)
         else:
             assert not moved and now_state == start, (operation, start, now_state)
-    redis_client.delete(QUEUE)
+    redis_client.delete(LEADS_QUEUE)
 
 
 def test_settled_leads_are_never_left_and_keep_no_message(
@@ -140,6 +141,6 @@ def test_replay_and_resume_push_the_message_with_the_move(
     lead = parse_lead({"email": "r@replay.example"})
     assert ledger.move(lead.lead_id, "dead")[0]
     assert ledger.move(lead.lead_id, "replay", message=encode_message(lead))[0]
-    assert redis_client.llen(QUEUE) == 1
+    assert redis_client.llen(LEADS_QUEUE) == 1
     assert ledger.move(lead.lead_id, "replay", message=encode_message(lead))[0] is False
-    assert redis_client.llen(QUEUE) == 1
+    assert redis_client.llen(LEADS_QUEUE) == 1

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 import redis
 
-from worker.embedded_redis import free_port
-from worker.errors import QuotaExhaustedError, RateLimitedLocallyError, RedisUnavailableError
-from worker.ratelimit import FleetLimiter
+from worker.base.errors import QuotaExhaustedError, RateLimitedLocallyError, RedisUnavailableError
+from worker.base.settings import Settings
+from worker.delivery.ratelimit import FleetLimiter
+from worker.demo.embedded_redis import free_port
 from worker.sandbox.limits import WindowLimiter
-from worker.settings import Settings
 
 pytestmark = pytest.mark.redis
 NOON = datetime(2026, 11, 28, 12, 0, tzinfo=UTC).timestamp()

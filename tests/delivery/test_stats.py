@@ -9,10 +9,10 @@ import pytest
 import redis
 
 from worker.cli import main
-from worker.delivery import Delivery
-from worker.enqueue import enqueue_leads
-from worker.lead import parse_lead
-from worker.parking import QUOTA, REAUTH, ParkingLot
+from worker.delivery.run import Delivery
+from worker.leads.enqueue import enqueue_leads
+from worker.leads.lead import parse_lead
+from worker.ledger.parking import QUOTA, REAUTH, ParkingLot
 
 pytestmark = pytest.mark.redis
 

@@ -18,10 +18,10 @@ import requests
 from starlette.testclient import TestClient
 
 from tests.fixtures.ops import REPO, wait_for
-from worker.embedded_redis import free_port
+from worker.base.settings import Settings
+from worker.demo.embedded_redis import free_port
 from worker.intake.apikeys import ApiKeys
 from worker.intake.app import create_app
-from worker.settings import Settings
 
 GOOGLE_KEY = "gk-test-0123456789"
 WEBHOOK_SECRET = "whsec-test-0123456789abcdef"
@@ -58,7 +58,7 @@ def intake_env(redis_url: str, **extra: str) -> dict[str, str]:
 
 
 def settings_of(env: dict[str, str]) -> Settings:
-    from worker.settings import load_settings
+    from worker.base.settings import load_settings
 
     kwargs = {k.removeprefix("LEADSYNC_").lower(): v for k, v in env.items()
               if k.startswith("LEADSYNC_")}

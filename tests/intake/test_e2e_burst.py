@@ -17,10 +17,11 @@ import redis
 from tests.fixtures.ops import wait_for
 from tests.intake.conftest import intake_env, settings_of, start_intake_process
 from tests.intake.load import burst
-from worker.embedded_redis import find_redis_server, free_port
+from worker.base.names import LEADS_QUEUE
+from worker.demo.embedded_redis import find_redis_server, free_port
 from worker.intake.apikeys import ApiKeys
-from worker.lead import parse_lead
-from worker.wire import QUEUE, parse_message
+from worker.leads.lead import parse_lead
+from worker.leads.wire import parse_message
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 NO_LIMIT = {"LEADSYNC_INTAKE_RATE_LIMIT_PER_S": "1000000", "LEADSYNC_INTAKE_RATE_BURST": "1000000"}
@@ -40,7 +41,7 @@ def mixed(count: int, tag: str) -> tuple[list[dict[str, Any]], set[int]]:
 
 
 def queued_ids(client: redis.Redis) -> list[str]:
-    return [parse_message(raw).lead_id for raw in client.lrange(QUEUE, 0, -1)]
+    return [parse_message(raw).lead_id for raw in client.lrange(LEADS_QUEUE, 0, -1)]
 
 
 def test_ten_thousand_posts_from_sixteen_clients_each_valid_lead_once_then_delivered(

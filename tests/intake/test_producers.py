@@ -18,7 +18,7 @@ from tests.intake.conftest import Client, intake_env, settings_of, start_intake_
 from tests.intake.formpage import submission
 from tests.intake.test_api import queued
 from worker.intake.apikeys import ApiKeys
-from worker.lead import parse_lead
+from worker.leads.lead import parse_lead
 
 PRODUCERS = REPO / "docs" / "producers"
 pytestmark = pytest.mark.redis

@@ -24,8 +24,8 @@ from tests.fixtures.ops import (
     processes_in_groups,
     wait_for,
 )
-from worker.embedded_redis import free_port
-from worker.enqueue import enqueue_leads
+from worker.demo.embedded_redis import free_port
+from worker.leads.enqueue import enqueue_leads
 
 pytestmark = pytest.mark.redis
 
@@ -126,7 +126,7 @@ def test_full_run_logs_one_line_per_outcome_and_no_secret_or_personal_data(
     """Worker + beat + sandbox, valid and invalid leads, at least one refresh: the logs name
     every lead's outcome and contain none of the values a leak would show."""
     from worker.auth.token_store import TokenStore
-    from worker.settings import load_settings
+    from worker.base.settings import load_settings
 
     _sandbox, env = ops_stack
     env = {**env, "LEADSYNC_LOG_FORMAT": "json"}

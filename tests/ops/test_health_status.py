@@ -14,8 +14,8 @@ from worker.auth.token_record import STATE_REAUTH_REQUIRED, TokenRecord
 from worker.auth.token_store import TokenStore
 from worker.cli import main
 from worker.cli.exit_codes import ExitCode
-from worker.embedded_redis import free_port
-from worker.enqueue import enqueue_leads
+from worker.demo.embedded_redis import free_port
+from worker.leads.enqueue import enqueue_leads
 
 pytestmark = pytest.mark.redis
 

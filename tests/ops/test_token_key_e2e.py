@@ -15,11 +15,11 @@ import redis
 from cryptography.fernet import Fernet
 
 from tests.fixtures.ops import Spawned, leadsync_bin, wait_for
-from worker.demo import authorize_device, start_sandbox
-from worker.enqueue import enqueue_leads
-from worker.keys import Keys
-from worker.parking import TOKEN_KEY, ParkingLot
-from worker.settings import load_settings
+from worker.base.keys import Keys
+from worker.base.settings import load_settings
+from worker.demo.demo import authorize_device, start_sandbox
+from worker.leads.enqueue import enqueue_leads
+from worker.ledger.parking import TOKEN_KEY, ParkingLot
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

@@ -14,8 +14,8 @@ import redis
 
 from worker.auth.access import current_access_token, token_state
 from worker.auth.refresher import refresh
+from worker.base.settings import Settings
 from worker.sandbox import SandboxServer
-from worker.settings import Settings
 
 
 @pytest.mark.redis

@@ -24,20 +24,18 @@ from worker.auth.token_record import (
     TokenRecord,
 )
 from worker.auth.token_store import TokenStore
-from worker.errors import (
+from worker.base.errors import (
     NotAuthorizedError,
     ReauthRequiredError,
     RedisUnavailableError,
     RefreshLockTimeoutError,
     TokenKeyError,
 )
-from worker.keys import Keys
+from worker.base.keys import Keys
+from worker.base.names import CONTROL_QUEUE, REFRESH_TOKEN
+from worker.base.settings import Settings
+from worker.leads.wire import encode_task_message
 from worker.lua import script
-from worker.settings import Settings
-from worker.wire import encode_task_message
-
-REFRESH_TASK = "leadsync.refresh_token"
-CONTROL_QUEUE = "leadsync-control"
 
 
 @dataclass(frozen=True)
@@ -158,11 +156,11 @@ def request_refresh(settings: Settings, redis: Redis, seen_generation: int) -> N
 def send_refresh_task(redis: Redis, seen_generation: int) -> None:
     """LPUSH the `leadsync.refresh_token` message onto the control queue: no Celery app needed.
 
-    The message is the plain-JSON protocol-2 one worker.wire builds for leads, so this layer
+    The message is the plain-JSON protocol-2 one worker.leads.wire builds for leads, so this layer
     never imports worker.celery (the app is built above it, from the same settings).
     """
     kwargs = {"seen_generation": seen_generation}
-    message = encode_task_message(REFRESH_TASK, CONTROL_QUEUE, kwargs=kwargs,
+    message = encode_task_message(REFRESH_TOKEN, CONTROL_QUEUE, kwargs=kwargs,
                                   kwargsrepr=repr(kwargs))  # a number: nothing to redact
     try:
         redis.lpush(CONTROL_QUEUE, message)

@@ -14,9 +14,9 @@ from typing import Any
 import requests
 from redis import Redis
 
-from worker.keys import Keys
-from worker.redaction import scrub
-from worker.settings import Settings
+from worker.base.keys import Keys
+from worker.base.redaction import scrub
+from worker.base.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ from worker.auth.token_record import (
     TokenRecord,
 )
 from worker.auth.token_store import StaleWriteError, TokenStore
-from worker.errors import OAuthServerError, TokenKeyError
-from worker.keys import Keys
-from worker.redaction import redact_token
-from worker.settings import Settings
+from worker.base.errors import OAuthServerError, TokenKeyError
+from worker.base.keys import Keys
+from worker.base.redaction import redact_token
+from worker.base.settings import Settings
 
 log = logging.getLogger(__name__)
 

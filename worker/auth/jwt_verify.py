@@ -16,8 +16,8 @@ import jwt
 from jwt import PyJWK, PyJWKSet
 
 from worker.auth.oauth_client import OAuthClient
-from worker.errors import TokenVerificationError
-from worker.settings import Settings
+from worker.base.errors import TokenVerificationError
+from worker.base.settings import Settings
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"]
 REQUIRED_CLAIMS = ["exp", "iss", "aud"]

@@ -20,9 +20,9 @@ from redis import Redis
 from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
 
-from worker.errors import RedisUnavailableError, RefreshLockTimeoutError
-from worker.keys import Keys
-from worker.settings import Settings
+from worker.base.errors import RedisUnavailableError, RefreshLockTimeoutError
+from worker.base.keys import Keys
+from worker.base.settings import Settings
 
 log = logging.getLogger(__name__)
 # Constant Contact allows 1 token request/s; the spacing leaves 100 ms for the jitter between

@@ -17,10 +17,10 @@ from worker.auth.refresher import refresh_reason
 from worker.auth.timing import beat_can_serve, refresh_lead_s
 from worker.auth.token_record import SEALED_FIELDS, STATE_TOKEN_KEY_INVALID
 from worker.auth.token_store import TokenStore
-from worker.errors import TokenKeyError
-from worker.keys import Keys
-from worker.redis_text import text as _text
-from worker.settings import Settings
+from worker.base.errors import TokenKeyError
+from worker.base.keys import Keys
+from worker.base.redis_text import text as _text
+from worker.base.settings import Settings
 
 
 def key_facts(settings: Settings, redis: Redis) -> dict[str, Any]:

@@ -17,11 +17,11 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from worker.keys import Keys
+from worker.base.keys import Keys
+from worker.base.redaction import fingerprint
+from worker.base.redis_text import text as _text
+from worker.base.settings import Settings
 from worker.lua import script
-from worker.redaction import fingerprint
-from worker.redis_text import text as _text
-from worker.settings import Settings
 
 log = logging.getLogger("leadsync.token_key")
 

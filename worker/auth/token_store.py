@@ -18,11 +18,11 @@ from redis.exceptions import RedisError
 
 from worker.auth import token_key
 from worker.auth.token_record import SEALED_FIELDS, TokenRecord
-from worker.errors import RedisUnavailableError, TokenKeyError
-from worker.keys import Keys
+from worker.base.errors import RedisUnavailableError, TokenKeyError
+from worker.base.keys import Keys
+from worker.base.redis_text import text as _text
+from worker.base.settings import Settings
 from worker.lua import script
-from worker.redis_text import text as _text
-from worker.settings import Settings
 
 _ENC_PREFIX = token_key.ENCRYPTED_PREFIX
 log = logging.getLogger(__name__)

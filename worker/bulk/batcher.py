@@ -17,13 +17,13 @@ from typing import Any
 
 from redis import Redis
 
+from worker.base.errors import InvalidLeadError
+from worker.base.keys import Keys
+from worker.base.redis_text import text as _text
+from worker.base.settings import Settings
 from worker.bulk.keys import BulkKeys
 from worker.bulk.rows import encode, import_row, pack
-from worker.errors import InvalidLeadError
-from worker.keys import Keys
-from worker.redis_text import text as _text
-from worker.settings import Settings
-from worker.wire import parse_message
+from worker.leads.wire import parse_message
 
 log = logging.getLogger("leadsync.bulk")
 CHUNK = 1_000  # keys read per round trip
@@ -94,7 +94,8 @@ class Batcher:
         return created, lost
 
     def _field_names(self) -> dict[str, str]:
-        """custom field id -> a name, from the fleet's cached map (worker/custom_fields.py)."""
+        """custom field id -> a name, from the fleet's cached map
+        (worker/delivery/custom_fields.py)."""
         raw = self.redis.get(self.lead_keys.custom_field_ids)
         if raw is None:
             return {}

@@ -23,23 +23,23 @@ from redis.exceptions import LockError
 from redis.lock import Lock
 
 from worker.auth.access import request_refresh, usable_access_token
-from worker.backoff import backoff_s, ceiling_s
-from worker.bulk.batcher import Batcher
-from worker.bulk.keys import BulkKeys
-from worker.bulk.plan import bulk_budget
-from worker.bulk.settle import Settler, emails_of
-from worker.contacts import ContactsClient
-from worker.errors import (
+from worker.base.errors import (
     PermanentAPIError,
     QuotaExceededError,
     QuotaExhaustedError,
     ThrottledError,
     UnauthorizedError,
 )
-from worker.ratelimit import FleetLimiter, next_utc_midnight
-from worker.redaction import scrub
-from worker.redis_text import text
-from worker.settings import Settings
+from worker.base.redaction import scrub
+from worker.base.redis_text import text
+from worker.base.settings import Settings
+from worker.bulk.batcher import Batcher
+from worker.bulk.keys import BulkKeys
+from worker.bulk.plan import bulk_budget
+from worker.bulk.settle import Settler, emails_of
+from worker.delivery.backoff import backoff_s, ceiling_s
+from worker.delivery.contacts import ContactsClient
+from worker.delivery.ratelimit import FleetLimiter, next_utc_midnight
 
 log = logging.getLogger("leadsync.bulk")
 RUN_BUDGET_S = 30.0  # a run starts no step after this; the next run goes on
@@ -81,7 +81,7 @@ class Importer:
 
     def run(self) -> Report:
         """One run under the lock; a run already going elsewhere makes this one a no-op."""
-        # redis-py's owner-token lock, as worker/email_lock.py and worker/auth/lock.py use.
+        # redis-py's owner-token lock, as worker/delivery/email_lock.py and worker/auth/lock.py use.
         self._lock = self.redis.lock(self.keys.lock, timeout=self.lock_ttl_ms / 1000,
                                      blocking=False, thread_local=False)
         if not self._lock.acquire():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from worker.settings import Settings
+from worker.base.settings import Settings
 
 
 @dataclass(frozen=True)

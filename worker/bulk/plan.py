@@ -17,11 +17,11 @@ from typing import Any
 
 from redis import Redis
 
+from worker.base.names import LEADS_QUEUE
+from worker.base.redis_text import text
+from worker.base.settings import Settings
 from worker.bulk.keys import BulkKeys
-from worker.ratelimit import FleetLimiter, next_utc_midnight
-from worker.redis_text import text
-from worker.settings import Settings
-from worker.wire import QUEUE
+from worker.delivery.ratelimit import FleetLimiter, next_utc_midnight
 
 WINDOW_MINUTES = 60
 FLOOR_RESERVE = 60  # one consented lead a minute for an hour, even with none seen yet
@@ -76,7 +76,7 @@ def quota_plan(settings: Settings, redis: Redis, *, now: float | None = None) ->
     seconds = max(next_utc_midnight(now).timestamp() - now, 0.0)
     left, reserve, rate, budget = bulk_budget(settings, redis, now)
     pipe = redis.pipeline(transaction=False)
-    pipe.llen(QUEUE)
+    pipe.llen(LEADS_QUEUE)
     pipe.zcard(keys.staged)
     pipe.zrange(keys.batches, 0, -1)
     queued, staged, batch_ids = pipe.execute()

@@ -18,15 +18,15 @@ from typing import Any
 
 from redis import Redis
 
-from worker.backoff import backoff_s
-from worker.deadletter import DeadLetter, DeadLetters
-from worker.errors import InvalidLeadError
-from worker.idempotency import Ledger
-from worker.keys import Keys
-from worker.lead_state import LeadState
-from worker.redaction import scrub
-from worker.settings import Settings
-from worker.wire import parse_message
+from worker.base.errors import InvalidLeadError
+from worker.base.keys import Keys
+from worker.base.redaction import scrub
+from worker.base.settings import Settings
+from worker.delivery.backoff import backoff_s
+from worker.leads.wire import parse_message
+from worker.ledger.deadletter import DeadLetter, DeadLetters
+from worker.ledger.lead_state import LeadState
+from worker.ledger.ledger import Ledger
 
 log = logging.getLogger("leadsync.delivery")  # the one line per outcome, as for single leads
 _LINE = re.compile(r"\bline\s+(\d+)\b", re.IGNORECASE)

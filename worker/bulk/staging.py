@@ -16,13 +16,13 @@ from collections.abc import Callable
 from redis import Redis
 from redis.exceptions import RedisError
 
+from worker.base.names import LEADS_QUEUE
+from worker.base.settings import Settings
 from worker.bulk.keys import BulkKeys
 from worker.bulk.plan import note_consented, quota_plan
 from worker.bulk.rows import group_key
-from worker.idempotency import Ledger, Side
-from worker.lead import Lead
-from worker.settings import Settings
-from worker.wire import QUEUE
+from worker.leads.lead import Lead
+from worker.ledger.ledger import Ledger, Side
 
 STAY_ON_S = 30.0  # auto mode stays on this long after the last staging (the backlog's tail)
 PLAN_EVERY_S = 5.0  # the quota plan is read at most this often per process
@@ -61,7 +61,7 @@ class BulkGate:
     def _active(self, now: float) -> bool:
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(self.keys.active_until)
-        pipe.llen(QUEUE)
+        pipe.llen(LEADS_QUEUE)
         pipe.zcard(self.keys.staged)
         until, queued, staged = pipe.execute()
         active = ((until is not None and float(until) > now)

@@ -26,10 +26,10 @@ from worker.auth.refresher import refresh
 from worker.auth.status import token_status
 from worker.auth.token_record import STATE_TOKEN_KEY_INVALID, TokenRecord
 from worker.auth.token_store import TokenStore
+from worker.base.errors import OAuthServerError, OAuthTransientError
+from worker.base.redis_conn import get_redis
+from worker.base.settings import Settings, load_settings
 from worker.cli.exit_codes import ExitCode
-from worker.errors import OAuthServerError, OAuthTransientError
-from worker.redis_conn import get_redis
-from worker.settings import Settings, load_settings
 
 EXAMPLES = """examples:
   leadsync auth device                       # headless: open the printed URL on any device

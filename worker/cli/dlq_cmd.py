@@ -9,12 +9,12 @@ import sys
 import time
 from typing import Any
 
+from worker.base.errors import InvalidLeadError, RedisUnavailableError
+from worker.base.redaction import redact_email, redact_phone
+from worker.base.redis_conn import get_redis
+from worker.base.settings import get_settings
 from worker.cli.exit_codes import ExitCode
-from worker.deadletter import DeadLetter, DeadLetters, UnknownDeadLetterError
-from worker.errors import InvalidLeadError, RedisUnavailableError
-from worker.redaction import redact_email, redact_phone
-from worker.redis_conn import get_redis
-from worker.settings import get_settings
+from worker.ledger.deadletter import DeadLetter, DeadLetters, UnknownDeadLetterError
 
 EXAMPLES = """examples:
   leadsync dlq list                              # the oldest 100 dead letters, and the total

@@ -7,8 +7,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.base.settings import get_settings
 from worker.cli.exit_codes import ExitCode
-from worker.settings import get_settings
 
 EXAMPLES = """examples:
   leadsync intake keys create crm                 # an API key for a back end (shown once)
@@ -72,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _store() -> Any:
+    from worker.base.redis_conn import get_redis
     from worker.intake.apikeys import ApiKeys
-    from worker.redis_conn import get_redis
 
     settings = get_settings()
     return ApiKeys(settings, get_redis(settings))
@@ -82,7 +82,7 @@ def _store() -> Any:
 def _redis_call(action: Any) -> Any:
     import redis
 
-    from worker.errors import RedisUnavailableError
+    from worker.base.errors import RedisUnavailableError
 
     try:
         return action()

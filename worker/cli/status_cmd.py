@@ -1,7 +1,7 @@
 """`leadsync status [--json]` (is it flowing?) and `leadsync health` (for probes).
 
 `health` prints one line per check and exits 0 only when Redis answers and keeps its data
-(persistence on, no eviction: worker/redis_check.py), a worker answers a ping and the tokens do
+(persistence on, no eviction: worker/base/redis_check.py), a worker answers a ping and the tokens do
 not need a person; REDIS_UNAVAILABLE when Redis is down, else UNHEALTHY.
 """
 
@@ -20,14 +20,14 @@ from worker.auth.access import token_state
 from worker.auth.status import token_status
 from worker.auth.token_key import ACTIVE_S, key_fingerprint, open_incidents
 from worker.auth.token_record import STATE_TOKEN_KEY_INVALID
+from worker.base.errors import LeadsyncError
+from worker.base.redis_check import check_redis
+from worker.base.redis_conn import get_redis
+from worker.base.settings import Settings, load_settings
 from worker.bulk.plan import render_bulk
 from worker.cli.exit_codes import ExitCode
-from worker.enqueue import redis_location
-from worker.errors import LeadsyncError
-from worker.redis_check import check_redis
-from worker.redis_conn import get_redis
-from worker.settings import Settings, load_settings
-from worker.status import gather_status
+from worker.leads.enqueue import redis_location
+from worker.report.status import gather_status
 
 STATUS_EXAMPLES = """examples:
   leadsync status                 # token, queues, in flight, parked, dead letters, quota

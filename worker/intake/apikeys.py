@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from redis import Redis
 
-from worker.errors import ConfigError
-from worker.keys import Keys
-from worker.redis_text import text as _text
-from worker.settings import Settings
+from worker.base.errors import ConfigError
+from worker.base.keys import Keys
+from worker.base.redis_text import text as _text
+from worker.base.settings import Settings
 
 KEY_PREFIX = "lsk_"
 SCOPES = ("leads", "form")

@@ -26,8 +26,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from worker.errors import InvalidLeadError
-from worker.idempotency import Ledger
+from worker.base.errors import InvalidLeadError
+from worker.base.redaction import scrub
+from worker.base.settings import Settings
 from worker.intake.body import (
     FORM_TYPE,
     JSON_TYPE,
@@ -39,8 +40,7 @@ from worker.intake.body import (
 from worker.intake.core import Intake, intake_of, problem
 from worker.intake.redis_client import async_redis
 from worker.intake.sources import HONEYPOT_FIELD, form_to_lead, google_to_lead
-from worker.redaction import scrub
-from worker.settings import Settings
+from worker.ledger.ledger import Ledger
 
 log = logging.getLogger("leadsync.intake")
 RETRY_AFTER_S = 5

@@ -17,13 +17,13 @@ from redis import Redis as SyncRedis
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from worker.enqueue import prepare
-from worker.errors import InvalidLeadError
+from worker.base.errors import InvalidLeadError
+from worker.base.keys import Keys
+from worker.base.settings import Settings
 from worker.intake import admission, signatures
 from worker.intake.admission import Accepter, Credential, Outcome
-from worker.keys import Keys
-from worker.lead import Lead
-from worker.settings import Settings
+from worker.leads.enqueue import prepare
+from worker.leads.lead import Lead
 
 log = logging.getLogger("leadsync.intake")
 _REFUSED = {
@@ -71,7 +71,7 @@ class Intake:
     def ledger_get(self, lead_id: str) -> dict[str, str]:
         """The ledger's record, read through `Ledger.get()` only (blocking: a thread runs it)."""
         if self._ledger is None:
-            from worker.redis_conn import get_redis
+            from worker.base.redis_conn import get_redis
 
             self._ledger = self.ledger_factory(self.settings, get_redis(self.settings))
         record: dict[str, str] = self._ledger.get(lead_id)

@@ -1,7 +1,7 @@
 """Run the intake under uvicorn (httptools parser, uvloop loop, no access log by default).
 
 `build()` is the app factory uvicorn imports in each worker process (`--workers N`), so every
-process reads the settings itself; logging goes through worker.log (scrubbed), never uvicorn's
+process reads the settings itself; logging goes through worker.base.log (scrubbed), never uvicorn's
 own handlers.
 """
 
@@ -11,9 +11,9 @@ import logging
 
 from starlette.applications import Starlette
 
+from worker.base.log import configure_logging
+from worker.base.settings import Settings, get_settings
 from worker.intake.app import create_app
-from worker.log import configure_logging
-from worker.settings import Settings, get_settings
 
 APP_FACTORY = "worker.intake.server:build"
 

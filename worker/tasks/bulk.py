@@ -6,14 +6,15 @@ import logging
 
 from celery import shared_task
 
+from worker.base.names import BULK_IMPORT
+from worker.base.redis_conn import get_redis
+from worker.base.settings import get_settings
 from worker.bulk.importer import Importer
-from worker.redis_conn import get_redis
-from worker.settings import get_settings
 
 log = logging.getLogger("leadsync.tasks")
 
 
-@shared_task(name="leadsync.bulk_import", ignore_result=True)
+@shared_task(name=BULK_IMPORT, ignore_result=True)
 def bulk_import() -> dict[str, int]:
     """Form, send, poll and settle imports; a run already going elsewhere makes this a no-op."""
     settings = get_settings()
