@@ -5,20 +5,30 @@ expired: it asks for the refresh (and, for tokens too short-lived for the beat, 
 waits for the new generation without spending an API request. A worker that still gets a 401
 calls `request_refresh`; the one locked refresher (task `leadsync.refresh_token` on queue
 `leadsync-control`) does the rest.
+
+Reading the record costs an HGETALL and, with LEADSYNC_TOKEN_KEY, a decryption; it changes only
+with a new pair or its state. So delivery reads just those two fields, in the batch that starts
+a lead (`probe_in`), and each process keeps the last record it opened, keyed by the stored token
+field and the state (`_opened`). The check right before a request skips Redis when that probe is
+a moment old (FRESH_S) and the token is not expiring; otherwise it probes again.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
 
 from worker.auth.timing import EXPIRY_SKEW_S, beat_can_serve, refresh_lead_s
+from worker.auth.token_key import key_fingerprint
 from worker.auth.token_record import (
     STATE_NOT_AUTHORIZED,
+    STATE_OK,
     STATE_REAUTH_REQUIRED,
     STATE_TOKEN_KEY_INVALID,
     TokenRecord,
@@ -33,9 +43,10 @@ from worker.base.errors import (
 )
 from worker.base.keys import Keys
 from worker.base.names import CONTROL_QUEUE, REFRESH_TOKEN
+from worker.base.redis_text import text
 from worker.base.settings import Settings
 from worker.leads.wire import encode_task_message
-from worker.lua import script
+from worker.lua import Batch, script
 
 
 @dataclass(frozen=True)
@@ -50,11 +61,63 @@ def _read(settings: Settings, redis: Redis) -> TokenRecord | None:
 
 
 POLL_S = 0.05  # how often a worker waiting for a refreshed token re-reads Redis
+FRESH_S = 0.5  # a probe this recent stands for the check before the next request
+# What identifies the record: the access token as stored (with a key, a ciphertext made afresh
+# by every write; a generation alone starts at 1 again after a delete) and the state.
+PROBED = ("access_token", "state")
+
+
+@dataclass(frozen=True)
+class _Opened:
+    stored: str  # the access_token field as stored when it was read
+    record: TokenRecord
+
+
+# (token key, key fingerprint) -> the record this process last opened
+_opened: dict[tuple[str, str], _Opened] = {}
+_probed = threading.local()  # (token value, monotonic time) of this thread's last probe
+
+
+def _cache_key(settings: Settings) -> tuple[str, str]:
+    return Keys(settings.key_prefix, settings.account).token, key_fingerprint(settings)
+
+
+def probe_in(settings: Settings, batch: Batch) -> None:
+    """Add the probe (stored token and state) to `batch`; hand its reply to `usable_from_probe`."""
+    batch.pipe.hmget(_cache_key(settings)[0], *PROBED)
+
+
+def _from_probe(settings: Settings, redis: Redis, reply: Sequence[Any]) -> TokenRecord | None:
+    """The record the probe names: the one this process opened if it is still the stored one,
+    else read (and kept, unless found in clear under a key: that is reported per read)."""
+    stored, state = reply
+    cache_key = _cache_key(settings)
+    opened = _opened.get(cache_key)
+    if (stored is not None and opened is not None and opened.stored == text(stored)
+            and opened.record.state == (text(state) if state is not None else STATE_OK)):
+        return opened.record
+    record, at_rest = TokenStore(settings, redis).read_checked()
+    if record is not None and at_rest is not None:
+        _opened[cache_key] = _Opened(at_rest, record)
+    else:
+        _opened.pop(cache_key, None)
+    return record
+
+
+def _probe(settings: Settings, redis: Redis) -> TokenRecord | None:
+    try:
+        reply = redis.hmget(_cache_key(settings)[0], list(PROBED))
+    except RedisError as exc:
+        raise RedisUnavailableError(f"cannot read the token record: {exc}") from None
+    return _from_probe(settings, redis, reply)
 
 
 def _sendable(settings: Settings, redis: Redis) -> TokenRecord:
     """The stored record, if a token may be sent at all; raises NotAuthorized/ReauthRequired."""
-    record = _read(settings, redis)
+    return _checked(_read(settings, redis))
+
+
+def _checked(record: TokenRecord | None) -> TokenRecord:
     if record is None or not record.access_token:
         raise NotAuthorizedError(
             "no Constant Contact tokens stored: run `leadsync auth device` (or `auth login`)"
@@ -73,6 +136,19 @@ def current_access_token(settings: Settings, redis: Redis) -> AccessToken:
     return AccessToken(record.access_token, record.generation, record.expires_at)
 
 
+def newer_token(settings: Settings, redis: Redis, refused_generation: int,
+                wait_s: float) -> AccessToken | None:
+    """After a 401 (and `request_refresh`): a token newer than the refused one, polled for up
+    to `wait_s`; None if none came."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        token = current_access_token(settings, redis)
+        if token.generation > refused_generation:
+            return token
+        time.sleep(0.1)
+    return None
+
+
 def usable_access_token(settings: Settings, redis: Redis, wait_s: float) -> AccessToken:
     """A token not known to be expired: more than EXPIRY_SKEW_S of it is left.
 
@@ -81,7 +157,25 @@ def usable_access_token(settings: Settings, redis: Redis, wait_s: float) -> Acce
     the request too, and the caller waits up to `wait_s` for the new generation, polling Redis;
     if none comes, RefreshLockTimeoutError: a wait that spends no retry and no API request.
     """
-    record = _sendable(settings, redis)
+    return _usable(settings, redis, _sendable(settings, redis), wait_s)
+
+
+def usable_from_probe(settings: Settings, redis: Redis, reply: Sequence[Any], wait_s: float,
+                      *, probed_at: float) -> AccessToken:
+    """`usable_access_token`, starting from a `probe_in` reply taken at `probed_at`
+    (time.monotonic()): no read when this process has that generation open already, and a
+    new probe when that one is more than FRESH_S old."""
+    if time.monotonic() - probed_at > FRESH_S:
+        record, probed_at = _probe(settings, redis), time.monotonic()
+    else:
+        record = _from_probe(settings, redis, reply)
+    token = _usable(settings, redis, _checked(record), wait_s)
+    _probed.token = (token.value, probed_at)
+    return token
+
+
+def _usable(settings: Settings, redis: Redis, record: TokenRecord,
+            wait_s: float) -> AccessToken:
     left = record.expires_at - time.time()
     lifetime = record.lifetime_s
     early = not beat_can_serve(settings, lifetime) and left < refresh_lead_s(settings, lifetime)
@@ -109,7 +203,14 @@ def token_checker(settings: Settings, redis: Redis, wait_s: float) -> Callable[[
     """
 
     def check(value: str) -> str:
-        record = _sendable(settings, redis)
+        probed = getattr(_probed, "token", None)
+        _probed.token = None  # stands for one check only: the lead's first request
+        if probed is not None and probed[0] == value and time.monotonic() - probed[1] <= FRESH_S:
+            opened = _opened.get(_cache_key(settings))
+            if (opened is not None and opened.record.access_token == value
+                    and opened.record.expires_at - time.time() > EXPIRY_SKEW_S):
+                return value
+        record = _checked(_probe(settings, redis))
         if record.expires_at - time.time() > EXPIRY_SKEW_S:
             return record.access_token  # the one given, or a newer one (later exp)
         return usable_access_token(settings, redis, wait_s).value

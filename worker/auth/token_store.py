@@ -84,17 +84,25 @@ class TokenStore:
     def read(self) -> TokenRecord | None:
         """The current record, or None when nothing is stored; TokenKeyError when this key
         cannot open it."""
+        return self.read_checked()[0]
+
+    def read_checked(self) -> tuple[TokenRecord | None, str | None]:
+        """`read`, and the access token as stored (the ciphertext, fresh with every write)
+        when the record sat at rest as it should: a caller may keep the record while that
+        field is unchanged. None for one found in clear under a key (reported at each read)."""
         data = self._raw()
         if not data:
-            return None
+            return None, None
+        stored: str | None = data.get("access_token", "")
         if self._fernet is not None and token_key.at_rest(data, SEALED_FIELDS) in (
                 "clear", "partly clear"):
             token_key.report_clear(self.settings, self.redis)
+            stored = None
         for name in SEALED_FIELDS:
             if name in data:
                 data[name] = self._open(data[name])
         token_key.report_readable(self.settings, self.redis)
-        return TokenRecord.from_hash(data)
+        return TokenRecord.from_hash(data), stored
 
     def at_rest(self) -> str:
         """encrypted | clear | partly clear | none (nothing secret stored)."""

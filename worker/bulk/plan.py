@@ -51,10 +51,11 @@ def consented_rate(settings: Settings, redis: Redis, now: float) -> float:
     return sum(int(c or 0) for c in counts) / (WINDOW_MINUTES * 60.0)
 
 
-def note_consented(settings: Settings, redis: Redis, now: float) -> None:
+def note_consented(settings: Settings, redis: Redis, now: float, count: int = 1) -> None:
+    """`count` consented leads seen in the minute of `now`."""
     key = BulkKeys.of(settings).consented(int(now // 60))
     pipe = redis.pipeline(transaction=False)
-    pipe.incr(key)
+    pipe.incrby(key, count)
     pipe.expire(key, (WINDOW_MINUTES + 2) * 60)
     pipe.execute()
 

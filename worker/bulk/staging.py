@@ -26,6 +26,10 @@ from worker.ledger.ledger import Ledger, Side
 
 STAY_ON_S = 30.0  # auto mode stays on this long after the last staging (the backlog's tail)
 PLAN_EVERY_S = 5.0  # the quota plan is read at most this often per process
+# Consented leads are counted here and written with the next one at least this long after the
+# last write (a write per lead cost a round trip per lead): the rate estimate misses at most
+# this long of leads per process (those before it dies or goes idle).
+NOTE_EVERY_S = 1.0
 
 
 class BulkGate:
@@ -38,6 +42,12 @@ class BulkGate:
         self.clock = clock
         self._plan_at = -1e18
         self._plan_says_bulk = False
+        self._consented: dict[int, int] = {}  # minute -> consented leads not yet written
+        self._noted_at = -1e18
+
+    def may_stage(self, lead: Lead) -> bool:
+        """False when `wants` is sure to say no, without asking Redis (consent, bulk off)."""
+        return self.settings.bulk != "off" and not lead.consent
 
     def wants(self, lead: Lead) -> bool:
         """True when this lead should be staged (never for consented leads)."""
@@ -46,8 +56,7 @@ class BulkGate:
             return False
         now = self.clock()
         if lead.consent:
-            with contextlib.suppress(Exception):  # the observed rate only sizes the reserve
-                note_consented(self.settings, self.redis, now)
+            self._note_consented(now)
             return False
         if not (lead.list_ids or self.settings.list_ids):
             return False  # the single path dead-letters it, naming the missing lists
@@ -57,6 +66,17 @@ class BulkGate:
             return self._active(now)
         except RedisError:  # Redis away: the single path waits for it as it always did
             return False
+
+    def _note_consented(self, now: float) -> None:
+        minute = int(now // 60)
+        self._consented[minute] = self._consented.get(minute, 0) + 1
+        if now - self._noted_at < NOTE_EVERY_S:
+            return
+        self._noted_at = now
+        counts, self._consented = self._consented, {}
+        with contextlib.suppress(Exception):  # the observed rate only sizes the reserve
+            for at, count in counts.items():
+                note_consented(self.settings, self.redis, at * 60.0, count)
 
     def _active(self, now: float) -> bool:
         pipe = self.redis.pipeline(transaction=False)

@@ -11,14 +11,22 @@ lookup calls still fit.
 Time is passed into the script (the caller's clock), so tests can move it; across machines this
 means clocks must agree (NTP): a host running behind can take a slot early by its skew, which
 spends the same ~80 ms margin.
+
+A lead's first slot can be asked for in the batch that starts the lead (worker/delivery/
+lead_steps.py: `take_in`, then `offer` the reply): the next `acquire` in the same thread uses it
+if it comes within PREGRANT_FRESH_S, so the grant-to-send time stays what it is for a slot asked
+for just before the request; a later one is not used (that slot stays empty, which only spaces
+requests more) and a fresh slot is asked for.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -26,10 +34,11 @@ from redis.exceptions import RedisError
 from worker.base.errors import QuotaExhaustedError, RateLimitedLocallyError, RedisUnavailableError
 from worker.base.keys import Keys
 from worker.base.settings import Settings
-from worker.lua import script
+from worker.lua import Batch, script
 
 QUOTA_KEY_TTL_S = 2 * 86_400
 ACQUIRE = script("acquire")  # worker/lua/acquire.lua, run by SHA
+PREGRANT_FRESH_S = 0.05  # well inside the ~80 ms grant-to-arrival margin above
 
 
 @dataclass(frozen=True)
@@ -57,19 +66,49 @@ class FleetLimiter:
         self.daily_quota = settings.daily_quota
         self.lead_quota = max(settings.daily_quota - settings.quota_reserve, 0)
         self.clock = clock
+        self._offered = threading.local()  # a slot taken in a batch, for this thread's next call
+
+    def _call(self, now: float, reserve: bool) -> tuple[list[str], list[str | float | int]]:
+        limit = self.daily_quota if reserve else self.lead_quota
+        return ([self.keys.rate_limit, self.keys.daily_quota(utc_date(now))],
+                [f"{now * 1000:.3f}", f"{self.interval_ms:.6f}", limit, QUOTA_KEY_TTL_S])
+
+    def take_in(self, batch: Batch) -> float:
+        """Add a lead-quota slot request to `batch`; returns the time it was asked for (give it
+        to `offer` with the reply)."""
+        now = self.clock()
+        batch.script(ACQUIRE, *self._call(now, reserve=False))
+        return now
+
+    def offer(self, reply: Any, asked_at: float) -> None:
+        """The reply of a `take_in`: the next `acquire` in this thread starts from it."""
+        self._offered.slot = (reply, asked_at, time.monotonic())
+
+    def discard_offer(self) -> None:
+        self._offered.slot = None
 
     def try_acquire(self, *, reserve: bool = False) -> Grant:
         """A slot now, or RateLimitedLocallyError / QuotaExhaustedError (nothing counted)."""
+        offered = getattr(self._offered, "slot", None)
+        if offered is not None:
+            self._offered.slot = None
+            reply, asked_at, at = offered
+            granted = int(reply[0])
+            # A spent lead quota may still leave the reserve: a reserve call asks again.
+            if time.monotonic() - at <= PREGRANT_FRESH_S and not (granted == -1 and reserve):
+                return self._answer(reply, asked_at, self.lead_quota)
         now = self.clock()
-        limit = self.daily_quota if reserve else self.lead_quota
+        keys, args = self._call(now, reserve)
         try:
             # EVALSHA; the loader reloads the script on NOSCRIPT (restart, SCRIPT FLUSH, fail-over).
-            granted, wait_ms, used = ACQUIRE.run(
-                self.redis, keys=[self.keys.rate_limit, self.keys.daily_quota(utc_date(now))],
-                args=[f"{now * 1000:.3f}", f"{self.interval_ms:.6f}", limit, QUOTA_KEY_TTL_S])
+            reply = ACQUIRE.run(self.redis, keys=keys, args=args)
         except RedisError as exc:
             raise RedisUnavailableError(
                 f"rate limiter unavailable: {type(exc).__name__}") from None
+        return self._answer(reply, now, self.daily_quota if reserve else self.lead_quota)
+
+    def _answer(self, reply: Any, now: float, limit: int) -> Grant:
+        granted, wait_ms, used = reply
         if int(granted) == 1:
             return Grant(int(used))
         if int(granted) == -1:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from redis import Redis
 
-from worker.auth.access import AccessToken, current_access_token, token_checker, usable_access_token
+from worker.auth.access import AccessToken, newer_token, token_checker
 from worker.auth.access import request_refresh as ask_refresh
 from worker.base.errors import (
     ConflictError,
@@ -33,7 +33,8 @@ from worker.delivery.backoff import backoff_s
 from worker.delivery.contact_body import create_body, sign_up_form_body, update_body
 from worker.delivery.contacts import ContactsClient
 from worker.delivery.custom_fields import CustomFieldResolver
-from worker.delivery.email_lock import email_lock
+from worker.delivery.email_lock import EmailLock
+from worker.delivery.lead_steps import Opened, open_lead, settle_delivered
 from worker.delivery.outcome import Action, Decision, classify
 from worker.delivery.ratelimit import FleetLimiter, next_utc_midnight
 from worker.delivery.result import Result, log_outcome
@@ -96,8 +97,14 @@ class Delivery:
         started = time.monotonic()
         task_id = task_id or f"local-{uuid.uuid4()}"
         message = encode_message(lead, task_id=task_id)
-        taken = self.durably(lambda: self.ledger.begin(lead.lead_id, task_id, message,
-                                                       self.lease_s), "start")
+        lock = EmailLock(self.settings, self.redis, lead.email, ttl_s=self.lease_s)
+        # One batch begins the lead and, unless it may be staged, takes what a send needs.
+        send = not self.bulk.may_stage(lead) and bool(lead.list_ids or self.settings.list_ids)
+        opened = self.durably(lambda: open_lead(
+            self.settings, self.redis, self.ledger, self.limiter, lead_id=lead.lead_id,
+            task_id=task_id, message=message, lease_s=self.lease_s, lock=lock, send=send),
+            "start")
+        taken = opened.begin  # not taken: the batch gave back what it took
         if taken.outcome == "settled":
             return self._log(lead, Result(LeadState(taken.state), taken.attempts,
                                           duplicate=True), started)
@@ -112,7 +119,7 @@ class Delivery:
             return self._log(lead, Result(LeadState(state), attempt - 1, duplicate=not moved,
                                           detail={"path": "import"}), started)
         try:
-            result = self._attempt(lead, attempt)
+            result = self._attempt(lead, attempt, opened)
         except OutcomeNotRecordedError:
             raise  # Redis stayed away: the task hands the message back, nothing is lost
         except Exception as exc:  # every failure is classified, none escapes to Celery
@@ -130,46 +137,41 @@ class Delivery:
                                 f"unexpected failure outside delivery: {decision.reason}",
                                 "unexpected")
         result = self._dead_letter(lead_id, raw, decision, attempt=1, replayable=replayable)
-        return self._log_id(lead_id, result, started)
+        return log_outcome(lead_id, result, started)
 
     # --- one try ---------------------------------------------------------------------------
-    def _attempt(self, lead: Lead, attempt: int) -> Result:
+    def _attempt(self, lead: Lead, attempt: int, opened: Opened) -> Result:
         list_ids = lead.list_ids or list(self.settings.list_ids)
         if not list_ids:
             raise InvalidLeadError("no contact list: give list_ids on the lead or set "
                                    "LEADSYNC_LIST_IDS", field="list_ids")
-        lock_ttl_s = self.lease_s
-        with email_lock(self.settings, self.redis, lead.email, ttl_s=lock_ttl_s):
+        try:
             # Taken over after a lease ran out, a copy of the same task may have got here
             # first: under the lock, the ledger says whether it already sent.
-            now_state = self.ledger.state(lead.lead_id)
+            now_state = opened.hold(self.ledger, lead.lead_id)
             if now_state in NOTHING_TO_DO:
                 return Result(LeadState(now_state), attempt - 1, duplicate=True,
                               detail={"was": "settled meanwhile"})
-            detail = self._send_with_fresh_token(lead, list_ids)
-            # Recorded under the lock: a copy taking the lead over re-checks after this.
-            return self._record_delivered(lead, attempt, detail)
+            with opened.lock.renewed():
+                detail = self._send_with_fresh_token(lead, list_ids, opened)
+            # Recorded under the lock (released in the same round trip): a copy taking the
+            # lead over re-checks after this.
+            return self._record_delivered(lead, attempt, detail, opened.lock)
+        finally:
+            opened.give_back()  # a failed try lets go here (nothing once the settle released)
 
-    def _send_with_fresh_token(self, lead: Lead, list_ids: list[str]) -> dict[str, Any]:
+    def _send_with_fresh_token(self, lead: Lead, list_ids: list[str],
+                               opened: Opened) -> dict[str, Any]:
         """Send; on a 401 ask for one refresh and try once more with the new token."""
-        token = usable_access_token(self.settings, self.redis, REFRESH_WAIT_S)
+        token = opened.token(self.settings, self.redis, REFRESH_WAIT_S)
         try:
             return self._send(lead, list_ids, token)
         except UnauthorizedError:
-            fresh = self._await_new_token(token)
+            self.request_refresh(token.generation)
+            fresh = newer_token(self.settings, self.redis, token.generation, REFRESH_WAIT_S)
             if fresh is None:
                 raise
             return self._send(lead, list_ids, fresh)
-
-    def _await_new_token(self, refused: AccessToken) -> AccessToken | None:
-        self.request_refresh(refused.generation)
-        deadline = time.monotonic() + REFRESH_WAIT_S
-        while time.monotonic() < deadline:
-            token = current_access_token(self.settings, self.redis)
-            if token.generation > refused.generation:
-                return token
-            time.sleep(0.1)
-        return None
 
     def _send(self, lead: Lead, list_ids: list[str], token: AccessToken) -> dict[str, Any]:
         fields = self.fields.resolve(lead.custom_fields,
@@ -201,15 +203,15 @@ class Delivery:
         return {"path": "contacts", "contact_id": contact_id, "action": "updated"}
 
     # --- bookkeeping: every outcome is written before the task returns ---------------------
-    def _record_delivered(self, lead: Lead, attempt: int, detail: dict[str, Any]) -> Result:
-        moved, state = self.durably(lambda: self.ledger.move(
-            lead.lead_id, "deliver", contact_id=detail.get("contact_id"),
-            action=detail.get("action"), path=detail.get("path"), delivered_at=self.clock()),
-            "delivery")
+    def _record_delivered(self, lead: Lead, attempt: int, detail: dict[str, Any],
+                          lock: EmailLock) -> Result:
+        moved, state = self.durably(lambda: settle_delivered(
+            self.redis, self.ledger, lock, lead.lead_id,
+            counters=("delivered", str(detail.get("action") or "delivered_other")),
+            contact_id=detail.get("contact_id"), action=detail.get("action"),
+            path=detail.get("path"), delivered_at=self.clock()), "delivery")
         if not moved:  # settled by another copy meanwhile (lease taken over): keep its state
             return Result(LeadState(state), attempt, duplicate=True, detail=detail)
-        self._best_effort(lambda: self.ledger.bump(
-            "delivered", str(detail.get("action") or "delivered_other")))
         return Result(LeadState.DELIVERED, attempt, detail=detail)
 
     def _after_failure(self, lead: Lead, attempt: int, decision: Decision,
@@ -292,6 +294,3 @@ class Delivery:
     def _log(self, lead: Lead, result: Result, started: float) -> Result:
         extra = {"truncated": ",".join(lead.truncated)} if lead.truncated else {}
         return log_outcome(lead.lead_id, result, started, **extra)
-
-    def _log_id(self, lead_id: str, result: Result, started: float) -> Result:
-        return log_outcome(lead_id, result, started)

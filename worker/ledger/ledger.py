@@ -6,7 +6,8 @@ with what goes with it (schedule entry, dead letter, parked entry, push back to 
 a concurrent duplicate can never overwrite `delivered` and send again. `begin` takes a lead
 for one task with a lease; while a lead is not settled its hash keeps the message that re-sends
 it (the schedule, the promoter and the reconciler push that), and drops it once settled.
-Failed tries are counted here, not by Celery, so waiting never spends the retry budget.
+Failed tries are counted here, not by Celery, so waiting never spends the retry budget. A move
+can add one to outcome counters (`counters`) in the same step, so they count moves made, exactly.
 Ledger entries live `LEADSYNC_OUTCOME_TTL_S`.
 """
 
@@ -26,6 +27,8 @@ from worker.base.settings import Settings
 from worker.ledger.lead_state import ABSENT, TRANSITIONS, LeadState
 from worker.lua import script
 
+STEP = script("ledger")  # worker/lua/ledger.lua: one move, also inside a batch
+
 RECENT_WINDOW_S = 3_600.0
 LAST_ERRORS_KEPT = 20
 
@@ -38,6 +41,17 @@ class Begin:
     state: str  # the state found (settled), or in_flight
     attempts: int = 0  # failed tries so far (taken)
     lease_until: float | None = None  # the holder's lease end (busy)
+    locked: bool = False  # taken with a Claim: the lock was free and is held now
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A lock taken by `begin` with the lead, if free, and let go by the lead's next move (in
+    the same step: no order between the two to get wrong). worker/delivery/email_lock.py's."""
+
+    key: str
+    token: str
+    lease_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -57,7 +71,7 @@ class Ledger:
         self.redis = redis
         self.keys = Keys(settings.key_prefix, settings.account)
         self.ttl_s = int(settings.outcome_ttl_s)
-        self._step = script("ledger").register(redis)  # EVALSHA, reloaded on NOSCRIPT
+        self._step = STEP.register(redis)  # EVALSHA, reloaded on NOSCRIPT
 
     def get(self, lead_id: str) -> dict[str, str]:
         raw = self.redis.hgetall(self.keys.lead_outcome(lead_id))
@@ -75,46 +89,60 @@ class Ledger:
     def begin(self, lead_id: str, task_id: str, message: str, lease_s: float, *,
               now: float | None = None) -> Begin:
         """Take the lead for `task_id` until now + lease_s, keeping `message` to re-send it."""
+        return begun(self._step(**self.begin_call(lead_id, task_id, message, lease_s, now=now)))
+
+    def begin_call(self, lead_id: str, task_id: str, message: str, lease_s: float, *,
+                   now: float | None = None, claim: Claim | None = None) -> dict[str, list[Any]]:
+        """`begin` as keys and args, for a batch (worker/lua's run_batch); read its reply with
+        `begun`. With `claim`, a lead taken takes the lock too when it is free."""
         now = time.time() if now is None else now
-        reply = self._call("begin", lead_id, now, task_id=task_id, until=now + lease_s,
-                           message=message)
-        outcome, value = _text(reply[0]), _text(reply[1])
-        if outcome == "taken":
-            return Begin("taken", LeadState.IN_FLIGHT, attempts=int(value or 0))
-        if outcome == "busy":
-            return Begin("busy", LeadState.IN_FLIGHT, lease_until=float(value))
-        return Begin("settled", value)
+        return self._call("begin", lead_id, now, task_id=task_id, until=now + lease_s,
+                          message=message, claim=claim)
 
     def move(self, lead_id: str, operation: str, *, now: float | None = None,
              due: float | None = None, message: str = "", side: Side | None = None,
-             expect_updated_at: str = "", **fields: Any) -> tuple[bool, str]:
-        """Apply `operation` (TRANSITIONS); (True, new state) or (False, the state it is in)."""
+             expect_updated_at: str = "", counters: tuple[str, ...] = (),
+             **fields: Any) -> tuple[bool, str]:
+        """Apply `operation` (TRANSITIONS); (True, new state) or (False, the state it is in).
+        `counters` (stats fields) each gain one when, and only when, the move is made."""
+        return moved(self._step(**self.move_call(
+            lead_id, operation, now=now, due=due, message=message, side=side,
+            expect_updated_at=expect_updated_at, counters=counters, **fields)))
+
+    def move_call(self, lead_id: str, operation: str, *, now: float | None = None,
+                  due: float | None = None, message: str = "", side: Side | None = None,
+                  expect_updated_at: str = "", counters: tuple[str, ...] = (),
+                  release: Claim | None = None, **fields: Any) -> dict[str, list[Any]]:
+        """`move` as keys and args, for a batch; read its reply with `moved` (and `released`).
+        With `release`, the claim's lock is let go in the same step, moved or not."""
         now = time.time() if now is None else now
-        reply = self._call(operation, lead_id, now, until=due, message=message, side=side,
-                           expect=expect_updated_at, fields=fields)
-        return _text(reply[0]) == "ok", _text(reply[1])
+        return self._call(operation, lead_id, now, until=due, message=message, side=side,
+                          expect=expect_updated_at, counters=counters, claim=release,
+                          fields=fields)
 
     def _call(self, operation: str, lead_id: str, now: float, *, task_id: str = "",
               until: float | None = None, message: str = "", side: Side | None = None,
-              expect: str = "", fields: dict[str, Any] | None = None) -> list[Any]:
+              expect: str = "", counters: tuple[str, ...] = (), claim: Claim | None = None,
+              fields: dict[str, Any] | None = None) -> dict[str, list[Any]]:
         sources, target = TRANSITIONS[operation]
         keys = [self.keys.lead_outcome(lead_id), self.keys.lead_state_index(LeadState.IN_FLIGHT),
                 self.keys.lead_state_index(LeadState.RETRYING), self.keys.schedule,
                 self.keys.delivered_recent, LEADS_QUEUE,
                 side.hash_key if side else self.keys.dead_letters,
                 side.zset_key if side else self.keys.dead_letter_index,
-                self.keys.lead_message(lead_id)]
+                self.keys.lead_message(lead_id), self.keys.stats,
+                claim.key if claim else self.keys.lead_outcome(lead_id)]
         side_value = "" if side is None else ("-" if side.value is None else side.value)
         args: list[Any] = [
             operation, lead_id, f"{now:.3f}", self.ttl_s,
             ",".join("-" if s == ABSENT else str(s) for s in sources), str(target), task_id,
             "" if until is None else f"{until:.3f}", message, side_value,
-            f"{side.score:.3f}" if side else "0", expect, RECENT_WINDOW_S]
+            f"{side.score:.3f}" if side else "0", expect, RECENT_WINDOW_S, ",".join(counters),
+            claim.token if claim else "", claim.lease_ms if claim else 0]
         for name, value in (fields or {}).items():
             if value is not None:
                 args += [name, _field(value)]
-        reply: list[Any] = self._step(keys=keys, args=args)
-        return reply
+        return {"keys": keys, "args": args}
 
     def count_attempt(self, lead_id: str) -> int:
         """One more failed try; returns the total."""
@@ -140,6 +168,27 @@ class Ledger:
         for counter in counters:
             pipe.hincrby(self.keys.stats, counter, 1)
         pipe.execute()
+
+
+def begun(reply: list[Any]) -> Begin:
+    """What a `begin` step answered."""
+    outcome, value = _text(reply[0]), _text(reply[1])
+    if outcome == "taken":
+        return Begin("taken", LeadState.IN_FLIGHT, attempts=int(value or 0),
+                     locked=len(reply) > 2 and int(reply[2]) == 1)
+    if outcome == "busy":
+        return Begin("busy", LeadState.IN_FLIGHT, lease_until=float(value))
+    return Begin("settled", value)
+
+
+def moved(reply: list[Any]) -> tuple[bool, str]:
+    """What a move answered: (True, new state) or (False, the state it is in)."""
+    return _text(reply[0]) == "ok", _text(reply[1])
+
+
+def released(reply: list[Any]) -> bool:
+    """Whether a move with `release` found the lock still the claim's (and let it go)."""
+    return len(reply) > 2 and int(reply[2]) == 1
 
 
 def _field(value: Any) -> str:

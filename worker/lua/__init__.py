@@ -8,13 +8,18 @@ KEYS/ARGV contract and its return value (tests/test_lua_scripts.py checks it).
 
     script("acquire").run(redis, keys=[...], args=[...])      # a plain client
     script("reliable_pop").evalsha_command(keys, args)          # for a raw connection
+    run_batch(redis, lambda batch: batch.script(script("ledger"), keys, args).pipe.get(k))
+
+`run_batch` sends several commands and scripts in one round trip (a plain pipeline). redis-py's
+own Script objects in a pipeline first send SCRIPT EXISTS on every execute (a second round
+trip); a batch sends EVALSHA alone and loads a forgotten script only when Redis says NOSCRIPT.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -78,3 +83,47 @@ def contract_comment(name: str) -> str:
             break
         lines.append(line)
     return "\n".join(lines)
+
+
+class Batch:
+    """Commands for one round trip: a non-transactional pipeline whose scripts run by SHA."""
+
+    def __init__(self, client: Any) -> None:
+        self.pipe = client.pipeline(transaction=False)
+        # position in the pipeline -> (script, keys, args), to send again after NOSCRIPT
+        self.calls: dict[int, tuple[LuaScript, list[EncodableArg], list[EncodableArg]]] = {}
+
+    def script(self, lua: LuaScript, keys: Sequence[EncodableArg],
+               args: Sequence[EncodableArg] = ()) -> Batch:
+        self.calls[len(self.pipe)] = (lua, list(keys), list(args))
+        self.pipe.execute_command("EVALSHA", lua.sha, len(keys), *keys, *args)
+        return self
+
+
+def run_batch(client: Any, build: Callable[[Batch], object]) -> list[Any]:
+    """Send what `build` adds to a Batch in one round trip; the replies, in order.
+
+    A script Redis answers NOSCRIPT for (it forgot it: restart, SCRIPT FLUSH, fail-over) did
+    nothing; it is loaded and sent again, alone, after the rest of the batch ran. So steps whose
+    order matters belong in one script, not in two of a batch. Any other error reply is raised
+    after every command has run.
+    """
+    batch = Batch(client)
+    build(batch)
+    replies: list[Any] = batch.pipe.execute(raise_on_error=False)
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missing:
+        again = client.pipeline(transaction=False)
+        scripts = {batch.calls[i][0].sha: batch.calls[i][0] for i in missing}
+        for lua in scripts.values():
+            again.script_load(lua.source)
+        for i in missing:
+            lua, keys, args = batch.calls[i]
+            again.execute_command("EVALSHA", lua.sha, len(keys), *keys, *args)
+        answers = again.execute(raise_on_error=False)[len(scripts):]
+        for i, answer in zip(missing, answers, strict=True):
+            replies[i] = answer
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies

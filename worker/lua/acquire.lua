@@ -12,11 +12,12 @@
 local now = tonumber(ARGV[1])
 local interval = tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
-local used = tonumber(redis.call('GET', KEYS[2]) or '0')
+local state = redis.call('MGET', KEYS[2], KEYS[1])
+local used = tonumber(state[1] or '0')
 if used >= limit then
   return {-1, 0, used}
 end
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local tat = tonumber(state[2] or '0')
 if tat > now then
   return {0, math.ceil(tat - now), used}
 end
@@ -24,5 +25,7 @@ end
 -- epoch-ms clock to 0.1 ms (and sometimes down, a hair under T).
 redis.call('SET', KEYS[1], string.format('%.3f', now + interval), 'PX', math.ceil(interval) + 1000)
 used = redis.call('INCR', KEYS[2])
-redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
+if used == 1 then  -- the day's first request made the key: it lives two days
+  redis.call('EXPIRE', KEYS[2], tonumber(ARGV[4]))
+end
 return {1, 0, used}

@@ -1,75 +1,105 @@
--- One step of a lead's ledger entry (worker/idempotency.py), atomic: check, move, side writes.
+-- One step of a lead's ledger entry (worker/ledger/ledger.py), atomic: check, move, side writes.
 -- KEYS[1] lead hash          KEYS[2] in_flight index (zset)  KEYS[3] retrying index (zset)
 -- KEYS[4] schedule (zset: lead_id -> due epoch s)            KEYS[5] delivered-recent (zset)
 -- KEYS[6] the `leads` list   KEYS[7] side hash (dead letters / parked entries, by lead_id)
 -- KEYS[8] side zset (dead-letter index / parked resume times)
 -- KEYS[9] the lead's kept message (a string key beside the hash, so the hash stays small)
+-- KEYS[10] outcome counters (hash: counter name -> count, shown by `leadsync status`)
+-- KEYS[11] the lead's email lock (worker/delivery/email_lock.py; used when ARGV[15] is set)
 -- ARGV[1] op (begin|deliver|retry|park|dead|promote|requeue|resume|replay|stage)
 -- ARGV[2] lead_id  ARGV[3] now (epoch s)  ARGV[4] ttl_s of the lead hash
 -- ARGV[5] states the op may start from, comma separated, "-" standing for "no entry"
---         (from worker/lead_state.py TRANSITIONS: the table is the source of truth)
+--         (from worker/ledger/lead_state.py TRANSITIONS: the table is the source of truth)
 -- ARGV[6] target state  ARGV[7] task id (begin)  ARGV[8] lease end (begin) / due time (retry)
 -- ARGV[9] message to keep (begin) or to push (to queued; "" = the one kept in the hash)
 -- ARGV[10] side value ("" none, "-" remove lead_id from the side hash and zset)
 -- ARGV[11] side score  ARGV[12] expected updated_at ("" = no check)  ARGV[13] recent window s
--- ARGV[14..] field, value pairs to set on the lead hash
--- Returns {"taken", attempts} | {"busy", lease_end} | {"settled", state} (begin)
---         {"ok", target} | {"refused", current state} (other ops)
+-- ARGV[14] counters to add one to when the move is made, comma separated ("" none)
+-- ARGV[15] email lock owner token ("" none): `begin` taking the lead also takes the lock
+--          (SET NX PX ARGV[16]) if it is free; any other op releases it if that owner holds it
+-- ARGV[16] the lock's lease in ms (begin)
+-- ARGV[17..] field, value pairs to set on the lead hash
+-- Returns {"taken", attempts, locked} | {"busy", lease_end} | {"settled", state} (begin;
+--         locked 1 when the lock was taken too, 0 when another holder has it)
+--         {"ok", target, released} | {"refused", current state, released} (other ops;
+--         released 1 when the lock was this owner's and is deleted now)
+-- The in_flight and retrying indexes and the schedule hold a lead only while its state is
+-- in_flight or retrying (every move keeps them so), so they are written only from or to those.
 local key, lead_id, now = KEYS[1], ARGV[2], tonumber(ARGV[3])
-local state = redis.call('HGET', key, 'state') or ''
+local f = redis.call('HMGET', key, 'state', 'task_id', 'lease_until', 'attempts', 'first_seen',
+                     'updated_at')
+local state = f[1] or ''
 local from = (state == '') and '-' or state
 local allowed = false
 for s in string.gmatch(ARGV[5], '[^,]+') do
   if s == from then allowed = true end
 end
 local op, target = ARGV[1], ARGV[6]
+local open = (state == 'in_flight' or state == 'retrying')
 
 local function index(to)
   for i, s in ipairs({'in_flight', 'retrying'}) do
     if s == to then redis.call('ZADD', KEYS[1 + i], now, lead_id)
-    else redis.call('ZREM', KEYS[1 + i], lead_id) end
+    elseif s == state then redis.call('ZREM', KEYS[1 + i], lead_id) end
   end
 end
 
 if op == 'begin' then
   if not allowed then return {'settled', state} end
   if state == 'in_flight' then
-    local holder = redis.call('HGET', key, 'task_id') or ''
-    local lease = tonumber(redis.call('HGET', key, 'lease_until') or '0') or 0
-    if holder ~= ARGV[7] and lease > now then
+    local lease = tonumber(f[3] or '0') or 0
+    if (f[2] or '') ~= ARGV[7] and lease > now then
       -- Someone else holds it: come back when the lease ends (dropped if it settles first).
       redis.call('ZADD', KEYS[4], lease, lead_id)
       return {'busy', tostring(lease)}
     end
   end
-  redis.call('HSETNX', key, 'first_seen', ARGV[3])
   redis.call('HSET', key, 'state', 'in_flight', 'task_id', ARGV[7], 'lease_until', ARGV[8],
-             'updated_at', ARGV[3])
+             'updated_at', ARGV[3], 'first_seen', f[5] or ARGV[3])
   redis.call('SET', KEYS[9], ARGV[9], 'EX', ARGV[4])
   redis.call('EXPIRE', key, ARGV[4])
   index('in_flight')
-  redis.call('ZREM', KEYS[4], lead_id)
-  return {'taken', redis.call('HGET', key, 'attempts') or '0'}
+  if open then redis.call('ZREM', KEYS[4], lead_id) end
+  local locked = 0
+  if ARGV[15] ~= '' and redis.call('SET', KEYS[11], ARGV[15], 'NX', 'PX', ARGV[16]) then
+    locked = 1
+  end
+  return {'taken', f[4] or '0', locked}
 end
 
-if not allowed then return {'refused', state} end
-if ARGV[12] ~= '' and (redis.call('HGET', key, 'updated_at') or '') ~= ARGV[12] then
-  return {'refused', state}
+local released = 0
+if ARGV[15] ~= '' and redis.call('GET', KEYS[11]) == ARGV[15] then
+  released = redis.call('DEL', KEYS[11])
 end
-if op == 'replay' then redis.call('DEL', key) end  -- a fresh start: budget and errors reset
-redis.call('HSETNX', key, 'first_seen', ARGV[3])
-redis.call('HSET', key, 'state', target, 'updated_at', ARGV[3])
-for i = 14, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+if not allowed then return {'refused', state, released} end
+if ARGV[12] ~= '' and (f[6] or '') ~= ARGV[12] then
+  return {'refused', state, released}
+end
+local first_seen = f[5]
+if op == 'replay' then  -- a fresh start: budget and errors reset
+  redis.call('DEL', key)
+  first_seen = false
+end
+local fields = {'state', target, 'updated_at', ARGV[3], 'first_seen', first_seen or ARGV[3]}
+for i = 17, #ARGV, 2 do
+  fields[#fields + 1] = ARGV[i]
+  fields[#fields + 1] = ARGV[i + 1]
+end
+redis.call('HSET', key, unpack(fields))
 index(target)
 if target == 'retrying' then
   redis.call('ZADD', KEYS[4], ARGV[8], lead_id)
-else
+elseif open then
   redis.call('ZREM', KEYS[4], lead_id)
 end
+local keeps_message = true
 if target == 'delivered' or target == 'dead_lettered' or target == 'parked'
    or target == 'staged' then
   redis.call('HDEL', key, 'lease_until')
-  if target ~= 'staged' then redis.call('DEL', KEYS[9]) end  -- settled leads keep no message
+  if target ~= 'staged' then  -- settled leads keep no message
+    redis.call('DEL', KEYS[9])
+    keeps_message = false
+  end
 end
 if target == 'delivered' then
   redis.call('ZADD', KEYS[5], now, lead_id)
@@ -81,6 +111,7 @@ if target == 'queued' then
   if msg ~= '' then
     redis.call('LPUSH', KEYS[6], msg)
     redis.call('SET', KEYS[9], msg, 'EX', ARGV[4])
+    keeps_message = false  -- its expiry was just set
   end
   redis.call('HDEL', key, 'lease_until')
 end
@@ -91,6 +122,9 @@ elseif ARGV[10] ~= '' then
   redis.call('HSET', KEYS[7], lead_id, ARGV[10])
   redis.call('ZADD', KEYS[8], ARGV[11], lead_id)
 end
+for name in string.gmatch(ARGV[14], '[^,]+') do
+  redis.call('HINCRBY', KEYS[10], name, 1)
+end
 redis.call('EXPIRE', key, ARGV[4])
-if redis.call('EXISTS', KEYS[9]) == 1 then redis.call('EXPIRE', KEYS[9], ARGV[4]) end
-return {'ok', target}
+if keeps_message then redis.call('EXPIRE', KEYS[9], ARGV[4]) end  -- no-op when there is none
+return {'ok', target, released}
