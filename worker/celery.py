@@ -29,6 +29,7 @@ from worker.base.names import (
     RESUME_PARKED,
 )
 from worker.base.settings import Settings, get_settings
+from worker.broker.event_batches import BatchedEvents
 from worker.broker.fetch_contract import kombu_contract_problem
 from worker.broker.guard import GUARD_OPTION, GuardConfig
 from worker.broker.heartbeat import SWEEP_MUTEX_S, UnackedHeartbeat, sweep_interval_s
@@ -127,6 +128,7 @@ def make_app(settings: Settings) -> Celery:
     app.steps["worker"].add(promoter_step(settings))  # due retries back on the queue, each 1 s
     # Live workers keep their held messages fresh in kombu's unacked index.
     app.steps["consumer"].add(UnackedHeartbeat)
+    app.steps["consumer"].add(BatchedEvents)  # task events a few times a second, not per step
     return app
 
 

@@ -33,7 +33,7 @@ from kombu.transport.redis import Transport as RedisTransport
 
 from worker.base.keys import Keys
 from worker.broker.fetch import ReliableChannel
-from worker.broker.message_check import envelope_problem
+from worker.broker.message_check import checked_envelope, envelope_problem
 
 __all__ = ["GUARD_OPTION", "GuardConfig", "envelope_problem", "record_malformed"]
 
@@ -136,18 +136,18 @@ class GuardedChannel(ReliableChannel):
             self._guard_tasks = frozenset(self.guard.task_names())
         return self._guard_tasks
 
-    def _accept(self, item: bytes, queue: str) -> bool:
+    def _accept(self, item: bytes, queue: str) -> dict[str, Any] | None:
         guard = self.guard
         # Task checks on task queues only: a ping's reply queue carries no task. (Outside the
         # net below: an app whose task modules fail to import must fail loudly, not turn every
         # lead into a malformed entry.)
         known = self._known_tasks() if queue in guard.task_queues else None
         try:
-            problem = envelope_problem(item, known, max_bytes=guard.max_message_bytes)
+            message, problem = checked_envelope(item, known, max_bytes=guard.max_message_bytes)
         except Exception as exc:  # a bug in a check must not stop the worker
-            problem = f"message check failed ({type(exc).__name__})"
-        if problem is None:
-            return True
+            message, problem = None, f"message check failed ({type(exc).__name__})"
+        if message is not None:
+            return message
         client = self._recording_client()
         # The pop may have recorded it as unacknowledged; kept aside now, it must not return.
         tags = recorded_tags(client, self.unacked_key, item)
@@ -157,7 +157,7 @@ class GuardedChannel(ReliableChannel):
                          unacked=(self.unacked_key, self.unacked_index_key, tags))
         log.error("rejected an unreadable message on %s: %s", queue, problem,
                   extra={"event": "malformed_message", "reason": problem})
-        return False
+        return None
 
 
     def _recording_client(self) -> Any:
