@@ -94,6 +94,27 @@ class TripProxy:
         self._listener.close()
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its children now running (the pool)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for proc in [pid, *children(pid)]:
+        try:
+            fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def children(pid: int) -> list[int]:
+    try:
+        found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(child) for child in found]
+
+
 def commands(client: redis.Redis) -> int:
     stats: Any = client.info("commandstats")
     return sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
@@ -181,14 +202,16 @@ def run_side(side: str, sandbox: SandboxServer, server: EmbeddedRedis, count: in
         start_new_session=True)
     try:
         first = last = None
+        cpu_first = cpu_last = 0.0
+        done_first = 0
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             done = sandbox.stats()["sign_up_form"]["calls"] - calls_before
             now = time.perf_counter()
             if done >= 1 and first is None:
-                first = now
+                first, cpu_first, done_first = now, cpu_s(worker.pid), done
             if done >= count:
-                last = now
+                last, cpu_last = now, cpu_s(worker.pid)
                 break
             time.sleep(0.005)
         assert first is not None and last is not None, f"{side}: not delivered in time"
@@ -211,7 +234,8 @@ def run_side(side: str, sandbox: SandboxServer, server: EmbeddedRedis, count: in
             worker.wait()
         client.close()
     return {"per_s": (count - 1) / (last - first), "commands_per_lead": used / count,
-            "round_trips_per_lead": trips / count}
+            "round_trips_per_lead": trips / count,
+            "worker_cpu_ms_per_lead": 1000 * (cpu_last - cpu_first) / (count - done_first)}
 
 
 def main() -> None:
@@ -231,6 +255,8 @@ def main() -> None:
                 best = result[side]
                 best["per_s"] = max(best.get("per_s", 0.0), got["per_s"])
                 best["commands_per_lead"] = got["commands_per_lead"]
+                best["worker_cpu_ms_per_lead"] = min(best.get("worker_cpu_ms_per_lead", 1e9),
+                                                     got["worker_cpu_ms_per_lead"])
         if args.trip_leads:
             proxy = TripProxy(server.port)
             for side in ("leadsync", "bare"):

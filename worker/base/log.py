@@ -18,6 +18,7 @@ from typing import Any
 from worker.base.redaction import REDACTED, scrub, scrub_value
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+_MARK = "_leadsync_scrubbed"  # the message as scrub_record left it
 
 
 # Records that carry a task message's raw content as arguments (argument positions withheld):
@@ -29,7 +30,12 @@ _RAW_MESSAGE_ARGS: dict[tuple[str, str], tuple[int, ...]] = {
 
 def scrub_record(record: logging.LogRecord) -> logging.LogRecord:
     """Render the message now from scrubbed arguments, scrub the text, its exception text and
-    every extra (recursively: Celery's `data` extra is a dict holding the task's arguments)."""
+    every extra (recursively: Celery's `data` extra is a dict holding the task's arguments).
+    A record the factory scrubbed keeps a mark; scrubbed again (by the handler's filter), only
+    what was set on it since is scrubbed: its `extra=` fields, a new message."""
+    if getattr(record, _MARK, None) is record.msg and record.args is None:
+        _scrub_extras(record)
+        return record
     args = record.args
     try:
         if isinstance(args, tuple):
@@ -50,10 +56,15 @@ def scrub_record(record: logging.LogRecord) -> logging.LogRecord:
         record.exc_text = scrub(record.exc_text)
     if record.stack_info:
         record.stack_info = scrub(record.stack_info)
+    _scrub_extras(record)
+    setattr(record, _MARK, record.msg)
+    return record
+
+
+def _scrub_extras(record: logging.LogRecord) -> None:
     for key, value in list(vars(record).items()):
         if key not in _STANDARD and not key.startswith("_"):
             setattr(record, key, scrub_value(value, key))
-    return record
 
 
 class ScrubFilter(logging.Filter):
@@ -125,3 +136,8 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # Celery's own "Task ... succeeded in ...s" line repeats the one line each lead's outcome
+    # gets (worker/delivery/result.py) and cost a pool process as much CPU as the lead's Redis
+    # work (record, scrub, format): shown at DEBUG only. Its warnings and errors stay.
+    logging.getLogger("celery.app.trace").setLevel(
+        logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING)

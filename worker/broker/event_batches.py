@@ -15,7 +15,7 @@ from typing import Any
 
 from celery import bootsteps
 
-FLUSH_EVERY_S = 0.25
+FLUSH_EVERY_S = 0.5
 BUFFER_LIMIT = 1000  # Celery's default is 24 (a flush every 8 leads at three events each)
 
 

@@ -29,7 +29,7 @@ PLAN_EVERY_S = 5.0  # the quota plan is read at most this often per process
 # Consented leads are counted here and written with the next one at least this long after the
 # last write (a write per lead cost a round trip per lead): the rate estimate misses at most
 # this long of leads per process (those before it dies or goes idle).
-NOTE_EVERY_S = 1.0
+NOTE_EVERY_S = 5.0
 
 
 class BulkGate:

@@ -5,12 +5,18 @@
 -- ARGV[1]   now, seconds since the epoch (kombu's index score)
 -- ARGV[2]   one character per queue key, '1' to record its messages, '0' not to (kombu records
 --           nothing for a no_ack consumer, such as the reply queue of a `celery inspect` ping)
+-- ARGV[3..] delivery tags acknowledged since the last pop: their unacked entries are deleted
+--           first (the message before its index entry, as worker/broker/fetch.py's ack)
 -- Returns {queue, message, recorded} (recorded 1 when the unacked entry was written here), or
 -- false when every queue is empty.
 -- The unacked entry has kombu's own format (restore_visible brings it back after the visibility
 -- timeout). Entries that are not a message envelope are returned unrecorded (the guard sets them
 -- aside); so are delivery tags other than strings and integers, which kombu then records itself
 -- (Lua could not spell such a number exactly as Python does, and ack would miss the entry).
+if #ARGV > 2 then
+  redis.call('HDEL', KEYS[1], unpack(ARGV, 3))
+  redis.call('ZREM', KEYS[2], unpack(ARGV, 3))
+end
 for i = 3, #KEYS do
   local item = redis.call('RPOP', KEYS[i])
   if item then
