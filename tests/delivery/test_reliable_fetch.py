@@ -118,7 +118,10 @@ def test_an_idle_consumer_wakes_for_a_message_on_either_queue(
             with contextlib.suppress(TimeoutError):
                 conn.drain_events(timeout=1)
         assert sorted(received) == ["control", "lead"]
-        assert redis_client.hlen("unacked") == 0  # both acknowledged
+        # Both acknowledged: the deletions ride in the next poll (or go before an idle wait).
+        with contextlib.suppress(TimeoutError):
+            conn.drain_events(timeout=0.3)
+        assert redis_client.hlen("unacked") == 0
     finally:
         conn.release()
 
@@ -165,6 +168,37 @@ def test_queues_flagged_no_ack_are_popped_but_not_recorded(redis_client: redis.R
     assert pop(redis_client, "reply", "leads", record="01")[1:] == [reply, 0]
     assert pop(redis_client, "reply", "leads", record="01")[1:] == [lead, 1]
     assert redis_client.hkeys("unacked") == [b"l-1"]
+
+
+def test_an_ack_is_deleted_by_the_next_pop_not_by_a_round_trip_of_its_own(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    from kombu import Producer
+
+    received: list[str] = []
+    conn = _consume(redis_url, ["leads"], received)  # acks each message in its callback
+    try:
+        producer = Producer(conn.default_channel, routing_key="leads", serializer="json")
+        for n in range(3):
+            producer.publish(f"lead-{n}", routing_key="leads")
+        conn.drain_events(timeout=5)
+        assert received == ["lead-0"] and redis_client.hlen("unacked") == 1  # due, not sent
+        conn.drain_events(timeout=5)  # the pop that takes lead-1 deletes lead-0's entry
+        assert received == ["lead-0", "lead-1"]
+        assert redis_client.hkeys("unacked") == [_tag_of(redis_client, "lead-1")]
+        conn.drain_events(timeout=5)
+        with contextlib.suppress(TimeoutError):
+            conn.drain_events(timeout=0.3)  # queue empty: due acks go before the idle wait
+        assert redis_client.hlen("unacked") == 0 and redis_client.zcard("unacked_index") == 0
+    finally:
+        conn.release()
+
+
+def _tag_of(client: redis.Redis, body: str) -> bytes:
+    for tag, entry in client.hgetall("unacked").items():
+        if json.loads(json.loads(entry)[0]["body"]) == body:
+            return bytes(tag)
+    raise AssertionError(f"{body} not in unacked")
 
 
 def test_an_acking_consumer_finds_its_message_in_unacked_written_once(
