@@ -272,10 +272,10 @@ class Delivery:
             attempts=attempt, last_status=decision.status_code,
             first_seen=float(first_seen) if first_seen else now, dead_at=now, lead=raw,
             replayable=replayable)
-        moved, state = self.durably(lambda: self.dead_letters.add(letter), "dead letter")
+        moved, state = self.durably(lambda: self.dead_letters.add(
+            letter, counters=("dead_lettered",)), "dead letter")
         if not moved:
             return Result(LeadState(state), attempt, duplicate=True)
-        self._best_effort(lambda: self.ledger.bump("dead_lettered"))
         self._best_effort(lambda: self.ledger.note_error(lead_id, decision.reason_code,
                                                          decision.reason, now=now))
         return Result(LeadState.DEAD_LETTERED, attempt,

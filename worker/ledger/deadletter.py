@@ -74,20 +74,22 @@ class DeadLetters:
                              self.keys.dead_letter_counts, self.keys.dead_letter_reasons]
 
     # --- writing ---------------------------------------------------------------------------
-    def add(self, letter: DeadLetter) -> tuple[bool, str]:
-        """Store the letter and mark the lead dead-lettered, in one ledger step; then count it.
+    def add(self, letter: DeadLetter, *, counters: tuple[str, ...] = ()) -> tuple[bool, str]:
+        """Store the letter and mark the lead dead-lettered, in one ledger step (with the
+        outcome `counters`); then count it by reason.
 
         (False, state) when the lead had settled meanwhile: no letter is stored then. The
-        per-reason counters are written right after (a crash in between leaves them one short
-        until `_rebuild_counts` repairs them; `dlq list` totals say so by being rebuilt)."""
+        per-reason counters are written right after, without writing the letter a second time
+        (a crash in between leaves them one short until `_rebuild_counts` repairs them; `dlq
+        list` totals say so by being rebuilt)."""
         moved, state = self.ledger.move(
             letter.lead_id, "dead", now=letter.dead_at,
             side=Side(self.keys.dead_letters, self.keys.dead_letter_index, letter.to_json(),
-                      letter.dead_at),
+                      letter.dead_at), counters=counters,
             reason_code=letter.reason_code, last_status=letter.last_status)
         if moved:
             self._script(keys=self._script_keys, args=[
-                "put", letter.lead_id, letter.to_json(), letter.reason_code, letter.dead_at])
+                "count", letter.lead_id, "", letter.reason_code])
         return moved, state
 
     # --- reading ---------------------------------------------------------------------------

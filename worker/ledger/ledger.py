@@ -137,7 +137,7 @@ class Ledger:
             operation, lead_id, f"{now:.3f}", self.ttl_s,
             ",".join("-" if s == ABSENT else str(s) for s in sources), str(target), task_id,
             "" if until is None else f"{until:.3f}", message, side_value,
-            f"{side.score:.3f}" if side else "0", expect, RECENT_WINDOW_S, ",".join(counters),
+            repr(float(side.score)) if side else "0", expect, RECENT_WINDOW_S, ",".join(counters),
             claim.token if claim else "", claim.lease_ms if claim else 0]
         for name, value in (fields or {}).items():
             if value is not None:
