@@ -6,12 +6,17 @@ call each), then `celery -A tests.benchmarks.bare_celery worker`, a bare Celery 
 same body. N messages are queued before the worker starts; the rate is taken between the
 sandbox's first and last sign_up_form call of the run, so worker start-up is not in it.
 
-Redis commands per lead: INFO commandstats, summed over commands, after the queue was filled and
-once every message was delivered and acknowledged, divided by N (the probes this script sends
-are subtracted; the worker's start-up commands are in it, spread over N). Round trips per lead:
-a second, smaller run per side goes through a counting TCP proxy in front of Redis; one round
-trip is a client write that follows a server reply on the same connection (a pipeline counts
-once, a blocking poll that times out counts once).
+Redis commands per lead, two ways. `commands_per_lead`: what Redis executed, INFO commandstats
+summed over commands (a script's own calls included), after the queue was filled and once every
+message was delivered and acknowledged, divided by N (the probes this script sends are
+subtracted; the worker's start-up commands are in it, spread over N). `sent_commands_per_lead`
+and `round_trips_per_lead`: a second, smaller run per side goes through a counting TCP proxy in
+front of Redis, which parses what clients send (a script call is one command, a pipeline of n
+is n) and counts a round trip for each client write that follows a server reply on the same
+connection (a pipeline counts once, a blocking poll that times out counts once).
+`worker_cpu_ms_per_lead`: user + system CPU of the worker's processes (main process and pool)
+between the first and the last delivery, per lead: unlike leads/s it hardly moves with the
+machine's load (the best of the rounds is shown).
 
     python tests/benchmarks/bench_pipeline.py [--leads 2000] [--rounds 2] [--trip-leads 300]
 """
@@ -19,14 +24,11 @@ once, a blocking poll that times out counts once).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,8 @@ import requests
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from worker.demo.embedded_redis import EmbeddedRedis  # noqa: E402  # after the path is set
+from tests.fixtures.redis_proxy import CountingProxy  # noqa: E402  # after the path is set
+from worker.demo.embedded_redis import EmbeddedRedis  # noqa: E402
 from worker.sandbox import SandboxConfig, SandboxServer  # noqa: E402
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -48,50 +51,6 @@ def rows(count: int, tag: str) -> list[dict[str, Any]]:
     return [{"email": f"{tag}{n}@pipeline.example", "first_name": "Pipe", "last_name": f"N{n}",
              "phone": "+1 202 555 0100", "company": "Bench Ltd", "consent": True,
              "source": "benchmark"} for n in range(count)]
-
-
-class TripProxy:
-    """TCP proxy in front of Redis that counts request/reply round trips."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.trips = 0
-        self._lock = threading.Lock()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.upstream_port))
-            state = {"last": "reply"}
-            threading.Thread(target=self._pump, args=(client, server, state, True),
-                             daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, state, False),
-                             daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket, state: dict[str, str],
-              request: bool) -> None:
-        try:
-            while data := source.recv(65536):
-                with self._lock:
-                    if request and state["last"] == "reply":
-                        self.trips += 1
-                    state["last"] = "request" if request else "reply"
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                with contextlib.suppress(OSError):
-                    end.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self._listener.close()
 
 
 def cpu_s(pid: int) -> float:
@@ -173,7 +132,7 @@ def fill_bare(sandbox: SandboxServer, url: str, count: int, tag: str) -> str:
 
 
 def run_side(side: str, sandbox: SandboxServer, server: EmbeddedRedis, count: int,
-             tag: str, proxy: TripProxy | None) -> dict[str, float]:
+             tag: str, proxy: CountingProxy | None) -> dict[str, float]:
     client = redis.Redis(port=server.port)
     client.flushdb()
     url = server.url
@@ -181,7 +140,7 @@ def run_side(side: str, sandbox: SandboxServer, server: EmbeddedRedis, count: in
         fill_leadsync(sandbox, url, client, count, tag)
     else:
         token = fill_bare(sandbox, url, count, tag)
-    worker_url = f"redis://127.0.0.1:{proxy.port}/0" if proxy else url
+    worker_url = proxy.url if proxy else url
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("LEADSYNC_")}
     if side == "leadsync":
         env = {**base_env, **leadsync_env(sandbox, worker_url), "PYTHONPATH": str(REPO)}
@@ -193,7 +152,7 @@ def run_side(side: str, sandbox: SandboxServer, server: EmbeddedRedis, count: in
         app = "tests.benchmarks.bare_celery"
     calls_before = sandbox.stats()["sign_up_form"]["calls"]
     commands_before = commands(client)
-    trips_before = proxy.trips if proxy else 0
+    mark = proxy.snapshot() if proxy else 0
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", app, "worker", f"--concurrency={CONCURRENCY}",
          "--without-mingle", "--without-gossip", "--loglevel=WARNING",
@@ -224,7 +183,7 @@ def run_side(side: str, sandbox: SandboxServer, server: EmbeddedRedis, count: in
             assert time.monotonic() < deadline, f"{side}: messages left unacknowledged"
             time.sleep(0.05)
         used = commands(client) - commands_before - probes
-        trips = (proxy.trips - trips_before) if proxy else 0
+        trips = proxy.since(mark) if proxy else []  # the probes go around the proxy
     finally:
         os.killpg(worker.pid, signal.SIGTERM)
         try:
@@ -234,7 +193,8 @@ def run_side(side: str, sandbox: SandboxServer, server: EmbeddedRedis, count: in
             worker.wait()
         client.close()
     return {"per_s": (count - 1) / (last - first), "commands_per_lead": used / count,
-            "round_trips_per_lead": trips / count,
+            "round_trips_per_lead": len(trips) / count,
+            "sent_commands_per_lead": sum(len(trip) for trip in trips) / count,
             "worker_cpu_ms_per_lead": 1000 * (cpu_last - cpu_first) / (count - done_first)}
 
 
@@ -258,10 +218,11 @@ def main() -> None:
                 best["worker_cpu_ms_per_lead"] = min(best.get("worker_cpu_ms_per_lead", 1e9),
                                                      got["worker_cpu_ms_per_lead"])
         if args.trip_leads:
-            proxy = TripProxy(server.port)
+            proxy = CountingProxy(server.port)
             for side in ("leadsync", "bare"):
                 got = run_side(side, sandbox, server, args.trip_leads, f"t{side}", proxy)
                 result[side]["round_trips_per_lead"] = got["round_trips_per_lead"]
+                result[side]["sent_commands_per_lead"] = got["sent_commands_per_lead"]
             proxy.close()
     shown = {side: {k: round(v, 1) for k, v in figures.items()}
              for side, figures in result.items()}
@@ -269,6 +230,8 @@ def main() -> None:
         "leads": args.leads, "concurrency": CONCURRENCY, **shown,
         "leadsync_over_bare_per_s": round(result["leadsync"]["per_s"]
                                           / result["bare"]["per_s"], 2),
+        "bare_over_leadsync_cpu": round(result["bare"]["worker_cpu_ms_per_lead"]
+                                        / result["leadsync"]["worker_cpu_ms_per_lead"], 2),
     }))
 
 
