@@ -73,7 +73,7 @@ class ReliableQoS(RedisQoS):
     def ack(self, delivery_tag: Any) -> None:
         """Acknowledged: the `unacked` entry is deleted by the channel's next pop, in the same
         round trip (see ReliableChannel)."""
-        self.channel.ack_later(delivery_tag)
+        self.channel.ack_later(delivery_tag)  # type: ignore[attr-defined]  # a ReliableChannel
         super(RedisQoS, self).ack(delivery_tag)
 
 

@@ -148,6 +148,7 @@ class GuardedChannel(ReliableChannel):
             message, problem = None, f"message check failed ({type(exc).__name__})"
         if message is not None:
             return message
+        problem = problem or "message check failed"  # checked_envelope gives one or the other
         client = self._recording_client()
         # The pop may have recorded it as unacknowledged; kept aside now, it must not return.
         tags = recorded_tags(client, self.unacked_key, item)
