@@ -15,10 +15,19 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.base.redaction import REDACTED, scrub, scrub_value
+from worker.base.redaction import (
+    PERSONAL_FIELDS,
+    PERSONAL_OBJECTS,
+    REDACTED,
+    TASK_ARGUMENTS,
+    scrub,
+    scrub_value,
+)
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 _MARK = "_leadsync_scrubbed"  # the message as scrub_record left it
+_ARGS = "_leadsync_args"  # (mapping arguments as given, scrubbed)
+_KEYED = PERSONAL_FIELDS | PERSONAL_OBJECTS | TASK_ARGUMENTS  # keys scrub_value treats apart
 
 
 # Records that carry a task message's raw content as arguments (argument positions withheld):
@@ -43,7 +52,11 @@ def scrub_record(record: logging.LogRecord) -> logging.LogRecord:
             args = tuple(REDACTED if i in withheld else scrub_value(arg)
                          for i, arg in enumerate(args))
         elif isinstance(args, Mapping):
-            args = scrub_value(args)
+            scrubbed = scrub_value(args)
+            # Celery passes its task context both as the arguments and as the `data` extra:
+            # the extra is then the same object, scrubbed once (see _scrub_extras).
+            setattr(record, _ARGS, (args, scrubbed))
+            args = scrubbed
         record.args = args
         record.msg = scrub(record.getMessage())
     except Exception:  # a bad format string must not lose the log line
@@ -62,9 +75,13 @@ def scrub_record(record: logging.LogRecord) -> logging.LogRecord:
 
 
 def _scrub_extras(record: logging.LogRecord) -> None:
+    original, scrubbed = getattr(record, _ARGS, (None, None))
     for key, value in list(vars(record).items()):
         if key not in _STANDARD and not key.startswith("_"):
-            setattr(record, key, scrub_value(value, key))
+            if value is original and key not in _KEYED:
+                setattr(record, key, scrubbed)  # scrub_value(x, key) is scrub_value(x) here
+            else:
+                setattr(record, key, scrub_value(value, key))
 
 
 class ScrubFilter(logging.Filter):
