@@ -16,7 +16,6 @@ ledger steps (a `Claim`, worker/delivery/lead_steps.py): no round trip of their 
 from __future__ import annotations
 
 import hashlib
-import heapq
 import itertools
 import logging
 import os
@@ -127,45 +126,52 @@ class EmailLock:
 
 
 class _Renewer(threading.Thread):
-    """Extends every lock this process holds, each every lease / RENEWALS_PER_LEASE, until its
-    holder lets go or its deadline (the longest hold) passes; then the lease runs out."""
+    """Extends every lock this process holds until its holder lets go or its deadline (the
+    longest hold) passes; then the lease runs out. It ticks every lease / RENEWALS_PER_LEASE of
+    the shortest lease held and renews the locks whose renewal is due, so a lead held for
+    milliseconds costs a dictionary entry, not a wake-up; a renewal is at most one tick late
+    (two of the four renewals a lease allows)."""
 
     def __init__(self) -> None:
         super().__init__(name="email-lock-renewer", daemon=True)
         self.pid = os.getpid()
         self.cond = threading.Condition()
-        self.due: list[tuple[float, int, EmailLock, float]] = []  # (next, seq, lock, deadline)
-        self.live: set[int] = set()
+        self.held: dict[int, tuple[EmailLock, float, float]] = {}  # (lock, next, deadline)
         self.seq = itertools.count()
+        self.tick_s: float | None = None  # None: idle, waiting to be told of a lock
 
     def add(self, lock: EmailLock, deadline: float) -> int:
         entry = next(self.seq)
+        every = lock.lease_s / RENEWALS_PER_LEASE
         with self.cond:
-            self.live.add(entry)
-            every = lock.lease_s / RENEWALS_PER_LEASE
-            heapq.heappush(self.due, (time.monotonic() + every, entry, lock, deadline))
-            self.cond.notify()
+            self.held[entry] = (lock, time.monotonic() + every, deadline)
+            if self.tick_s is None or every < self.tick_s:
+                self.cond.notify()  # idle, or this lease needs a faster tick
         return entry
 
     def remove(self, entry: int) -> None:
         with self.cond:
-            self.live.discard(entry)
+            self.held.pop(entry, None)
 
     def run(self) -> None:
         while True:
             with self.cond:
-                while not self.due or self.due[0][0] > time.monotonic():
-                    self.cond.wait(None if not self.due else self.due[0][0] - time.monotonic())
-                _next, entry, lock, deadline = heapq.heappop(self.due)
-                if entry not in self.live:
-                    continue  # let go by its holder
-            if self._renew(lock, deadline):
+                self.tick_s = min((lock.lease_s / RENEWALS_PER_LEASE
+                                   for lock, _next, _end in self.held.values()), default=None)
+                self.cond.wait(self.tick_s)
+                now = time.monotonic()
+                due = [(entry, lock, end) for entry, (lock, at, end) in self.held.items()
+                       if at <= now]
+            for entry, lock, deadline in due:
+                keep = self._renew(lock, deadline)
                 with self.cond:
-                    if entry in self.live:
+                    if entry not in self.held:
+                        continue  # let go meanwhile
+                    if keep:
                         every = lock.lease_s / RENEWALS_PER_LEASE
-                        heapq.heappush(self.due, (time.monotonic() + every, entry, lock, deadline))
-            else:
-                self.remove(entry)
+                        self.held[entry] = (lock, time.monotonic() + every, deadline)
+                    else:
+                        del self.held[entry]
 
     @staticmethod
     def _renew(lock: EmailLock, deadline: float) -> bool:
