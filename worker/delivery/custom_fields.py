@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,6 +20,7 @@ from worker.base.keys import Keys
 from worker.base.settings import Settings
 
 CACHE_TTL_S = 600
+MEMO_S = 60.0  # within CACHE_TTL_S: never older than what Redis would have answered by much
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 FetchFields = Callable[[], list[dict[str, Any]]]
@@ -41,6 +43,9 @@ class CustomFieldResolver:
     def __init__(self, settings: Settings, redis: Redis) -> None:
         self.redis = redis
         self.key = Keys(settings.key_prefix, settings.account).custom_field_ids
+        # The fleet's map, kept in this process for MEMO_S: a lead naming custom fields read it
+        # from Redis each time; an unknown name still re-fetches at once.
+        self._memo: tuple[float, dict[str, str]] | None = None
 
     def resolve(self, values: Mapping[str, str], fetch: FetchFields) -> dict[str, str]:
         """{custom_field_id: value}; names looked up, UUIDs passed through."""
@@ -51,6 +56,7 @@ class CustomFieldResolver:
         if known is None or any(name.lower() not in known for name in names):
             known = name_map(fetch())
             self.redis.set(self.key, json.dumps(known), ex=CACHE_TTL_S)
+            self._memo = (time.monotonic(), known)
         missing = [name for name in names if name.lower() not in known]
         if missing:
             raise InvalidLeadError(
@@ -60,8 +66,11 @@ class CustomFieldResolver:
                 for key, value in values.items()}
 
     def _cached(self) -> dict[str, str] | None:
+        if self._memo is not None and time.monotonic() - self._memo[0] < MEMO_S:
+            return self._memo[1]
         raw = self.redis.get(self.key)
         if raw is None:
             return None
         data: dict[str, str] = json.loads(raw)
+        self._memo = (time.monotonic(), data)
         return data
