@@ -83,4 +83,5 @@ def test_workers_behind_sentinel_get_the_guarded_reliable_fetch(
         # Taken through Sentinel, not acknowledged yet: kombu's `unacked` already holds it.
         assert len(received) == 1 and redis_client.hlen("unacked") == 1
         received[0].ack()  # (closing with a message unacked would restore it on a fresh pool)
-        assert redis_client.hlen("unacked") == 0
+    # The ack's deletion rides in the next poll, or goes when the channel closes.
+    assert redis_client.hlen("unacked") == 0

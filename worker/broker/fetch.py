@@ -86,12 +86,11 @@ class ReliableChannel(RedisChannel):
     watches one key only, so when several queues are consumed its wait is split between them
     (an idle worker notices a new message within about `brpop_timeout` seconds at worst).
 
-    Acknowledgements ride in the next pop: kombu's ack was a blocking round trip in the
-    worker's main process, the one that also fetches and hands out every message (7 of its
-    22 s in a 600-lead run). Celery acknowledges only after the task returned, that is after
-    the lead's outcome is in Redis; a deferred ack can only make a message come back (the
-    worker dying before its next poll: the sweep restores it), and the ledger answers that copy
-    as a duplicate. Before an idle wait and when the channel closes, due acks are sent at once.
+    Acknowledgements ride in the next pop: kombu's ack was a blocking round trip in the main
+    process, which also fetches every message. Celery acks after the task returned, once the
+    lead's outcome is in Redis: a deferred ack can only make a message come back (the worker
+    dying before its next poll), and the ledger answers that copy as a duplicate. Before an idle
+    wait and when the channel closes, due acks are sent at once (docs/notes/delivery.md).
     """
 
     QoS = ReliableQoS
@@ -132,28 +131,45 @@ class ReliableChannel(RedisChannel):
         super().close()
 
     def ack_later(self, delivery_tag: Any) -> None:
+        """Delete the tag's `unacked` entry with the next pop; at once when no pop is sure to
+        come (the channel closed or closing, consuming nothing, or its transport let go after a
+        lost connection: a task finishing late still acks on its old channel, or fails as a
+        connection error, as kombu's ack did)."""
+        transport = self.connection
+        if (self.closed or getattr(self, "_closing", False) or not self.active_queues
+                or transport is None or transport.client is None):
+            # Now, with any still due. If this fails the tag stays held, as with kombu's ack:
+            # the channel's close restores it.
+            self._delete_entries([delivery_tag])
+            self.send_acks()
+            return
         self._acks_due.append(delivery_tag)  # deque: safe from pool threads too
 
     def _take_acks(self) -> list[Any]:
         taken: list[Any] = []
-        while self._acks_due and len(taken) < MAX_ACKS_PER_POP:
-            taken.append(self._acks_due.popleft())
+        with contextlib.suppress(IndexError):  # emptied by another thread meanwhile
+            while len(taken) < MAX_ACKS_PER_POP:
+                taken.append(self._acks_due.popleft())
         return taken
 
     def send_acks(self) -> None:
-        """Delete the due acks' entries now, one round trip (HDEL before ZREM: a crash between
-        leaves an index entry pointing at nothing, which the sweep drops)."""
+        """Delete the due acks' entries now (kept due if Redis fails)."""
         while self._acks_due:
             tags = self._take_acks()
             try:
-                with self.conn_or_acquire() as client:
-                    pipe = client.pipeline(transaction=False)
-                    pipe.hdel(self.unacked_key, *tags)
-                    pipe.zrem(self.unacked_index_key, *tags)
-                    pipe.execute()
+                self._delete_entries(tags)
             except BaseException:
                 self._acks_due.extendleft(reversed(tags))
                 raise
+
+    def _delete_entries(self, tags: list[Any]) -> None:
+        """One round trip; HDEL before ZREM: a crash between leaves an index entry pointing at
+        nothing, which the sweep drops."""
+        with self.conn_or_acquire() as client:
+            pipe = client.pipeline(transaction=False)
+            pipe.hdel(self.unacked_key, *tags)
+            pipe.zrem(self.unacked_index_key, *tags)
+            pipe.execute()
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         """kombu's connection parameters, remembered for a channel whose transport let go.
