@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections import deque
 from collections.abc import Callable
 from queue import Empty  # what kombu's poller expects when there is nothing to read
 from typing import Any
@@ -28,12 +27,12 @@ from kombu.utils.json import loads
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
+from worker.broker.acks import DueAcks, delete_entries
 from worker.broker.fetch_contract import BrokerContractError, check_channel_instance
 from worker.lua import script
 
 POP = script("reliable_pop")
 MIN_REDIS = (6, 2)  # BLMOVE
-MAX_ACKS_PER_POP = 500  # keeps one pop short (and within Lua's argument limits)
 _NOT_RECORDED = object()
 
 
@@ -110,8 +109,7 @@ class ReliableChannel(RedisChannel):
         if connection.client.transport_options.get("global_keyprefix"):
             raise BrokerContractError(KEYPREFIX_REFUSED)
         self._no_ack_by_queue: dict[str, bool] = {}
-        self._acks_due: deque[Any] = deque()  # acknowledged, entry not deleted yet
-        self._acks_sent: list[Any] = []  # in the pop on its way (sent again if it fails)
+        self._acks = DueAcks()  # acknowledged, entry not deleted yet
         super().__init__(connection, **kwargs)
         check_channel_instance(self)
 
@@ -140,36 +138,23 @@ class ReliableChannel(RedisChannel):
                 or transport is None or transport.client is None):
             # Now, with any still due. If this fails the tag stays held, as with kombu's ack:
             # the channel's close restores it.
-            self._delete_entries([delivery_tag])
-            self.send_acks()
+            with self.conn_or_acquire() as client:
+                delete_entries(client, self.unacked_key, self.unacked_index_key, [delivery_tag])
+            with contextlib.suppress(*self.connection_errors):  # this ack is done either way
+                self.send_acks()
             return
-        self._acks_due.append(delivery_tag)  # deque: safe from pool threads too
-
-    def _take_acks(self) -> list[Any]:
-        taken: list[Any] = []
-        with contextlib.suppress(IndexError):  # emptied by another thread meanwhile
-            while len(taken) < MAX_ACKS_PER_POP:
-                taken.append(self._acks_due.popleft())
-        return taken
+        self._acks.add(delivery_tag)
 
     def send_acks(self) -> None:
         """Delete the due acks' entries now (kept due if Redis fails)."""
-        while self._acks_due:
-            tags = self._take_acks()
+        while self._acks:
+            tags = self._acks.take()
             try:
-                self._delete_entries(tags)
+                with self.conn_or_acquire() as client:
+                    delete_entries(client, self.unacked_key, self.unacked_index_key, tags)
             except BaseException:
-                self._acks_due.extendleft(reversed(tags))
+                self._acks.put_back(tags)
                 raise
-
-    def _delete_entries(self, tags: list[Any]) -> None:
-        """One round trip; HDEL before ZREM: a crash between leaves an index entry pointing at
-        nothing, which the sweep drops."""
-        with self.conn_or_acquire() as client:
-            pipe = client.pipeline(transaction=False)
-            pipe.hdel(self.unacked_key, *tags)
-            pipe.zrem(self.unacked_index_key, *tags)
-            pipe.execute()
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         """kombu's connection parameters, remembered for a channel whose transport let go.
@@ -232,11 +217,9 @@ class ReliableChannel(RedisChannel):
         connection.send_command("BLMOVE", wait_on, wait_on, "RIGHT", "RIGHT", f"{wait_s:.2f}")
 
     def _pop_command(self) -> list[Any]:
-        if not self._acks_sent:
-            self._acks_sent = self._take_acks()
         keys = [self.unacked_key, self.unacked_index_key, *self._reliable_keys]
         return POP.evalsha_command(keys, [repr(time.time()), self._record_flags,
-                                          *self._acks_sent])
+                                          *self._acks.for_pop()])
 
     def _read_pop(self, **options: Any) -> tuple[str, bytes, bool] | None:
         connection = self.client.connection
@@ -247,7 +230,7 @@ class ReliableChannel(RedisChannel):
             POP.load_on(connection)
             connection.send_command(*self._pop_command())
             reply = self.client.parse_response(connection, "EVALSHA", **options)
-        self._acks_sent = []  # the pop ran: so did the deletions it carried
+        self._acks.pop_ran()  # the pop ran: so did the deletions it carried
         if not reply:
             return None
         queue, item, recorded = reply
@@ -266,8 +249,7 @@ class ReliableChannel(RedisChannel):
                 # As kombu does: drop the connection so the next poll reconnects. The acks the
                 # pop carried may not have run: they go with the next one (deleting is
                 # idempotent).
-                self._acks_due.extendleft(reversed(self._acks_sent))
-                self._acks_sent = []
+                self._acks.pop_lost()
                 self.client.connection.disconnect()
                 raise
             self._reliable_idle = popped is None
