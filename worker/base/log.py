@@ -1,6 +1,7 @@
 """Logging for the CLI and the Celery processes: text or JSON, always scrubbed.
 
-Every record is scrubbed when it is created (and again by `ScrubFilter` at our handler), so
+Every record is scrubbed once, when it is created (`ScrubFilter` at our handler scrubs only what
+was added after: `extra=` fields, or records made before the factory was installed), so
 even a careless message, a third-party library's exception text or Celery's own task context
 cannot put a token, a secret or a lead's personal data (email, phone, names, address, custom
 fields) into the logs, in text or JSON.
@@ -50,10 +51,18 @@ def scrub_record(record: logging.LogRecord) -> logging.LogRecord:
         record.exc_text = scrub(record.exc_text)
     if record.stack_info:
         record.stack_info = scrub(record.stack_info)
-    for key, value in list(vars(record).items()):
-        if key not in _STANDARD and not key.startswith("_"):
-            setattr(record, key, scrub_value(value, key))
+    _scrub_extras(record)
+    record._leadsync_scrubbed = True
     return record
+
+
+def _scrub_extras(record: logging.LogRecord) -> None:
+    done: frozenset[str] = getattr(record, "_leadsync_extras", frozenset())
+    extras = [key for key in vars(record)
+              if key not in _STANDARD and not key.startswith("_") and key not in done]
+    for key in extras:
+        setattr(record, key, scrub_value(getattr(record, key), key))
+    record._leadsync_extras = done | frozenset(extras)
 
 
 class ScrubFilter(logging.Filter):
@@ -61,7 +70,10 @@ class ScrubFilter(logging.Filter):
     records may predate the factory."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        scrub_record(record)
+        if getattr(record, "_leadsync_scrubbed", False):
+            _scrub_extras(record)  # the text was scrubbed at creation; only late extras are new
+        else:
+            scrub_record(record)
         return True
 
 
