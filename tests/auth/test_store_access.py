@@ -112,3 +112,27 @@ def test_request_refresh_sends_one_task_per_generation(make_settings: Any, redis
     assert "'seen_generation': 1" in messages[0]["headers"]["kwargsrepr"]
     request_refresh(tokens, seen_generation=0)  # older token: already replaced
     assert redis_client.llen("leadsync-control") == 1
+
+
+@pytest.mark.parametrize("key", [None, "fernet"])
+def test_token_status_reads_the_token_hash_once(key: str | None, make_settings: Any,
+                                                redis_url: str, redis_client: redis.Redis,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The record, how it sits at rest and the state all come from one HGETALL."""
+    from worker.auth.status import token_status
+
+    token_key = Fernet.generate_key().decode() if key else None
+    tokens = Account(make_settings(redis_url=redis_url, token_key=token_key), redis_client).tokens
+    tokens.replace(0, _record())
+    reads: list[str] = []
+    real = redis_client.hgetall
+
+    def counting(name: Any) -> Any:
+        reads.append(name.decode() if isinstance(name, bytes) else str(name))
+        return real(name)
+
+    monkeypatch.setattr(redis_client, "hgetall", counting)
+    info = token_status(tokens)
+    assert info["state"] == "ok" and info["generation"] == 1
+    assert info["tokens_at_rest"] == ("encrypted" if key else "clear")
+    assert reads.count(Keys().token) == 1, reads
