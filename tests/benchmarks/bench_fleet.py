@@ -22,13 +22,13 @@ from pathlib import Path
 
 import redis
 
+from worker.account import Account
 from worker.base.names import LEADS_QUEUE
 from worker.base.settings import Settings, load_settings
 from worker.demo.demo import _bin, _terminate_group, authorize_device, start_sandbox
 from worker.demo.embedded_redis import EmbeddedRedis
 from worker.leads.lead import parse_lead
 from worker.leads.wire import encode_message
-from worker.ledger.ledger import Ledger
 
 REPO = Path(__file__).resolve().parents[2]
 API_LIMIT_PER_S = 4.0
@@ -77,7 +77,7 @@ def run(leads: int, workers: int, pool: str, logs: Path) -> None:
             app.close()
             parsed = [parse_lead({"email": f"bench{n}@fleet.example", "consent": True})
                       for n in range(leads)]
-            ledger = Ledger(settings, client)
+            ledger = Account(settings, client).ledger
             before = sandbox.stats()["api_requests"]
             started = time.monotonic()
             pipe = client.pipeline(transaction=False)

@@ -19,11 +19,12 @@ import time
 
 import redis
 
+from worker.account import Account
 from worker.base.keys import Keys
 from worker.base.settings import Settings
 from worker.cli import main as cli_main
 from worker.demo.embedded_redis import EmbeddedRedis
-from worker.ledger.deadletter import DeadLetter, DeadLetters
+from worker.ledger.deadletter import DeadLetter
 
 REASONS = ("http_400", "invalid_lead", "retries_exhausted", "http_404")
 COMMANDS = {"status": ["status", "--json"], "dlq list": ["dlq", "list"]}
@@ -31,7 +32,7 @@ COMMANDS = {"status": ["status", "--json"], "dlq list": ["dlq", "list"]}
 
 def fill(settings: Settings, client: redis.Redis, count: int) -> None:
     """`count` dead letters written the way delivery writes them, and 50 malformed entries."""
-    store = DeadLetters(settings, client)
+    store = Account(settings, client).dead_letters
     now = time.time()
     for n in range(count):
         store.add(DeadLetter(

@@ -8,6 +8,7 @@ import time
 import pytest
 import redis
 
+from worker.account import Account
 from worker.base.keys import Keys
 from worker.base.names import LEADS_QUEUE
 from worker.base.settings import load_settings
@@ -29,7 +30,7 @@ def letters(monkeypatch: pytest.MonkeyPatch, redis_url: str,
             redis_client: redis.Redis) -> DeadLetters:
     monkeypatch.setenv("LEADSYNC_REDIS_URL", redis_url)
     settings = load_settings(_env_file=None)
-    store = DeadLetters(settings, redis_client)
+    store = Account(settings, redis_client).dead_letters
     now = time.time()
     ada = parse_lead(ADA)
     store.add(DeadLetter(ada.lead_id, "HTTP 400 contacts.api.validation.error: bad", "http_400",

@@ -8,7 +8,9 @@ import time
 import redis
 
 from tests.intake.conftest import WEBHOOK_SECRET, Client
+from worker.account import Account
 from worker.base.names import LEADS_QUEUE
+from worker.base.scope import Scope
 from worker.intake.body import MAX_BATCH
 from worker.intake.signatures import sign
 from worker.leads.lead import parse_lead
@@ -113,7 +115,7 @@ def test_credentials_missing_unknown_revoked_or_of_the_wrong_scope(
     assert none.status_code == 401
     assert intake.post("/v1/leads", lead, key="lsk_not-a-key").status_code == 401
     assert intake.post("/v1/leads", lead, key=intake.form_key).status_code == 403
-    ApiKeys(intake.settings, redis_client).revoke("crm")
+    ApiKeys(Scope(intake.settings, redis_client)).revoke("crm")
     revoked = intake.post("/v1/leads", lead)
     assert revoked.status_code == 403 and revoked.json() == {"error": "API key revoked"}
     assert intake.get("/v1/leads/ld_x").status_code == 403
@@ -159,12 +161,11 @@ def test_signed_webhook_fresh_once_and_refused_when_wrong_old_or_replayed(
 
 def test_get_lead_state_from_the_ledger_without_personal_data(
         intake: Client, redis_client: redis.Redis) -> None:
-    from worker.ledger.ledger import Ledger
 
     lead_id = intake.post("/v1/leads", {"email": "s@example.com", "phone": "+1 555 0100"}
                           ).json()["lead_id"]
     assert intake.get(f"/v1/leads/{lead_id}").json() == {"lead_id": lead_id, "state": "queued"}
-    assert Ledger(intake.settings, redis_client).move(
+    assert Account(intake.settings, redis_client).ledger.move(
         lead_id, "dead", reason_code="invalid_email", last_status=400) == (True, "dead_lettered")
     state = intake.get(f"/v1/leads/{lead_id}")
     assert state.status_code == 200

@@ -11,6 +11,7 @@ import requests
 from tests.fixtures.ops import wait_for
 from tests.intake.conftest import intake_env, start_intake_process
 from worker.base.names import LEADS_QUEUE
+from worker.base.scope import Scope
 from worker.cli import main
 from worker.demo.embedded_redis import EmbeddedRedis
 
@@ -59,7 +60,7 @@ def test_redis_down_answers_503_with_retry_after_then_recovers(
     with EmbeddedRedis() as own:
         env = intake_env(own.url)
         client = redis.Redis.from_url(own.url)
-        key = ApiKeys(settings_of(env), client).create("crm")
+        key = ApiKeys(Scope(settings_of(env), client)).create("crm")
         base, _ = start_intake_process(spawned, env)
         session = requests.Session()
         auth = {"Authorization": f"Bearer {key}"}
@@ -76,7 +77,7 @@ def test_redis_down_answers_503_with_retry_after_then_recovers(
         try:
             wait_for(lambda: session.get(base + "/readyz", timeout=10).status_code == 200, 30,
                      "readiness after Redis came back")
-            key = ApiKeys(settings_of(env), client).create("crm")  # the new server is empty
+            key = ApiKeys(Scope(settings_of(env), client)).create("crm")  # the new server is empty
             back = session.post(base + "/v1/leads", json={"email": "c@example.com"},
                                 headers={"Authorization": f"Bearer {key}"}, timeout=30)
             assert back.status_code == 202 and client.llen(LEADS_QUEUE) == 1

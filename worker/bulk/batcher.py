@@ -15,13 +15,9 @@ import logging
 import uuid
 from typing import Any
 
-from redis import Redis
-
 from worker.base.errors import InvalidLeadError
-from worker.base.keys import Keys
 from worker.base.redis_text import text as _text
-from worker.base.settings import Settings
-from worker.bulk.keys import BulkKeys
+from worker.base.scope import Scope
 from worker.bulk.rows import encode, import_row, pack
 from worker.leads.wire import parse_message
 
@@ -30,11 +26,11 @@ CHUNK = 1_000  # keys read per round trip
 
 
 class Batcher:
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        self.settings = settings
-        self.redis = redis
-        self.keys = BulkKeys.of(settings)
-        self.lead_keys = Keys(settings.key_prefix, settings.account)
+    def __init__(self, scope: Scope) -> None:
+        self.settings = scope.settings
+        self.redis = scope.redis
+        self.keys = scope.keys.bulk
+        self.lead_keys = scope.keys
 
     def ready(self, now: float) -> bool:
         count = int(self.redis.zcard(self.keys.staged))

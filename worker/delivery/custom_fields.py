@@ -12,11 +12,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from redis import Redis
-
 from worker.base.errors import InvalidLeadError
-from worker.base.keys import Keys
-from worker.base.settings import Settings
+from worker.base.scope import Scope
 
 CACHE_TTL_S = 600
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -38,9 +35,9 @@ def name_map(fields: list[dict[str, Any]]) -> dict[str, str]:
 
 
 class CustomFieldResolver:
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        self.redis = redis
-        self.key = Keys(settings.key_prefix, settings.account).custom_field_ids
+    def __init__(self, scope: Scope) -> None:
+        self.redis = scope.redis
+        self.key = scope.keys.custom_field_ids
 
     def resolve(self, values: Mapping[str, str], fetch: FetchFields) -> dict[str, str]:
         """{custom_field_id: value}; names looked up, UUIDs passed through."""

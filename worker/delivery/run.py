@@ -17,23 +17,22 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from redis import Redis
-
 from worker.auth.access import AccessToken, current_access_token, token_checker, usable_access_token
 from worker.auth.access import request_refresh as ask_refresh
+from worker.auth.token_store import TokenStore
+from worker.base.backoff import backoff_s
 from worker.base.errors import (
     ConflictError,
     InvalidLeadError,
     QuotaExhaustedError,
     UnauthorizedError,
 )
-from worker.base.settings import Settings
-from worker.bulk.staging import BulkGate
-from worker.delivery.backoff import backoff_s
+from worker.base.scope import Scope
 from worker.delivery.contact_body import create_body, sign_up_form_body, update_body
 from worker.delivery.contacts import ContactsClient
 from worker.delivery.custom_fields import CustomFieldResolver
 from worker.delivery.email_lock import email_lock
+from worker.delivery.gate import StagingGate
 from worker.delivery.outcome import Action, Decision, classify
 from worker.delivery.ratelimit import FleetLimiter, next_utc_midnight
 from worker.delivery.result import Result, log_outcome
@@ -55,31 +54,31 @@ T = TypeVar("T")
 
 
 class Delivery:
-    """One per worker process: holds the HTTP session and the fleet limiter."""
+    """One per worker thread (it holds the HTTP session); its collaborators are the Account's,
+    shared by the process (`worker.account.Account.delivery()` builds it)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        redis: Redis,
-        *,
-        client: ContactsClient | None = None,
-        clock: Callable[[], float] = time.time,
-        request_refresh: Callable[[int], None] | None = None,
-    ) -> None:
+    def __init__(self, scope: Scope, *, tokens: TokenStore, ledger: Ledger,
+                 limiter: FleetLimiter, parking: ParkingLot, dead_letters: DeadLetters,
+                 fields: CustomFieldResolver, bulk: StagingGate,
+                 client: ContactsClient | None = None, clock: Callable[[], float] = time.time,
+                 request_refresh: Callable[[int], None] | None = None) -> None:
+        settings = scope.settings
+        self.scope = scope
         self.settings = settings
+        self.tokens = tokens
         # refused generation -> ask for a newer token (the task layer passes worker.auth's)
-        self.request_refresh = request_refresh or partial(ask_refresh, settings, redis)
-        self.redis = redis
+        self.request_refresh = request_refresh or partial(ask_refresh, tokens)
+        self.redis = scope.redis
         self.clock = clock
-        self.limiter = FleetLimiter(settings, redis)
+        self.limiter = limiter
         self.client = client or ContactsClient(
             settings, before_request=self._gate,
-            token_check=token_checker(settings, redis, REFRESH_WAIT_S))
-        self.ledger = Ledger(settings, redis)
-        self.parking = ParkingLot(settings, redis)
-        self.dead_letters = DeadLetters(settings, redis)
-        self.fields = CustomFieldResolver(settings, redis)
-        self.bulk = BulkGate(settings, redis, self.ledger, clock=clock)
+            token_check=token_checker(tokens, REFRESH_WAIT_S))
+        self.ledger = ledger
+        self.parking = parking
+        self.dead_letters = dead_letters
+        self.fields = fields
+        self.bulk = bulk
         # A lead's lease (and its email lock) outlive the longest try: every call waiting for
         # the limiter and timing out, plus room to record the outcome.
         self.lease_s = CALLS_PER_LEAD * (settings.http_timeout_s + LIMITER_WAIT_S) + 30.0
@@ -139,7 +138,7 @@ class Delivery:
             raise InvalidLeadError("no contact list: give list_ids on the lead or set "
                                    "LEADSYNC_LIST_IDS", field="list_ids")
         lock_ttl_s = self.lease_s
-        with email_lock(self.settings, self.redis, lead.email, ttl_s=lock_ttl_s):
+        with email_lock(self.scope, lead.email, ttl_s=lock_ttl_s):
             # Taken over after a lease ran out, a copy of the same task may have got here
             # first: under the lock, the ledger says whether it already sent.
             now_state = self.ledger.state(lead.lead_id)
@@ -152,7 +151,7 @@ class Delivery:
 
     def _send_with_fresh_token(self, lead: Lead, list_ids: list[str]) -> dict[str, Any]:
         """Send; on a 401 ask for one refresh and try once more with the new token."""
-        token = usable_access_token(self.settings, self.redis, REFRESH_WAIT_S)
+        token = usable_access_token(self.tokens, REFRESH_WAIT_S)
         try:
             return self._send(lead, list_ids, token)
         except UnauthorizedError:
@@ -165,7 +164,7 @@ class Delivery:
         self.request_refresh(refused.generation)
         deadline = time.monotonic() + REFRESH_WAIT_S
         while time.monotonic() < deadline:
-            token = current_access_token(self.settings, self.redis)
+            token = current_access_token(self.tokens)
             if token.generation > refused.generation:
                 return token
             time.sleep(0.1)

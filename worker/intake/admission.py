@@ -18,10 +18,9 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from worker.base.keys import Keys
 from worker.base.names import LEADS_QUEUE
 from worker.base.redis_text import text as _text
-from worker.base.settings import Settings
+from worker.base.scope import Scope
 from worker.intake.apikeys import hash_key
 from worker.intake.signatures import REPLAY_WINDOW_S
 from worker.leads.lead import Lead
@@ -59,8 +58,10 @@ class Outcome:
 class Accepter:
     """Builds credentials and runs the script (EVALSHA, reloaded on NOSCRIPT by redis-py)."""
 
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        self.keys = Keys(settings.key_prefix, settings.account)
+    def __init__(self, scope: Scope, redis: Redis) -> None:
+        """`redis` is the intake's asyncio client (the scope's own is synchronous)."""
+        settings = scope.settings
+        self.keys = scope.keys
         self.interval_ms = 1000.0 / settings.intake_rate_limit_per_s
         self.burst = settings.intake_rate_burst
         self.seen_ttl_s = int(settings.outcome_ttl_s)

@@ -17,12 +17,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from redis import Redis
-
-from worker.base.keys import Keys
 from worker.base.names import LEADS_QUEUE
 from worker.base.redis_text import text as _text
-from worker.base.settings import Settings
+from worker.base.scope import Scope
 from worker.ledger.lead_state import ABSENT, TRANSITIONS, LeadState
 from worker.lua import script
 
@@ -53,11 +50,11 @@ class Side:
 class Ledger:
     """Reads lead states and moves them, each move one Lua call."""
 
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        self.redis = redis
-        self.keys = Keys(settings.key_prefix, settings.account)
-        self.ttl_s = int(settings.outcome_ttl_s)
-        self._step = script("ledger").register(redis)  # EVALSHA, reloaded on NOSCRIPT
+    def __init__(self, scope: Scope) -> None:
+        self.redis = scope.redis
+        self.keys = scope.keys
+        self.ttl_s = int(scope.settings.outcome_ttl_s)
+        self._step = script("ledger").register(scope.redis)  # EVALSHA, reloaded on NOSCRIPT
 
     def get(self, lead_id: str) -> dict[str, str]:
         raw = self.redis.hgetall(self.keys.lead_outcome(lead_id))

@@ -15,11 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from redis import Redis
-
-from worker.base.keys import Keys
 from worker.base.redis_text import text
-from worker.base.settings import Settings
+from worker.base.scope import Scope
 from worker.leads.lead import Lead, parse_lead
 from worker.leads.wire import encode_message
 from worker.ledger.ledger import Ledger, Side
@@ -40,10 +37,10 @@ class Parked:
 
 
 class ParkingLot:
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        self.redis = redis
-        self.keys = Keys(settings.key_prefix, settings.account)
-        self.ledger = Ledger(settings, redis)
+    def __init__(self, scope: Scope, ledger: Ledger) -> None:
+        self.redis = scope.redis
+        self.keys = scope.keys
+        self.ledger = ledger
 
     def park(self, lead: Lead, reason: str, resume_at: float, *, attempts: int = 0,
              now: float | None = None) -> tuple[bool, str]:

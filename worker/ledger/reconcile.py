@@ -14,12 +14,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from redis import Redis
-
-from worker.base.keys import Keys
 from worker.base.names import LEADS_QUEUE
 from worker.base.redis_text import text as _text
-from worker.base.settings import Settings
+from worker.base.scope import Scope
 from worker.ledger.lead_state import INDEXED, LeadState
 from worker.ledger.ledger import Ledger
 from worker.ledger.schedule import Schedule
@@ -37,11 +34,12 @@ class Report:
 
 
 class Reconciler:
-    def __init__(self, settings: Settings, redis: Redis, *, unacked_key: str = UNACKED) -> None:
-        self.redis = redis
-        self.keys = Keys(settings.key_prefix, settings.account)
-        self.ledger = Ledger(settings, redis)
-        self.schedule = Schedule(settings, redis)
+    def __init__(self, scope: Scope, ledger: Ledger, schedule: Schedule, *,
+                 unacked_key: str = UNACKED) -> None:
+        self.redis = scope.redis
+        self.keys = scope.keys
+        self.ledger = ledger
+        self.schedule = schedule
         self.unacked_key = unacked_key
 
     def run(self, *, now: float | None = None) -> Report:

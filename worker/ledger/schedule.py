@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import time
 
-from redis import Redis
-
-from worker.base.keys import Keys
 from worker.base.names import LEADS_QUEUE
-from worker.base.settings import Settings
+from worker.base.scope import Scope
 from worker.ledger.lead_state import LeadState
 from worker.lua import script
 
@@ -24,10 +21,10 @@ BATCH = 500  # entries looked at per call: one call stays short even with a big 
 
 
 class Schedule:
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        self.redis = redis
-        self.keys = Keys(settings.key_prefix, settings.account)
-        self._promote = script("promote").register(redis)
+    def __init__(self, scope: Scope) -> None:
+        self.redis = scope.redis
+        self.keys = scope.keys
+        self._promote = script("promote").register(scope.redis)
 
     def promote(self, *, now: float | None = None, batch: int = BATCH) -> int:
         """Push the due leads back onto the queue; returns how many were pushed."""
