@@ -117,22 +117,65 @@ def test_refused_rows_are_dead_letters_with_the_error_and_replay_works(
     assert ledger.get(bad[0].lead_id)["action"] == "imported"
 
 
-def test_a_failed_activity_sends_its_leads_back_and_they_are_imported_again(
-        delivery_stack: Any, redis_client: redis.Redis) -> None:
-    stack = delivery_stack(settings_env=BULK_ENV, failed_imports=1)
+def resend(stack: DeliveryStack, client: redis.Redis, delivery: Delivery) -> int:
+    """Promote every scheduled retry (as if their time had come) and stage them again."""
+    Schedule(stack.settings, client).promote_all(now=time.time() + 5)
+    staged = 0
+    while (raw := client.rpop(QUEUE)) is not None:
+        assert delivery.run(parse_message(raw)).status == LeadState.STAGED  # type: ignore[arg-type]
+        staged += 1
+    return staged
+
+
+@pytest.mark.parametrize("end", ["failed", "timed_out", "cancelled"])
+def test_an_activity_that_ends_failed_timed_out_or_cancelled_sends_its_leads_back(
+        delivery_stack: Any, redis_client: redis.Redis, end: str) -> None:
+    """The sandbox ends the first import so (`timed_out`/`cancelled` after writing half of the
+    rows); every lead goes back spending one try, and the second import delivers each once."""
+    stack = delivery_stack(settings_env=BULK_ENV, **{f"{end}_imports": 1})
     delivery = Delivery(stack.settings, redis_client)
-    batch = leads(20, tag="f")
+    batch = leads(20, tag=f"{end}-")
     stage_all(delivery, batch)
     importer = Importer(stack.settings, redis_client)
     drain(importer, redis_client)
     ledger = Ledger(stack.settings, redis_client)
-    assert all(ledger.state(i.lead_id) == "retrying" for i in batch)
-    assert all(ledger.get(i.lead_id)["attempts"] == "1" for i in batch)  # one try spent
-    Schedule(stack.settings, redis_client).promote_all(now=time.time() + 5)
-    while (raw := redis_client.rpop(QUEUE)) is not None:
-        assert delivery.run(parse_message(raw)).status == LeadState.STAGED  # type: ignore[arg-type]
+    for item in batch:
+        entry = ledger.get(item.lead_id)
+        assert entry["state"] == "retrying" and entry["last_reason"] == f"import_{end}", entry
+        assert entry["attempts"] == "1"  # one try spent
+    assert stack.sandbox.stats()["contacts"]["count"] == (0 if end == "failed" else 10)
+    assert resend(stack, redis_client, delivery) == 20
     drain(importer, redis_client)
-    assert all(ledger.state(i.lead_id) == "delivered" for i in batch)
+    assert all(ledger.get(i.lead_id)["action"] == "imported" for i in batch)
+    stats = stack.sandbox.stats()
+    assert stats["activities"]["imports"] == 2 and stats["contacts"]["count"] == 20
+    counts = redis_client.hgetall(f"{stack.settings.key_prefix}:stats")
+    assert int(counts[b"imported"]) == 20  # the half written twice is counted once
+    assert int(redis_client.hget(BulkKeys.of(stack.settings).counters, "resent") or 0) == 1
+
+
+@pytest.mark.parametrize("end", ["failed", "timed_out", "cancelled"])
+def test_leads_sent_back_more_often_than_the_retry_budget_are_dead_letters(
+        delivery_stack: Any, redis_client: redis.Redis, end: str) -> None:
+    stack = delivery_stack(settings_env={**BULK_ENV, "LEADSYNC_MAX_RETRIES": "1"},
+                           **{f"{end}_imports": 2})
+    delivery = Delivery(stack.settings, redis_client)
+    batch = leads(5, tag=f"x{end}-")
+    stage_all(delivery, batch)
+    importer = Importer(stack.settings, redis_client)
+    drain(importer, redis_client)  # first end: back to the retry schedule (1 try of 1 spent)
+    assert resend(stack, redis_client, delivery) == 5
+    drain(importer, redis_client)  # second end: no try left
+    assert resend(stack, redis_client, delivery) == 0  # nothing scheduled any more
+    letters = DeadLetters(stack.settings, redis_client)
+    ledger = Ledger(stack.settings, redis_client)
+    for item in batch:
+        letter = letters.get(item.lead_id)
+        assert letter.reason_code == "retries_exhausted"
+        assert letter.reason == f"retries exhausted after 2 tries: the import activity ended {end}"
+        assert letter.attempts == 2 and letter.replayable  # as the reason says
+        assert ledger.state(item.lead_id) == "dead_lettered"
+    assert letters.counts_by_reason() == {"retries_exhausted": 5}
     assert stack.sandbox.stats()["activities"]["imports"] == 2
 
 
