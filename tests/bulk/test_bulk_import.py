@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from tests.fixtures.delivery import DeliveryStack
+from worker.bulk.finish import Observed
 from worker.bulk.importer import Importer
 from worker.bulk.keys import BulkKeys
 from worker.deadletter import DeadLetters
@@ -86,6 +87,13 @@ def test_backlog_is_one_import_and_consented_leads_keep_sign_up_form(
     assert contacts["yes@bulk.example"]["email_address"]["permission_to_send"] == "explicit"
     counts = redis_client.hgetall(f"{stack.settings.key_prefix}:stats")
     assert int(counts[b"imported"]) == 300
+    # What `leadsync status` estimates the next backlog's finish from (worker/bulk/finish.py).
+    counters = redis_client.hgetall(BulkKeys.of(stack.settings).counters)
+    observed = Observed.from_counters({k.decode(): v.decode() for k, v in counters.items()})
+    assert observed.staging_per_s is None  # 300 staged leads measure a trickle, not staging
+    assert observed.row_bytes is not None and 50 < observed.row_bytes < 200
+    assert observed.import_s is not None and 0 < observed.import_s < 30
+    assert observed.polls_per_import == stats["activities"]["polls"]
 
 
 def test_refused_rows_are_dead_letters_with_the_error_and_replay_works(
