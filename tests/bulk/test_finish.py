@@ -142,3 +142,16 @@ def test_the_batcher_measures_how_fast_workers_stage(
     assert rate == pytest.approx(600 / (599 * 0.02), rel=1e-3)  # about 50 a second
     assumed = quota_plan(settings, redis_client, now=NOON).finish.assumed
     assert assumed == ["row_bytes", "import_s", "polls_per_import"]  # staging is observed
+
+
+def test_leads_already_in_an_import_finish_when_it_settles(
+        make_settings: Any, redis_client: redis.Redis) -> None:
+    settings = make_settings(redis_url="redis://unused", bulk="auto")
+    keys = BulkKeys.of(settings)
+    backlog_of(redis_client, 10, used=3_000)  # 10 single leads: 5.4 s at 1.85 a second
+    redis_client.hset(keys.batch("b1"), mapping={"count": 500, "activity_id": "a1"})
+    redis_client.zadd(keys.batches, {"b1": NOON - 5})
+    redis_client.hset(keys.counters, mapping={"settled_imports": 2, "settle_s": 80})
+    plan = quota_plan(settings, redis_client, now=NOON)
+    assert plan.in_imports == 500 and plan.finish.path == "single"
+    assert plan.expected_finish == pytest.approx(NOON + 40, abs=0.1)  # the import's 40 s

@@ -91,27 +91,34 @@ def estimate_finish(settings: Settings, now: float, budget: Budget, *, backlog: 
     bulk = settings.bulk == "always" or (settings.bulk == "auto" and (
         backlog >= settings.bulk_threshold or not single_ok))
     if bulk:
-        return _bulk(settings, now, budget, backlog, in_imports, observed)
-    return _single(settings, now, budget, backlog)
+        return _bulk(settings, now, budget, backlog, observed)
+    # Leads already in imports settle meanwhile (or after the single path is done).
+    not_before = now + (observed.import_s or ASSUMED_IMPORT_S) if in_imports else now
+    return _single(settings, now, budget, backlog, not_before)
 
 
-def _single(settings: Settings, now: float, budget: Budget, backlog: int) -> Finish:
+def _single(settings: Settings, now: float, budget: Budget, backlog: int,
+            not_before: float) -> Finish:
     per_s = max(settings.rate_limit_per_s - budget.consented_per_s, 0.01) / CALLS_PER_SINGLE_LEAD
     midnight = next_utc_midnight(now).timestamp()
     today = min(budget.today // CALLS_PER_SINGLE_LEAD, int(per_s * (midnight - now)))
     per_day = min(budget.per_day // CALLS_PER_SINGLE_LEAD, int(per_s * DAY_S))
     if backlog <= today:
-        return _finish(now, now + backlog / per_s, "single", "rate", today, per_day, per_s)
-    if per_day <= 0:
-        return _finish(now, None, "single", "never", today, per_day, per_s)
-    days = math.ceil((backlog - today) / per_day)
-    last = backlog - today - (days - 1) * per_day  # leads on the last day
-    bound = "quota" if budget.per_day // CALLS_PER_SINGLE_LEAD < per_s * DAY_S else "rate"
-    return _finish(now, midnight + (days - 1) * DAY_S + last / per_s, "single", bound, today,
-                   per_day, per_s)
+        at: float | None = now + backlog / per_s
+        bound = "rate"
+    elif per_day <= 0:
+        at, bound = None, "never"
+    else:
+        days = math.ceil((backlog - today) / per_day)
+        last = backlog - today - (days - 1) * per_day  # leads on the last day
+        at = midnight + (days - 1) * DAY_S + last / per_s
+        bound = "quota" if budget.per_day // CALLS_PER_SINGLE_LEAD < per_s * DAY_S else "rate"
+    if at is not None:
+        at = max(at, not_before)
+    return _finish(now, at, "single", bound, today, per_day, per_s)
 
 
-def _bulk(settings: Settings, now: float, budget: Budget, backlog: int, in_imports: int,
+def _bulk(settings: Settings, now: float, budget: Budget, backlog: int,
           observed: Observed) -> Finish:
     assumed = [name for name, value in (
         ("staging_per_s", observed.staging_per_s), ("row_bytes", observed.row_bytes),
