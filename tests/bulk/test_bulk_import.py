@@ -13,6 +13,7 @@ from tests.fixtures.delivery import DeliveryStack
 from worker.account import Account
 from worker.base.keys import BulkKeys
 from worker.base.names import LEADS_QUEUE
+from worker.bulk.finish import Observed
 from worker.bulk.importer import Importer
 from worker.delivery.run import Delivery
 from worker.leads.lead import Lead, parse_lead
@@ -86,6 +87,13 @@ def test_backlog_is_one_import_and_consented_leads_keep_sign_up_form(
     assert contacts["yes@bulk.example"]["email_address"]["permission_to_send"] == "explicit"
     counts = redis_client.hgetall(f"{stack.settings.key_prefix}:stats")
     assert int(counts[b"imported"]) == 300
+    # What `leadsync status` estimates the next backlog's finish from (worker/bulk/finish.py).
+    counters = redis_client.hgetall(Account(stack.settings, redis_client).keys.bulk.counters)
+    observed = Observed.from_counters({k.decode(): v.decode() for k, v in counters.items()})
+    assert observed.staging_per_s is None  # 300 staged leads measure a trickle, not staging
+    assert observed.row_bytes is not None and 50 < observed.row_bytes < 200
+    assert observed.import_s is not None and 0 < observed.import_s < 30
+    assert observed.polls_per_import == stats["activities"]["polls"]
 
 
 def test_refused_rows_are_dead_letters_with_the_error_and_replay_works(
@@ -118,23 +126,68 @@ def test_refused_rows_are_dead_letters_with_the_error_and_replay_works(
     assert ledger.get(bad[0].lead_id)["action"] == "imported"
 
 
-def test_a_failed_activity_sends_its_leads_back_and_they_are_imported_again(
-        delivery_stack: Any, redis_client: redis.Redis) -> None:
-    stack = delivery_stack(settings_env=BULK_ENV, failed_imports=1)
+def resend(stack: DeliveryStack, client: redis.Redis, delivery: Delivery) -> int:
+    """Promote every scheduled retry (as if their time had come) and stage them again."""
+    Account(stack.settings, client).schedule.promote_all(now=time.time() + 5)
+    staged = 0
+    while (raw := client.rpop(LEADS_QUEUE)) is not None:
+        assert delivery.run(parse_message(raw)).status == LeadState.STAGED  # type: ignore[arg-type]
+        staged += 1
+    return staged
+
+
+@pytest.mark.parametrize("end", ["failed", "timed_out", "cancelled"])
+def test_an_activity_that_ends_failed_timed_out_or_cancelled_sends_its_leads_back(
+        delivery_stack: Any, redis_client: redis.Redis, end: str) -> None:
+    """The sandbox ends the first import so (`timed_out`/`cancelled` after writing half of the
+    rows); every lead goes back spending one try, and the second import delivers each once."""
+    stack = delivery_stack(settings_env=BULK_ENV, **{f"{end}_imports": 1})
     account = Account(stack.settings, redis_client)
     delivery = account.new_delivery()
-    batch = leads(20, tag="f")
+    batch = leads(20, tag=f"{end}-")
     stage_all(delivery, batch)
     importer = account.importer()
     drain(importer, redis_client)
     ledger = account.ledger
-    assert all(ledger.state(i.lead_id) == "retrying" for i in batch)
-    assert all(ledger.get(i.lead_id)["attempts"] == "1" for i in batch)  # one try spent
-    account.schedule.promote_all(now=time.time() + 5)
-    while (raw := redis_client.rpop(LEADS_QUEUE)) is not None:
-        assert delivery.run(parse_message(raw)).status == LeadState.STAGED  # type: ignore[arg-type]
+    for item in batch:
+        entry = ledger.get(item.lead_id)
+        assert entry["state"] == "retrying" and entry["last_reason"] == f"import_{end}", entry
+        assert entry["attempts"] == "1"  # one try spent
+    assert stack.sandbox.stats()["contacts"]["count"] == (0 if end == "failed" else 10)
+    assert resend(stack, redis_client, delivery) == 20
     drain(importer, redis_client)
-    assert all(ledger.state(i.lead_id) == "delivered" for i in batch)
+    assert all(ledger.get(i.lead_id)["action"] == "imported" for i in batch)
+    stats = stack.sandbox.stats()
+    assert stats["activities"]["imports"] == 2 and stats["contacts"]["count"] == 20
+    counts = redis_client.hgetall(f"{stack.settings.key_prefix}:stats")
+    assert int(counts[b"imported"]) == 20  # the half written twice is counted once
+    bulk_keys = Account(stack.settings, redis_client).keys.bulk
+    assert int(redis_client.hget(bulk_keys.counters, "resent") or 0) == 1
+
+
+@pytest.mark.parametrize("end", ["failed", "timed_out", "cancelled"])
+def test_leads_sent_back_more_often_than_the_retry_budget_are_dead_letters(
+        delivery_stack: Any, redis_client: redis.Redis, end: str) -> None:
+    stack = delivery_stack(settings_env={**BULK_ENV, "LEADSYNC_MAX_RETRIES": "1"},
+                           **{f"{end}_imports": 2})
+    account = Account(stack.settings, redis_client)
+    delivery = account.new_delivery()
+    batch = leads(5, tag=f"x{end}-")
+    stage_all(delivery, batch)
+    importer = Importer(stack.settings, redis_client)
+    drain(importer, redis_client)  # first end: back to the retry schedule (1 try of 1 spent)
+    assert resend(stack, redis_client, delivery) == 5
+    drain(importer, redis_client)  # second end: no try left
+    assert resend(stack, redis_client, delivery) == 0  # nothing scheduled any more
+    letters = account.dead_letters
+    ledger = account.ledger
+    for item in batch:
+        letter = letters.get(item.lead_id)
+        assert letter.reason_code == "retries_exhausted"
+        assert letter.reason == f"retries exhausted after 2 tries: the import activity ended {end}"
+        assert letter.attempts == 2 and letter.replayable  # as the reason says
+        assert ledger.state(item.lead_id) == "dead_lettered"
+    assert letters.counts_by_reason() == {"retries_exhausted": 5}
     assert stack.sandbox.stats()["activities"]["imports"] == 2
 
 
@@ -216,11 +269,12 @@ def test_an_import_past_its_poll_cap_sends_its_leads_back(
         delivery_stack: Any, redis_client: redis.Redis) -> None:
     stack = delivery_stack(settings_env={**BULK_ENV, "LEADSYNC_BULK_MAX_POLLS": "1"},
                            activity_step_s=3600)  # the activity never finishes
-    delivery = Account(stack.settings, redis_client).new_delivery()
+    account = Account(stack.settings, redis_client)
+    delivery = account.new_delivery()
     batch = leads(5, tag="cap")
     stage_all(delivery, batch)
     drain(Account(stack.settings, redis_client).importer(), redis_client)
-    ledger = Account(stack.settings, redis_client).ledger
+    ledger = account.ledger
     for item in batch:
         entry = ledger.get(item.lead_id)
         assert entry["state"] == "retrying" and entry["last_reason"] == "import_poll_cap"

@@ -7,6 +7,7 @@ staged leads are formed into new batches and sent at once. The activity id is st
 as the 201 arrives; a crash before that re-sends the batch, which is safe (an import is an
 upsert by email). The 1,000-queued-activities 429 and the per-second 429 are throttles: the
 batch waits, no lead spends a try. Imports and polls stay inside the quota plan's bulk budget.
+Rows and bytes sent and each import's time to settle are counted for the expected finish.
 """
 
 from __future__ import annotations
@@ -179,7 +180,11 @@ class Importer:
         activity_id = str(answer["activity_id"])
         self.redis.hset(key, mapping={"activity_id": activity_id, "sent_at": f"{now:.3f}",
                                       "polls": 0, "next_at": f"{now + 1.0:.3f}"})
-        self.redis.hincrby(self.keys.counters, "imports", 1)
+        pipe = self.redis.pipeline(transaction=False)  # also what `status` estimates from
+        pipe.hincrby(self.keys.counters, "imports", 1)
+        pipe.hincrby(self.keys.counters, "rows_sent", int(batch.get("count") or 0))
+        pipe.hincrby(self.keys.counters, "bytes_sent", int(batch.get("bytes") or 0))
+        pipe.execute()
         report.sent += 1
         log.info("bulk: batch %s sent: activity %s, %s leads", batch_id, activity_id,
                  batch.get("count"))
@@ -211,6 +216,12 @@ class Importer:
         if activity is not None:
             counts = self.settler.completed(lead_ids, emails_of(batch["body"]), activity,
                                             batch["activity_id"])
+            if batch.get("sent_at"):  # how long an import takes to settle, for `status`
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.hincrbyfloat(self.keys.counters, "settle_s",
+                                  max(self.clock() - float(batch["sent_at"]), 0.0))
+                pipe.hincrby(self.keys.counters, "settled_imports", 1)
+                pipe.execute()
         else:
             counts = {"sent_back": sum(self.settler.send_back(i, code, reason)
                                        for i in lead_ids)}

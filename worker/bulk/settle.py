@@ -92,13 +92,18 @@ class Settler:
     def _refuse(self, lead_id: str, reason: str) -> int:
         return self.dead_letter(lead_id, reason, REFUSED)
 
-    def dead_letter(self, lead_id: str, reason: str, code: str) -> int:
+    def dead_letter(self, lead_id: str, reason: str, code: str, *,
+                    attempts: int | None = None) -> int:
+        """`attempts`: the tries already counted (a send-back counts its own before this);
+        by default the ledger's count plus this one, which it has not counted."""
         now = time.time()
         entry = self.ledger.get(lead_id)
         raw, replayable = self._lead_json(lead_id)
+        if attempts is None:
+            attempts = int(entry.get("attempts") or 0) + 1
         letter = DeadLetter(
             lead_id=lead_id, reason=reason, reason_code=code,
-            attempts=int(entry.get("attempts") or 0) + 1, last_status=None,
+            attempts=attempts, last_status=None,
             first_seen=float(entry.get("first_seen") or now), dead_at=now, lead=raw,
             replayable=replayable)
         moved, state = self.dead_letters.add(letter)
@@ -116,7 +121,7 @@ class Settler:
         failures = self.ledger.count_attempt(lead_id)
         if failures > self.settings.max_retries:
             return self.dead_letter(lead_id, f"retries exhausted after {failures} tries: "
-                                    f"{reason}", "retries_exhausted")
+                                    f"{reason}", "retries_exhausted", attempts=failures)
         now = time.time()
         wait = backoff_s(failures, self.settings.backoff_base_s, self.settings.backoff_max_s)
         moved, state = self.ledger.move(lead_id, "retry", now=now, due=now + wait,
