@@ -1,7 +1,9 @@
 """What `leadsync.resume_parked` costs when many leads are due at once (the quota's 00:00 UTC, or
 the first run after a person re-authorized): `--leads` leads parked the way delivery parks them
-(taken with their message, then parked for `quota`), then `ParkingLot.resume_due` times against
-a private Redis. Checks that every lead is back on a queue list exactly once.
+(taken with their message, then parked for `quota`), then resumed against a private Redis, in
+one run both ways, alternated: `ParkingLot.resume_due` (one Lua step per 200 leads) and the
+per-lead path it replaced (read the entry, build a message, one ledger step per lead), kept here
+only. Checks that every lead is back on a queue list exactly once.
 
     python tests/benchmarks/bench_resume.py [--leads 5000] [--rounds 3]
 """
@@ -16,11 +18,14 @@ import time
 import redis
 
 from worker.embedded_redis import EmbeddedRedis
-from worker.idempotency import Ledger
+from worker.idempotency import Ledger, Side
 from worker.lead import parse_lead
 from worker.parking import QUOTA, ParkingLot
+from worker.redis_text import text
 from worker.settings import Settings
 from worker.wire import QUEUE, encode_message
+
+LONGEST_STEP_MS: list[float] = []
 
 
 def park(settings: Settings, client: redis.Redis, count: int, now: float) -> None:
@@ -41,14 +46,45 @@ def queued_ids(client: redis.Redis) -> list[str]:
     return ids
 
 
-def one_round(settings: Settings, client: redis.Redis, count: int) -> float:
+def per_lead(lot: ParkingLot, now: float) -> int:
+    """The resume before batches: per due lead, read its entry, build a message from the lead
+    and move it with one ledger step (worker/lua/ledger.lua "resume")."""
+    resumed = 0
+    due_key = lot.due_keys[QUOTA]
+    for raw_id in lot.redis.zrangebyscore(due_key, "-inf", now):
+        lead_id = text(raw_id)
+        raw = lot.redis.hget(lot.keys.parked_index, lead_id)
+        assert raw is not None
+        moved, _state = lot.ledger.move(
+            lead_id, "resume", now=now,
+            message=encode_message(parse_lead(json.loads(raw)["lead"])),
+            side=Side(lot.keys.parked_index, due_key, None))
+        resumed += int(moved)
+    return resumed
+
+
+def one_round(settings: Settings, client: redis.Redis, count: int, way: str) -> float:
     client.flushdb()
     now = time.time()
     park(settings, client, count, now)
     lot = ParkingLot(settings, client)
+    if way == "recount":  # what the hourly (or self-healing) look at every lead costs
+        started = time.perf_counter()
+        lot.recount()
+        return time.perf_counter() - started
+    # Steady state: the hourly recount ran earlier (its cost is the "recount" row).
+    client.set(lot.keys.parked_recounted, "1", ex=3600)
+    client.slowlog_reset()
     started = time.perf_counter()
-    resumed = lot.resume_due(sending_possible=True, now=now + 20)
+    if way == "batch":
+        resumed = lot.resume_due(sending_possible=True, now=now + 20)
+    else:
+        resumed = per_lead(lot, now + 20)
     took = time.perf_counter() - started
+    if way == "batch":  # how long one step held Redis (from the slow log: steps over 1 ms)
+        steps = [e["duration"] for e in client.slowlog_get(100_000)
+                 if e["command"].startswith(b"EVALSHA")]
+        LONGEST_STEP_MS.append(max(steps, default=0) / 1000)
     ids = queued_ids(client)
     assert resumed == count == len(ids) == len(set(ids)), (resumed, len(ids), len(set(ids)))
     return took
@@ -63,9 +99,21 @@ def main() -> None:
     with EmbeddedRedis() as server:
         settings = Settings(_env_file=None, redis_url=server.url)  # type: ignore[call-arg]
         client = redis.Redis.from_url(server.url)
-        times = [one_round(settings, client, args.leads) for _ in range(args.rounds)]
-        print(f"resume_due of {args.leads} parked leads: median {statistics.median(times):.3f} s "
-              f"(runs: {', '.join(f'{t:.3f}' for t in times)}), each queued once")
+        client.config_set("slowlog-max-len", 100_000)
+        client.config_set("slowlog-log-slower-than", 1000)  # µs: the steps, not every command
+        times: dict[str, list[float]] = {"per lead": [], "batch": [], "recount": []}
+        for _ in range(args.rounds):
+            for way, runs in times.items():
+                runs.append(one_round(settings, client, args.leads, way))
+        for way, runs in times.items():
+            median = statistics.median(runs)
+            what = "recount" if way == "recount" else f"resume, {way}"
+            print(f"{what:<17} {args.leads} parked leads: median {median:6.3f} s "
+                  f"({args.leads / median:8,.0f} leads/s; runs "
+                  f"{', '.join(f'{t:.3f}' for t in runs)})")
+        ratio = statistics.median(times["per lead"]) / statistics.median(times["batch"])
+        print(f"batch resume is {ratio:.1f}x faster; the longest batch step held Redis "
+              f"{max(LONGEST_STEP_MS):.1f} ms")
         client.close()
 
 
