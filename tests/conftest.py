@@ -15,8 +15,8 @@ import fakeredis
 import pytest
 import redis
 
-from worker.embedded_redis import EmbeddedRedis
-from worker.settings import Settings
+from worker.base.settings import Settings
+from worker.demo.embedded_redis import EmbeddedRedis
 
 pytest_plugins = [
     "tests.fixtures.sandbox",
@@ -34,7 +34,7 @@ def _isolate_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("LEADSYNC_"):
             monkeypatch.delenv(name)
-    from worker.settings import get_settings
+    from worker.base.settings import get_settings
 
     get_settings.cache_clear()
 

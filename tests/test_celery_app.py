@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.celery import CONTROL_QUEUE, LEADS_QUEUE, make_app
+from worker.base.names import CONTROL_QUEUE, LEADS_QUEUE
+from worker.celery import make_app
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,8 +7,8 @@ import re
 import shlex
 from pathlib import Path
 
+from worker.base.settings import ENV_PREFIX, Settings
 from worker.cli import COMMAND_MODULES, build_parser
-from worker.settings import ENV_PREFIX, Settings
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import redis
 
-from worker.embedded_redis import EmbeddedRedis, find_redis_server, free_port
-from worker.redis_conn import get_redis
+from worker.base.redis_conn import get_redis
+from worker.demo.embedded_redis import EmbeddedRedis, find_redis_server, free_port
 
 
 @pytest.fixture
@@ -66,10 +66,10 @@ def test_workers_behind_sentinel_get_the_guarded_reliable_fetch(
 ) -> None:
     from kombu import Consumer, Queue
 
+    from worker.broker.guard import GuardedChannel
     from worker.celery import make_app
-    from worker.guard import GuardedChannel
-    from worker.lead import parse_lead
-    from worker.wire import encode_message
+    from worker.leads.lead import parse_lead
+    from worker.leads.wire import encode_message
 
     app = make_app(make_settings(redis_url=sentinel_url, redis_sentinel_master="leadsync-test"))
     redis_client.lpush("leads", encode_message(parse_lead({"email": "ada@x.example"})))

@@ -1,10 +1,10 @@
 """The Celery app (`celery -A worker worker|beat|flower`): delivery guarantees live in this config.
 
 At least once: late acks, reject on worker loss, prefetch 1; retries wait in Redis's schedule
-(worker/schedule.py), promoted by a bootstep in every worker (worker/promoter.py), never as ETA
-messages. A short visibility timeout, made safe by a heartbeat on the messages a live worker
-holds (worker/heartbeat.py), gives a dead worker's leads back within a minute. Token refreshes
-travel on their own queue so a backlog of leads never delays them.
+(worker/ledger/schedule.py), promoted by a bootstep in every worker (worker/broker/promoter.py),
+never as ETA messages. A short visibility timeout, made safe by a heartbeat on the messages a
+live worker holds (worker/broker/heartbeat.py), gives a dead worker's leads back within a
+minute. Token refreshes travel on their own queue so a backlog of leads never delays them.
 """
 
 from __future__ import annotations
@@ -15,19 +15,26 @@ from typing import Any
 from celery import Celery
 from kombu import Queue
 
-import worker.logging_hooks  # worker and beat log through worker.log (scrubbed)
-import worker.publish_hooks  # connects the before_task_publish redaction
-import worker.startup_checks  # noqa: F401  # checks the broker Redis when a worker is ready
-from worker.errors import ConfigError
-from worker.fetch_contract import kombu_contract_problem
-from worker.guard import GUARD_OPTION, GuardConfig
-from worker.heartbeat import SWEEP_MUTEX_S, UnackedHeartbeat, sweep_interval_s
-from worker.keys import Keys
-from worker.promoter import promoter_step
-from worker.settings import Settings, get_settings
+import worker.base.logging_hooks  # worker and beat log through worker.base.log (scrubbed)
+import worker.broker.publish_hooks  # connects the before_task_publish redaction
+import worker.broker.startup_checks  # noqa: F401  # checks the broker Redis when a worker is ready
+from worker.account import Account
+from worker.base.errors import ConfigError
+from worker.base.keys import Keys
+from worker.base.names import (
+    BULK_IMPORT,
+    CONTROL_QUEUE,
+    LEADS_QUEUE,
+    RECONCILE,
+    REFRESH_TOKEN,
+    RESUME_PARKED,
+)
+from worker.base.settings import Settings
+from worker.broker.fetch_contract import kombu_contract_problem
+from worker.broker.guard import GUARD_OPTION, GuardConfig
+from worker.broker.heartbeat import SWEEP_MUTEX_S, UnackedHeartbeat, sweep_interval_s
+from worker.broker.promoter import promoter_step
 
-LEADS_QUEUE = "leads"
-CONTROL_QUEUE = "leadsync-control"
 TASK_MODULES = ["worker.tasks.leads", "worker.tasks.tokens", "worker.tasks.bulk"]
 MIN_TICK_EXPIRY_S = 30.0
 
@@ -41,22 +48,23 @@ def make_app(settings: Settings) -> Celery:
         "leadsync",
         broker=settings.redis_url,
         include=TASK_MODULES,
-        task_cls="worker.guard:LeadsyncTask",  # unreadable bodies: rejected and kept, no crash
+        # Unreadable bodies: rejected and kept, no crash.
+        task_cls="worker.broker.guard:LeadsyncTask",
     )
     visibility = settings.visibility_timeout_s
     # Raw producers can push anything: these transports move unreadable entries aside, and
-    # fetch so that a killed worker cannot lose a message (worker/reliable_fetch.py).
+    # fetch so that a killed worker cannot lose a message (worker/broker/fetch.py).
     if settings.redis_url.startswith(("redis://", "rediss://")):
-        app.conf.broker_transport = "worker.guard:GuardedTransport"
+        app.conf.broker_transport = "worker.broker.guard:GuardedTransport"
     elif settings.redis_url.startswith("sentinel://"):
-        app.conf.broker_transport = "worker.guard:GuardedSentinelTransport"
+        app.conf.broker_transport = "worker.broker.guard:GuardedSentinelTransport"
     app.conf.update(
         task_default_queue=LEADS_QUEUE,
         task_queues=[Queue(LEADS_QUEUE), Queue(CONTROL_QUEUE)],
-        task_routes={"leadsync.refresh_token": {"queue": CONTROL_QUEUE},
-                     "leadsync.resume_parked": {"queue": CONTROL_QUEUE},
-                     "leadsync.reconcile": {"queue": CONTROL_QUEUE},
-                     "leadsync.bulk_import": {"queue": CONTROL_QUEUE}},
+        task_routes={REFRESH_TOKEN: {"queue": CONTROL_QUEUE},
+                     RESUME_PARKED: {"queue": CONTROL_QUEUE},
+                     RECONCILE: {"queue": CONTROL_QUEUE},
+                     BULK_IMPORT: {"queue": CONTROL_QUEUE}},
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
@@ -72,7 +80,8 @@ def make_app(settings: Settings) -> Celery:
         # redact it: it would carry the lead in clear. Flower works from the worker's events.
         task_send_sent_event=False,
         worker_hijack_root_logger=False,
-        # Read by worker/startup_checks.py: a Redis without persistence is then a warning only.
+        # Read by worker/broker/startup_checks.py: a Redis without persistence is then a warning
+        # only.
         leadsync_allow_volatile_redis=settings.allow_volatile_redis,
         broker_connection_retry_on_startup=True,
         # Never give up on Redis. After Celery's default of 100 attempts (waits growing to 30 s:
@@ -95,7 +104,7 @@ def make_app(settings: Settings) -> Celery:
         },
         beat_schedule={
             "leadsync-refresh-token": {
-                "task": "leadsync.refresh_token",
+                "task": REFRESH_TOKEN,
                 "schedule": settings.refresh_interval_s,
                 # A tick may wait behind leads for a free pool process; expiring it after one
                 # short interval let a busy fleet skip every refresh (401s with 10 s tokens).
@@ -103,12 +112,12 @@ def make_app(settings: Settings) -> Celery:
                             "expires": max(settings.refresh_interval_s, MIN_TICK_EXPIRY_S)},
             },
             "leadsync-resume-parked": {
-                "task": "leadsync.resume_parked",
+                "task": RESUME_PARKED,
                 "schedule": settings.resume_interval_s,
                 "options": {"queue": CONTROL_QUEUE, "expires": settings.resume_interval_s},
             },
             "leadsync-reconcile": {
-                "task": "leadsync.reconcile",
+                "task": RECONCILE,
                 "schedule": settings.reconcile_interval_s,
                 "options": {"queue": CONTROL_QUEUE,
                             "expires": max(settings.reconcile_interval_s, MIN_TICK_EXPIRY_S)},
@@ -127,7 +136,7 @@ def _bulk_schedule(settings: Settings) -> dict[str, Any]:
     if settings.bulk == "off":
         return {}
     return {"leadsync-bulk-import": {
-        "task": "leadsync.bulk_import",
+        "task": BULK_IMPORT,
         "schedule": settings.bulk_interval_s,
         "options": {"queue": CONTROL_QUEUE,
                     "expires": max(settings.bulk_interval_s, MIN_TICK_EXPIRY_S)},
@@ -150,7 +159,7 @@ def _guard_config(app: Celery, settings: Settings) -> GuardConfig:
 
 def _app_from_environment() -> Celery:
     try:
-        return make_app(get_settings())
+        return make_app(Account.current().settings)  # the process's settings, read once
     except ConfigError as exc:
         # One clear line instead of an import traceback from inside `celery -A worker`.
         print(f"leadsync: configuration error: {exc}", file=sys.stderr)

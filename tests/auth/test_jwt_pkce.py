@@ -14,9 +14,9 @@ from tests.fixtures.tokens import sandbox_settings
 from worker.auth.jwt_verify import JwksCache, verify_access_token
 from worker.auth.oauth_client import OAuthClient
 from worker.auth.pkce import challenge_s256, make_state, make_verifier, same_state
-from worker.errors import TokenVerificationError
+from worker.base.errors import TokenVerificationError
+from worker.base.settings import Settings
 from worker.sandbox import SandboxServer
-from worker.settings import Settings
 
 
 def test_pkce_s256_matches_rfc7636_appendix_b() -> None:

@@ -24,11 +24,12 @@ from typing import Any
 import redis
 
 from tests.benchmarks.bench_fleet import API_LIMIT_PER_S, REPO, settings_for, wait_for
-from worker.demo import _bin, _terminate_group, authorize_device, start_sandbox
-from worker.embedded_redis import EmbeddedRedis
-from worker.keys import Keys
-from worker.lead import parse_lead
-from worker.wire import QUEUE, encode_message
+from worker.base.keys import Keys
+from worker.base.names import LEADS_QUEUE
+from worker.demo.demo import _bin, _terminate_group, authorize_device, start_sandbox
+from worker.demo.embedded_redis import EmbeddedRedis
+from worker.leads.lead import parse_lead
+from worker.leads.wire import encode_message
 
 
 def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -71,7 +72,7 @@ def drain(mode: str, leads: int, logs: Path) -> dict[str, Any]:
             started = time.monotonic()
             pipe = client.pipeline(transaction=False)
             for lead in parsed:
-                pipe.lpush(QUEUE, encode_message(lead))
+                pipe.lpush(LEADS_QUEUE, encode_message(lead))
             pipe.execute()
 
             def delivered() -> bool:

@@ -19,9 +19,10 @@ from collections.abc import Callable
 
 import redis
 
-from worker.embedded_redis import EmbeddedRedis
-from worker.enqueue import enqueue_leads, prepare
-from worker.wire import QUEUE, encode_message
+from worker.base.names import LEADS_QUEUE
+from worker.demo.embedded_redis import EmbeddedRedis
+from worker.leads.enqueue import enqueue_leads, prepare
+from worker.leads.wire import encode_message
 
 BATCH = 1_000
 
@@ -54,22 +55,22 @@ def main() -> None:
         client = redis.Redis(port=server.port)
 
         def enqueue() -> None:
-            client.delete(QUEUE)
+            client.delete(LEADS_QUEUE)
             report = enqueue_leads(data, redis=client)
             assert report.enqueued == args.leads
 
         def pipelined_lpush() -> None:
-            client.delete(QUEUE)
+            client.delete(LEADS_QUEUE)
             for start in range(0, len(encoded), BATCH):
                 pipe = client.pipeline(transaction=False)
                 for message in encoded[start:start + BATCH]:
-                    pipe.lpush(QUEUE, message)
+                    pipe.lpush(LEADS_QUEUE, message)
                 pipe.execute()
 
         def variadic_lpush() -> None:
-            client.delete(QUEUE)
+            client.delete(LEADS_QUEUE)
             for start in range(0, len(encoded), BATCH):
-                client.lpush(QUEUE, *encoded[start:start + BATCH])
+                client.lpush(LEADS_QUEUE, *encoded[start:start + BATCH])
 
         def validate_only() -> None:
             for row in data:

@@ -18,11 +18,11 @@ from typing import Any
 import redis
 from kombu import Connection, Consumer, Queue
 
-from worker.embedded_redis import EmbeddedRedis
-from worker.lead import parse_lead
-from worker.wire import encode_message
+from worker.demo.embedded_redis import EmbeddedRedis
+from worker.leads.lead import parse_lead
+from worker.leads.wire import encode_message
 
-TRANSPORTS = {"kombu": "redis", "leadsync": "worker.guard:GuardedTransport"}
+TRANSPORTS = {"kombu": "redis", "leadsync": "worker.broker.guard:GuardedTransport"}
 
 
 def drain(url: str, transport: str, count: int) -> float:

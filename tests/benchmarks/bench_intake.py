@@ -29,10 +29,11 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from tests.intake.load import Answer, burst, percentile  # noqa: E402  # after the path fix
-from worker.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
-from worker.enqueue import enqueue_leads  # noqa: E402
+from worker.base.scope import Scope  # noqa: E402
+from worker.base.settings import load_settings  # noqa: E402
+from worker.demo.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 from worker.intake.apikeys import ApiKeys  # noqa: E402
-from worker.settings import load_settings  # noqa: E402
+from worker.leads.enqueue import enqueue_leads  # noqa: E402
 
 
 def lead(n: int, tag: str) -> dict[str, Any]:
@@ -81,7 +82,7 @@ def main() -> None:
         client = redis.Redis(port=server.port)
         settings = load_settings(_env_file=None, redis_url=server.url,
                                  intake_rate_limit_per_s=1e6, intake_rate_burst=1_000_000)
-        key = ApiKeys(settings, client).create("bench")
+        key = ApiKeys(Scope(settings, client)).create("bench")
         port = free_port()
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("LEADSYNC_")},
                "LEADSYNC_REDIS_URL": server.url, "LEADSYNC_INTAKE_RATE_LIMIT_PER_S": "1000000",

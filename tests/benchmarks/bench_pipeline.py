@@ -37,7 +37,7 @@ import requests
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from worker.embedded_redis import EmbeddedRedis  # noqa: E402  # after the path is set
+from worker.demo.embedded_redis import EmbeddedRedis  # noqa: E402  # after the path is set
 from worker.sandbox import SandboxConfig, SandboxServer  # noqa: E402
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -118,16 +118,17 @@ def leadsync_env(sandbox: SandboxServer, url: str) -> dict[str, str]:
 
 def fill_leadsync(sandbox: SandboxServer, url: str, client: redis.Redis, count: int,
                   tag: str) -> None:
+    from worker.account import Account
     from worker.auth.grant import store_authorization
     from worker.auth.oauth_client import TokenResponse
-    from worker.enqueue import enqueue_leads
-    from worker.settings import load_settings
+    from worker.base.settings import load_settings
+    from worker.leads.enqueue import enqueue_leads
 
     env = leadsync_env(sandbox, url)
     settings = load_settings(_env_file=None, **{k.removeprefix("LEADSYNC_").lower(): v
                                                  for k, v in env.items()})
     body = authorize(sandbox)
-    store_authorization(settings, client, TokenResponse(
+    store_authorization(Account(settings, client).tokens, TokenResponse(
         access_token=body["access_token"], refresh_token=body.get("refresh_token"),
         expires_in=body.get("expires_in"), scope=body.get("scope"),
         token_type=body.get("token_type", "Bearer"), received_at=time.time()))
@@ -137,8 +138,8 @@ def fill_leadsync(sandbox: SandboxServer, url: str, client: redis.Redis, count: 
 def fill_bare(sandbox: SandboxServer, url: str, count: int, tag: str) -> str:
     from celery import Celery
 
-    from worker.contact_body import sign_up_form_body
-    from worker.enqueue import prepare
+    from worker.delivery.contact_body import sign_up_form_body
+    from worker.leads.enqueue import prepare
 
     token = str(authorize(sandbox)["access_token"])
     list_ids = [sandbox.settings_env()["LEADSYNC_LIST_IDS"]]

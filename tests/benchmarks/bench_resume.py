@@ -17,19 +17,22 @@ import time
 
 import redis
 
-from worker.embedded_redis import EmbeddedRedis
-from worker.idempotency import Ledger, Side
-from worker.lead import parse_lead
-from worker.parking import QUOTA, ParkingLot
-from worker.redis_text import text
-from worker.settings import Settings
-from worker.wire import QUEUE, encode_message
+from worker.account import Account
+from worker.base.names import LEADS_QUEUE as QUEUE
+from worker.base.redis_text import text
+from worker.base.settings import Settings
+from worker.demo.embedded_redis import EmbeddedRedis
+from worker.leads.lead import parse_lead
+from worker.leads.wire import encode_message
+from worker.ledger.ledger import Side
+from worker.ledger.parking import QUOTA, ParkingLot
 
 LONGEST_STEP_MS: list[float] = []
 
 
 def park(settings: Settings, client: redis.Redis, count: int, now: float) -> None:
-    ledger, lot = Ledger(settings, client), ParkingLot(settings, client)
+    account = Account(settings, client)
+    ledger, lot = account.ledger, account.parking
     for n in range(count):
         lead = parse_lead({"email": f"resume{n}@bench.example", "first_name": "Bench",
                            "last_name": f"N{n}", "company": "Bench Ltd", "consent": True})
@@ -67,7 +70,7 @@ def one_round(settings: Settings, client: redis.Redis, count: int, way: str) -> 
     client.flushdb()
     now = time.time()
     park(settings, client, count, now)
-    lot = ParkingLot(settings, client)
+    lot = Account(settings, client).parking
     if way == "recount":  # what the hourly (or self-healing) look at every lead costs
         started = time.perf_counter()
         lot.recount()

@@ -21,15 +21,15 @@ import time
 
 import redis
 
+from worker.account import Account
+from worker.base.keys import Keys
+from worker.base.settings import Settings
 from worker.cli import main as cli_main
-from worker.deadletter import DeadLetter, DeadLetters
-from worker.embedded_redis import EmbeddedRedis
-from worker.idempotency import Ledger
-from worker.keys import Keys
-from worker.lead import parse_lead
-from worker.parking import QUOTA, REAUTH, TOKEN_KEY, ParkingLot
-from worker.settings import Settings
-from worker.wire import encode_message
+from worker.demo.embedded_redis import EmbeddedRedis
+from worker.leads.lead import parse_lead
+from worker.leads.wire import encode_message
+from worker.ledger.deadletter import DeadLetter
+from worker.ledger.parking import QUOTA, REAUTH, TOKEN_KEY
 
 REASONS = ("http_400", "invalid_lead", "retries_exhausted", "http_404")
 COMMANDS = {"status": ["status", "--json"], "dlq list": ["dlq", "list"]}
@@ -37,7 +37,7 @@ COMMANDS = {"status": ["status", "--json"], "dlq list": ["dlq", "list"]}
 
 def fill(settings: Settings, client: redis.Redis, count: int) -> None:
     """`count` dead letters written the way delivery writes them, and 50 malformed entries."""
-    store = DeadLetters(settings, client)
+    store = Account(settings, client).dead_letters
     now = time.time()
     for n in range(count):
         store.add(DeadLetter(
@@ -54,7 +54,8 @@ def fill(settings: Settings, client: redis.Redis, count: int) -> None:
 
 def park(settings: Settings, client: redis.Redis, count: int) -> None:
     """`count` leads parked as delivery parks them: taken (the message kept), then parked."""
-    ledger, lot = Ledger(settings, client), ParkingLot(settings, client)
+    account = Account(settings, client)
+    ledger, lot = account.ledger, account.parking
     now = time.time()
     reasons = (QUOTA, REAUTH, TOKEN_KEY)
     for n in range(count):

@@ -10,15 +10,14 @@ import pytest
 import redis
 
 from tests.fixtures.delivery import DeliveryStack
+from worker.account import Account
+from worker.base.keys import BulkKeys
+from worker.base.names import LEADS_QUEUE
 from worker.bulk.importer import Importer
-from worker.bulk.keys import BulkKeys
-from worker.deadletter import DeadLetters
-from worker.delivery import Delivery
-from worker.idempotency import Ledger
-from worker.lead import Lead, parse_lead
-from worker.lead_state import LeadState
-from worker.schedule import Schedule
-from worker.wire import QUEUE, parse_message
+from worker.delivery.run import Delivery
+from worker.leads.lead import Lead, parse_lead
+from worker.leads.wire import parse_message
+from worker.ledger.lead_state import LeadState
 
 pytestmark = pytest.mark.redis
 
@@ -39,7 +38,7 @@ def batch_ids(client: redis.Redis, keys: BulkKeys) -> list[str]:
 
 def drain(importer: Importer, client: redis.Redis, timeout_s: float = 30.0) -> None:
     """Run the batcher/poller until nothing is staged or in a batch (deadline, no fixed wait)."""
-    keys = BulkKeys.of(importer.settings)
+    keys = importer.keys
     deadline = time.monotonic() + timeout_s
     while client.zcard(keys.staged) or client.zcard(keys.batches):
         assert time.monotonic() < deadline, "imports did not settle in time"
@@ -61,18 +60,19 @@ def stack(delivery_stack: Any) -> DeliveryStack:
 
 def test_backlog_is_one_import_and_consented_leads_keep_sign_up_form(
         stack: DeliveryStack, redis_client: redis.Redis) -> None:
-    delivery = Delivery(stack.settings, redis_client)
+    account = Account(stack.settings, redis_client)
+    delivery = account.new_delivery()
     backlog = leads(300, tag="nc")
     stage_all(delivery, backlog)
     consented = parse_lead({"email": "yes@bulk.example", "consent": True})
     assert delivery.run(consented).status == LeadState.DELIVERED  # not staged
-    importer = Importer(stack.settings, redis_client)
+    importer = account.importer()
     drain(importer, redis_client)
     stats = stack.sandbox.stats()
     assert stats["activities"]["imports"] == 1
     assert stats["activities"]["polls"] <= 3
     assert stats["sign_up_form"]["calls"] == 1
-    ledger = Ledger(stack.settings, redis_client)
+    ledger = account.ledger
     for item in backlog:
         entry = ledger.get(item.lead_id)
         assert entry["state"] == "delivered" and entry["action"] == "imported", entry
@@ -90,13 +90,14 @@ def test_backlog_is_one_import_and_consented_leads_keep_sign_up_form(
 
 def test_refused_rows_are_dead_letters_with_the_error_and_replay_works(
         stack: DeliveryStack, redis_client: redis.Redis) -> None:
-    delivery = Delivery(stack.settings, redis_client)
+    account = Account(stack.settings, redis_client)
+    delivery = account.new_delivery()
     good = leads(50, tag="ok")
     bad = leads(10, tag="bad", custom_fields={"no_such_field": "x"})
     stage_all(delivery, good + bad)
-    drain(Importer(stack.settings, redis_client), redis_client)
-    letters = DeadLetters(stack.settings, redis_client)
-    ledger = Ledger(stack.settings, redis_client)
+    drain(account.importer(), redis_client)
+    letters = account.dead_letters
+    ledger = account.ledger
     for item in bad:
         letter = letters.get(item.lead_id)
         assert letter.reason_code == "import_refused"
@@ -111,25 +112,26 @@ def test_refused_rows_are_dead_letters_with_the_error_and_replay_works(
                                                   "label": "no_such_field", "type": "string"}
     letters.replay(bad[0].lead_id)
     assert ledger.state(bad[0].lead_id) == "queued"
-    replayed = parse_message(redis_client.lpop(QUEUE))  # type: ignore[arg-type]
+    replayed = parse_message(redis_client.lpop(LEADS_QUEUE))  # type: ignore[arg-type]
     assert delivery.run(replayed).status == LeadState.STAGED
-    drain(Importer(stack.settings, redis_client), redis_client)
+    drain(account.importer(), redis_client)
     assert ledger.get(bad[0].lead_id)["action"] == "imported"
 
 
 def test_a_failed_activity_sends_its_leads_back_and_they_are_imported_again(
         delivery_stack: Any, redis_client: redis.Redis) -> None:
     stack = delivery_stack(settings_env=BULK_ENV, failed_imports=1)
-    delivery = Delivery(stack.settings, redis_client)
+    account = Account(stack.settings, redis_client)
+    delivery = account.new_delivery()
     batch = leads(20, tag="f")
     stage_all(delivery, batch)
-    importer = Importer(stack.settings, redis_client)
+    importer = account.importer()
     drain(importer, redis_client)
-    ledger = Ledger(stack.settings, redis_client)
+    ledger = account.ledger
     assert all(ledger.state(i.lead_id) == "retrying" for i in batch)
     assert all(ledger.get(i.lead_id)["attempts"] == "1" for i in batch)  # one try spent
-    Schedule(stack.settings, redis_client).promote_all(now=time.time() + 5)
-    while (raw := redis_client.rpop(QUEUE)) is not None:
+    account.schedule.promote_all(now=time.time() + 5)
+    while (raw := redis_client.rpop(LEADS_QUEUE)) is not None:
         assert delivery.run(parse_message(raw)).status == LeadState.STAGED  # type: ignore[arg-type]
     drain(importer, redis_client)
     assert all(ledger.state(i.lead_id) == "delivered" for i in batch)
@@ -138,11 +140,12 @@ def test_a_failed_activity_sends_its_leads_back_and_they_are_imported_again(
 
 def test_a_crash_after_the_import_but_before_its_id_is_stored_resends_and_counts_once(
         stack: DeliveryStack, redis_client: redis.Redis) -> None:
-    delivery = Delivery(stack.settings, redis_client)
+    account = Account(stack.settings, redis_client)
+    delivery = account.new_delivery()
     batch = leads(30, tag="c")
     stage_all(delivery, batch)
-    importer = Importer(stack.settings, redis_client)
-    keys = BulkKeys.of(stack.settings)
+    importer = account.importer()
+    keys = account.keys.bulk
     importer.run()  # formed and sent
     (batch_id,) = batch_ids(redis_client, keys)
     assert redis_client.hget(keys.batch(batch_id), "activity_id")
@@ -151,7 +154,7 @@ def test_a_crash_after_the_import_but_before_its_id_is_stored_resends_and_counts
     redis_client.hset(keys.batch(batch_id), "next_at", "0")
     drain(importer, redis_client)
     assert stack.sandbox.stats()["activities"]["imports"] == 2  # re-sent: an upsert by email
-    ledger = Ledger(stack.settings, redis_client)
+    ledger = account.ledger
     assert all(ledger.state(i.lead_id) == "delivered" for i in batch)
     counts = redis_client.hgetall(f"{stack.settings.key_prefix}:stats")
     assert int(counts[b"imported"]) == 30  # nobody counted twice
@@ -160,11 +163,12 @@ def test_a_crash_after_the_import_but_before_its_id_is_stored_resends_and_counts
 
 def test_settling_the_same_batch_twice_counts_nobody_twice(
         stack: DeliveryStack, redis_client: redis.Redis) -> None:
-    delivery = Delivery(stack.settings, redis_client)
+    account = Account(stack.settings, redis_client)
+    delivery = account.new_delivery()
     batch = leads(10, tag="s")
     stage_all(delivery, batch)
-    importer = Importer(stack.settings, redis_client)
-    keys = BulkKeys.of(stack.settings)
+    importer = account.importer()
+    keys = account.keys.bulk
     importer.run()
     (batch_id,) = batch_ids(redis_client, keys)
     saved: dict[Any, Any] = redis_client.hgetall(keys.batch(batch_id))
@@ -179,29 +183,31 @@ def test_settling_the_same_batch_twice_counts_nobody_twice(
 
 def test_a_redelivered_copy_of_a_staged_lead_does_nothing(
         stack: DeliveryStack, redis_client: redis.Redis) -> None:
-    delivery = Delivery(stack.settings, redis_client)
+    account = Account(stack.settings, redis_client)
+    delivery = account.new_delivery()
     (item,) = leads(1, tag="dup")
     stage_all(delivery, [item])
     again = delivery.run(item, task_id="another-copy")
     assert again.duplicate and again.status == LeadState.STAGED
-    assert redis_client.zcard(BulkKeys.of(stack.settings).staged) == 1
+    assert redis_client.zcard(account.keys.bulk.staged) == 1
 
 
 def test_the_queued_activities_429_is_a_throttle_that_spends_no_try(
         delivery_stack: Any, redis_client: redis.Redis) -> None:
     stack = delivery_stack(settings_env=BULK_ENV, max_queued_activities=0)
-    delivery = Delivery(stack.settings, redis_client)
+    account = Account(stack.settings, redis_client)
+    delivery = account.new_delivery()
     batch = leads(5, tag="q")
     stage_all(delivery, batch)
-    importer = Importer(stack.settings, redis_client)
+    importer = account.importer()
     importer.run()
-    keys = BulkKeys.of(stack.settings)
+    keys = account.keys.bulk
     (batch_id,) = batch_ids(redis_client, keys)
     saved = redis_client.hgetall(keys.batch(batch_id))
     assert b"activity_id" not in saved
     assert float(saved[b"next_at"]) > time.time() + 20  # waits about 30 s, then tries again
     assert int(redis_client.hget(keys.counters, "throttled") or 0) == 1
-    ledger = Ledger(stack.settings, redis_client)
+    ledger = account.ledger
     assert all(ledger.state(i.lead_id) == "staged" for i in batch)
     assert all(ledger.get(i.lead_id).get("attempts", "0") == "0" for i in batch)
 
@@ -210,11 +216,11 @@ def test_an_import_past_its_poll_cap_sends_its_leads_back(
         delivery_stack: Any, redis_client: redis.Redis) -> None:
     stack = delivery_stack(settings_env={**BULK_ENV, "LEADSYNC_BULK_MAX_POLLS": "1"},
                            activity_step_s=3600)  # the activity never finishes
-    delivery = Delivery(stack.settings, redis_client)
+    delivery = Account(stack.settings, redis_client).new_delivery()
     batch = leads(5, tag="cap")
     stage_all(delivery, batch)
-    drain(Importer(stack.settings, redis_client), redis_client)
-    ledger = Ledger(stack.settings, redis_client)
+    drain(Account(stack.settings, redis_client).importer(), redis_client)
+    ledger = Account(stack.settings, redis_client).ledger
     for item in batch:
         entry = ledger.get(item.lead_id)
         assert entry["state"] == "retrying" and entry["last_reason"] == "import_poll_cap"

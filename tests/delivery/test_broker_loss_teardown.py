@@ -64,7 +64,7 @@ def pidbox_like(conn: Connection) -> Any:
 def test_teardown_after_redis_died_keeps_the_worker_and_the_held_messages(
     crash_redis: CrashableRedis,
 ) -> None:
-    conn = Connection(crash_redis.url, transport="worker.guard:GuardedTransport",
+    conn = Connection(crash_redis.url, transport="worker.broker.guard:GuardedTransport",
                       transport_options={"visibility_timeout": 30})
     conn.connect()
     held = hold_three(conn)
@@ -104,7 +104,7 @@ def test_a_channel_whose_transport_let_go_still_acks_or_fails_as_a_connection_er
     crash_redis: CrashableRedis,
 ) -> None:
     """The state the crash left: pools dropped by a close, the transport's client gone."""
-    conn = Connection(crash_redis.url, transport="worker.guard:GuardedTransport")
+    conn = Connection(crash_redis.url, transport="worker.broker.guard:GuardedTransport")
     conn.connect()
     held = hold_three(conn)
     channel = conn.default_channel

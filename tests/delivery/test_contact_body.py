@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from worker.contact_body import create_body, sign_up_form_body, update_body
-from worker.lead import parse_lead
+from worker.delivery.contact_body import create_body, sign_up_form_body, update_body
+from worker.leads.lead import parse_lead
 from worker.sandbox.schema import first_error
 
 LIST = "9d8c5b1e-0000-4000-8000-000000000001"

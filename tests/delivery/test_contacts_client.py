@@ -9,9 +9,9 @@ import pytest
 import requests
 from requests.adapters import BaseAdapter
 
-from worker import errors
-from worker.contacts import ContactsClient, error_fields, error_for, retry_after_s
-from worker.outcome import POLICY, Action, classify
+from worker.base import errors
+from worker.delivery.contacts import ContactsClient, error_fields, error_for, retry_after_s
+from worker.delivery.outcome import POLICY, Action, classify
 
 
 class CannedAdapter(BaseAdapter):

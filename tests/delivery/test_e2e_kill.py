@@ -23,10 +23,10 @@ import redis
 from tests.fixtures.delivery import Fleet
 from tests.fixtures.fleet import alive, people
 from tests.fixtures.ops import wait_for
-from worker.keys import Keys
-from worker.lead_state import LeadState
-from worker.settings import Settings
-from worker.wire import QUEUE
+from worker.base.keys import Keys
+from worker.base.names import LEADS_QUEUE
+from worker.base.settings import Settings
+from worker.ledger.lead_state import LeadState
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -115,7 +115,7 @@ def test_kill_minus_nine_of_parents_groups_and_children_loses_nothing(
             os.kill(pid, signal.SIGKILL)
 
     # Nothing left anywhere: every message acknowledged, no lead between states.
-    wait_for(lambda: redis_client.hlen(UNACKED) == 0 and redis_client.llen(QUEUE) == 0, 60,
+    wait_for(lambda: redis_client.hlen(UNACKED) == 0 and redis_client.llen(LEADS_QUEUE) == 0, 60,
              "every message to be acknowledged")
     assert redis_client.zcard(keys.lead_state_index(LeadState.IN_FLIGHT)) == 0
     assert redis_client.zcard(keys.lead_state_index(LeadState.RETRYING)) == 0

@@ -20,9 +20,10 @@ import redis
 from tests.fixtures.delivery import Fleet
 from tests.fixtures.fleet import alive, answers_ping, dead_letter_texts, people, wait_until_kept
 from tests.fixtures.ops import leadsync_bin
-from worker.keys import Keys
-from worker.lead import parse_lead
-from worker.wire import EMBED, QUEUE, TASK_NAME, encode_message
+from worker.base.keys import Keys
+from worker.base.names import LEADS_QUEUE, SYNC_LEAD
+from worker.leads.lead import parse_lead
+from worker.leads.wire import EMBED, encode_message
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -37,9 +38,9 @@ def marker(kind: int, n: int) -> str:
     return f"mk{kind:02d}n{n:05d}x"
 
 
-def envelope(body: str, m: str, *, task: str | None = TASK_NAME,
+def envelope(body: str, m: str, *, task: str | None = SYNC_LEAD,
              content_type: str = "application/json", **properties: Any) -> str:
-    """A message envelope like worker.wire builds, with its parts open to breaking."""
+    """A message envelope like worker.leads.wire builds, with its parts open to breaking."""
     headers: dict[str, Any] = {"lang": "py", "id": m, "retries": 0, "root_id": m,
                                "parent_id": None, "argsrepr": "()", "kwargsrepr": "{}"}
     if task is not None:
@@ -48,7 +49,7 @@ def envelope(body: str, m: str, *, task: str | None = TASK_NAME,
         "body": body, "content-type": content_type, "content-encoding": "utf-8",
         "headers": headers,
         "properties": {"delivery_tag": m, "correlation_id": m, "delivery_mode": 2,
-                       "priority": 0, "delivery_info": {"exchange": "", "routing_key": QUEUE},
+                       "priority": 0, "delivery_info": {"exchange": "", "routing_key": LEADS_QUEUE},
                        **properties}})
 
 
@@ -128,8 +129,8 @@ def test_ten_thousand_malformed_messages_mixed_with_good_leads(
     pipe = redis_client.pipeline(transaction=False)
     for index, (_kind, _n, entry) in enumerate(entries):
         if index % every == 0 and index // every < GOOD:
-            pipe.lpush(QUEUE, encode_message(good[index // every]))
-        pipe.lpush(QUEUE, entry)
+            pipe.lpush(LEADS_QUEUE, encode_message(good[index // every]))
+        pipe.lpush(LEADS_QUEUE, entry)
         if index % 500 == 499:
             pipe.execute()
     pipe.execute()
@@ -180,17 +181,18 @@ CELERY_LEVEL_KINDS: list[tuple[str, Callable[[str], str | bytes]]] = [
     ("body_not_a_string", lambda m: json.dumps({
         "body": {"m": m}, "content-type": "application/json", "headers": {"id": m},
         "properties": {"delivery_tag": m,
-                       "delivery_info": {"exchange": "", "routing_key": QUEUE}}})),
+                       "delivery_info": {"exchange": "", "routing_key": LEADS_QUEUE}}})),
     ("delivery_info_without_exchange", lambda m: json.dumps({
         "body": json.dumps([[{"email": "d@x.example", "source": m}], {}, EMBED]),
         "content-type": "application/json", "content-encoding": "utf-8",
-        "headers": {"id": m, "task": TASK_NAME},
-        "properties": {"delivery_tag": m, "delivery_info": {"routing_key": QUEUE}}})),
+        "headers": {"id": m, "task": SYNC_LEAD},
+        "properties": {"delivery_tag": m, "delivery_info": {"routing_key": LEADS_QUEUE}}})),
 ]
 
 
 # Unguarded, Celery 5.7 / kombu 5.7 would log and drop the first six of these, and stop the
-# worker ("Unrecoverable error") on the two broken body encodings; worker/guard.py keeps them all.
+# worker ("Unrecoverable error") on the two broken body encodings; worker/broker/guard.py keeps
+# them all.
 @pytest.mark.parametrize("kind", [name for name, _build in CELERY_LEVEL_KINDS])
 def test_messages_celery_cannot_route_or_decode_are_kept_too(
     fleet: Callable[..., Fleet], redis_client: redis.Redis, kind: str
@@ -201,7 +203,7 @@ def test_messages_celery_cannot_route_or_decode_are_kept_too(
     k, build = next((k, build) for k, (name, build) in enumerate(CELERY_LEVEL_KINDS)
                     if name == kind)
     entries = [(k, n, build(marker(k, n))) for n in range(PER_CELERY_KIND)]
-    redis_client.lpush(QUEUE, *[entry for _k, _n, entry in entries])
+    redis_client.lpush(LEADS_QUEUE, *[entry for _k, _n, entry in entries])
     keys = Keys()
     kept = wait_until_kept(redis_client, keys, len(entries), 60, worker)
     missing = missing_by_kind(redis_client, keys, entries, CELERY_LEVEL_KINDS)

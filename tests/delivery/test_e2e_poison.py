@@ -29,9 +29,10 @@ from tests.fixtures.fleet import (
 )
 from tests.fixtures.mutations import FUZZ_KIND, mutants
 from tests.fixtures.ops import leadsync_bin
-from worker.keys import Keys
-from worker.lead import parse_lead
-from worker.wire import QUEUE, encode_message
+from worker.base.keys import Keys
+from worker.base.names import LEADS_QUEUE
+from worker.leads.lead import parse_lead
+from worker.leads.wire import encode_message
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -59,8 +60,8 @@ def test_five_thousand_random_mutations_never_kill_the_worker(
     pipe = redis_client.pipeline(transaction=False)
     for index, mutant in enumerate(bad):
         if index % every == 0:
-            pipe.lpush(QUEUE, encode_message(good[index // every]))
-        pipe.lpush(QUEUE, mutant.raw)
+            pipe.lpush(LEADS_QUEUE, encode_message(good[index // every]))
+        pipe.lpush(LEADS_QUEUE, mutant.raw)
         if index % 200 == 199:
             pipe.execute()
     pipe.execute()
@@ -93,7 +94,7 @@ def test_five_thousand_random_mutations_never_kill_the_worker(
     # Mutations that can never leave a valid lead never reach Constant Contact.
     assert not {"truncate", "big"} & set(still_valid)
 
-    assert redis_client.llen(QUEUE) == 0 and lead_unacked(redis_client) == 0
+    assert redis_client.llen(LEADS_QUEUE) == 0 and lead_unacked(redis_client) == 0
     assert worker.poll() is None, "the worker died"
     assert alive(pids_at_start) == pids_at_start, "a pool process died"
     assert run.worker_pids("z1") == pids_at_start, "the pool was restarted"

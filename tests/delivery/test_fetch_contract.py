@@ -1,6 +1,6 @@
 """The reliable fetch is the code that runs: kombu's private methods it overrides are checked.
 
-worker/reliable_fetch.py overrides private methods of kombu's Redis channel. Were kombu to rename
+worker/broker/fetch.py overrides private methods of kombu's Redis channel. Were kombu to rename
 them, the override would be skipped without a sound and stock BRPOP (which a kill -9 can make
 lose a message) would run, with every other test still green. This test watches Redis (MONITOR)
 while the app's own transport consumes a lead, and fails unless the pop script ran by SHA and
@@ -21,12 +21,13 @@ import redis
 from kombu import Consumer, Queue
 from kombu.transport.redis import Channel as RedisChannel
 
-from worker.celery import LEADS_QUEUE, make_app
-from worker.errors import ConfigError
-from worker.fetch_contract import kombu_contract_problem
-from worker.lead import parse_lead
-from worker.reliable_fetch import POP
-from worker.wire import encode_message
+from worker.base.errors import ConfigError
+from worker.base.names import LEADS_QUEUE
+from worker.broker.fetch import POP
+from worker.broker.fetch_contract import kombu_contract_problem
+from worker.celery import make_app
+from worker.leads.lead import parse_lead
+from worker.leads.wire import encode_message
 
 pytestmark = pytest.mark.redis
 REPO = Path(__file__).resolve().parents[2]
@@ -121,7 +122,7 @@ def test_celery_a_worker_stops_with_one_line_when_kombu_renamed_a_method() -> No
 def test_a_channel_whose_polls_do_not_reach_the_override_is_refused() -> None:
     from types import SimpleNamespace
 
-    from worker.fetch_contract import BrokerContractError, check_channel_instance
+    from worker.broker.fetch_contract import BrokerContractError, check_channel_instance
 
     def stock_read() -> None: ...
 

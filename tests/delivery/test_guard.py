@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-from worker.guard import envelope_problem
-from worker.lead import parse_lead
-from worker.wire import TASK_NAME, encode_message
+from worker.base.names import SYNC_LEAD
+from worker.broker.guard import envelope_problem
+from worker.leads.lead import parse_lead
+from worker.leads.wire import encode_message
 
-KNOWN = {TASK_NAME, "leadsync.refresh_token"}
+KNOWN = {SYNC_LEAD, "leadsync.refresh_token"}
 
 
 def good() -> dict[str, Any]:
@@ -81,13 +82,13 @@ def test_any_consumer_knows_leadsyncs_tasks_without_a_worker_having_imported_the
     make_settings: Any
 ) -> None:
     # A plain kombu consumer (a benchmark, a script) judges messages as the worker does.
+    from worker.broker.guard import GUARD_OPTION
     from worker.celery import make_app
-    from worker.guard import GUARD_OPTION
 
     app = make_app(make_settings(redis_url="redis://127.0.0.1:1/0"))
     config = app.conf.broker_transport_options[GUARD_OPTION]
     assert {"leads", "leadsync-control"} <= config.task_queues
-    assert {TASK_NAME, "leadsync.refresh_token", "leadsync.resume_parked"} <= set(
+    assert {SYNC_LEAD, "leadsync.refresh_token", "leadsync.resume_parked"} <= set(
         config.task_names())
 
 
@@ -152,7 +153,7 @@ def test_an_entry_recorded_by_the_pop_leaves_unacked_when_kept_aside(
 ) -> None:
     import time
 
-    from worker.guard import record_malformed, recorded_tags
+    from worker.broker.guard import record_malformed, recorded_tags
     from worker.lua import script
 
     # cjson takes invalid UTF-8 that Python refuses: the pop records it, Python cannot decode it.
@@ -185,7 +186,7 @@ def test_a_header_celery_would_log_is_kept_short() -> None:
 def test_a_large_integer_tag_recorded_by_the_pop_is_found_again(redis_client: Any) -> None:
     import time
 
-    from worker.guard import recorded_tags
+    from worker.broker.guard import recorded_tags
     from worker.lua import script
 
     # 10**15 is where "%.14g" (1e+15) and Lua's '%d' (1000000000000000) part: a microsecond

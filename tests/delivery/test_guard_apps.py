@@ -14,11 +14,12 @@ import pytest
 import redis
 from kombu import Consumer, Queue
 
+from worker.base.keys import Keys
+from worker.base.names import LEADS_QUEUE
 from worker.celery import make_app
-from worker.embedded_redis import EmbeddedRedis
-from worker.keys import Keys
-from worker.lead import parse_lead
-from worker.wire import QUEUE, encode_message
+from worker.demo.embedded_redis import EmbeddedRedis
+from worker.leads.lead import parse_lead
+from worker.leads.wire import encode_message
 
 pytestmark = pytest.mark.redis
 
@@ -45,7 +46,7 @@ def consume_one_good(app: Any, good_lead_id: str, timeout_s: float = 10) -> None
         message.ack()
 
     with app.connection_for_read() as conn, Consumer(
-            conn.default_channel, queues=[Queue(QUEUE)], callbacks=[on_message],
+            conn.default_channel, queues=[Queue(LEADS_QUEUE)], callbacks=[on_message],
             accept=["json"]):
         deadline = time.monotonic() + timeout_s
         while good_lead_id not in received:
@@ -72,7 +73,7 @@ def test_two_apps_keep_refused_messages_with_their_own_settings(
     for client in (first_db, second_db):
         good = parse_lead({"email": f"good{client.connection_pool.connection_kwargs['db']}"
                                     "@x.example"})
-        client.lpush(QUEUE, json.dumps(unknown), big, encode_message(good))
+        client.lpush(LEADS_QUEUE, json.dumps(unknown), big, encode_message(good))
         consume_one_good(apps[0] if client is first_db else apps[1], good.lead_id)
 
     kept_first = [json.loads(raw) for raw in first_db.lrange(Keys("alpha").malformed, 0, -1)]
@@ -86,7 +87,7 @@ def test_two_apps_keep_refused_messages_with_their_own_settings(
         assert client.llen(Keys(other).malformed) == 0
         assert client.llen(Keys().malformed) == 0
         assert client.hlen("unacked") == 0
-        assert client.llen(QUEUE) == 0
+        assert client.llen(LEADS_QUEUE) == 0
 
 
 def test_a_message_celery_cannot_unpack_is_kept_by_the_request_net(
@@ -96,7 +97,7 @@ def test_a_message_celery_cannot_unpack_is_kept_by_the_request_net(
     # message that never went through them), in the malformed list of the message's own app.
     from celery.exceptions import InvalidTaskError
 
-    from worker.guard import GuardedRequest
+    from worker.broker.guard import GuardedRequest
 
     app = make_app(make_settings(redis_url=f"redis://127.0.0.1:{redis_server.port}/"
                                            f"{DATABASES[0]}", key_prefix="gamma"))

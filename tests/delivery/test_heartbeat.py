@@ -14,17 +14,17 @@ import redis
 from kombu import Connection, Consumer, Queue
 from kombu.transport.redis import Transport as RedisTransport
 
-from worker.celery import make_app
-from worker.heartbeat import (
+from worker.broker.fetch import ReliableChannel
+from worker.broker.heartbeat import (
     UnackedHeartbeat,
     heartbeat_interval_s,
     held_tags,
     refresh_unacked,
     sweep_interval_s,
 )
-from worker.lead import parse_lead
-from worker.reliable_fetch import ReliableChannel
-from worker.wire import encode_message
+from worker.celery import make_app
+from worker.leads.lead import parse_lead
+from worker.leads.wire import encode_message
 
 pytestmark = pytest.mark.redis
 VISIBILITY_S = 2.0

@@ -14,11 +14,12 @@ import redis
 from kombu import Connection
 
 from tests.fixtures.parked import NOW, lead, park, queued, queued_ids
-from worker.idempotency import Ledger
-from worker.parking import QUOTA, REASONS, REAUTH, TOKEN_KEY, ParkingLot, priority_lists
-from worker.settings import Settings
-from worker.stats import lead_counts
-from worker.wire import QUEUE, encode_message
+from worker.account import Account
+from worker.base.names import LEADS_QUEUE as QUEUE
+from worker.base.settings import Settings
+from worker.leads.wire import encode_message
+from worker.ledger.parking import QUOTA, REASONS, REAUTH, TOKEN_KEY, ParkingLot, priority_lists
+from worker.report.stats import lead_counts
 
 pytestmark = pytest.mark.redis
 
@@ -37,7 +38,7 @@ def settings(make_settings: Any, redis_url: str) -> Settings:
 
 @pytest.fixture
 def lot(settings: Settings, redis_client: redis.Redis) -> ParkingLot:
-    return ParkingLot(settings, redis_client)
+    return Account(settings, redis_client).parking
 
 
 def test_counts_stay_equal_to_a_recount_through_parallel_parks_and_resumes(
@@ -48,7 +49,7 @@ def test_counts_stay_equal_to_a_recount_through_parallel_parks_and_resumes(
     done = threading.Event()
 
     def parker(k: int) -> None:
-        mine = ParkingLot(settings, redis.Redis.from_url(redis_url))
+        mine = Account(settings, redis.Redis.from_url(redis_url)).parking
         try:
             for n in range(k, total, parkers):
                 park(mine, lead(n), REASONS[n % 3], resume_at=NOW - 10 if n % 2 else NOW + 99)
@@ -56,7 +57,7 @@ def test_counts_stay_equal_to_a_recount_through_parallel_parks_and_resumes(
             errors.append(exc)
 
     def resumer() -> None:
-        mine = ParkingLot(settings, redis.Redis.from_url(redis_url))
+        mine = Account(settings, redis.Redis.from_url(redis_url)).parking
         try:
             while not done.is_set():
                 mine.resume_due(sending_possible=True, now=NOW, batch=7)
@@ -94,7 +95,7 @@ def test_status_reads_the_per_reason_sets_not_every_parked_lead(
 
     def sent_for_status() -> int:
         before = int(redis_client.info("stats")["total_net_output_bytes"])
-        counts = lead_counts(settings, redis_client)
+        counts = lead_counts(Account(settings, redis_client))
         after = int(redis_client.info("stats")["total_net_output_bytes"])
         parked = counts["parked_quota"] + counts["parked_reauth"] + counts["parked_token_key"]
         assert parked == redis_client.hlen(lot.keys.parked_index)
@@ -234,7 +235,7 @@ def test_five_thousand_parked_leads_resume_each_exactly_once(
     resumed: list[int] = []
 
     def resume() -> None:  # two beat runs overlapping (a slow one and the next)
-        mine = ParkingLot(settings, redis.Redis.from_url(redis_url))
+        mine = Account(settings, redis.Redis.from_url(redis_url)).parking
         resumed.append(mine.resume_due(sending_possible=True, now=NOW, batch=250))
 
     threads = [threading.Thread(target=resume) for _ in range(2)]
@@ -249,5 +250,5 @@ def test_five_thousand_parked_leads_resume_each_exactly_once(
     assert by_id == messages  # each once, the message kept when it was taken, unchanged
     assert lot.counts()["by_reason"] == dict.fromkeys(REASONS, 0)
     assert redis_client.hlen(lot.keys.parked_index) == 0
-    states = Counter(Ledger(settings, redis_client).state(i) for i in list(messages)[::50])
+    states = Counter(lot.ledger.state(i) for i in list(messages)[::50])
     assert states == {"queued": total // 50}

@@ -19,9 +19,10 @@ import redis
 from tests.fixtures.crash_redis import CrashableRedis
 from tests.fixtures.ops import wait_for
 from tests.fixtures.parked import NOW, each_in_one_place, lead, park, queued_ids
-from worker.parking import QUOTA, ParkingLot
-from worker.settings import Settings
-from worker.wire import QUEUE
+from worker.account import Account
+from worker.base.names import LEADS_QUEUE as QUEUE
+from worker.base.settings import Settings
+from worker.ledger.parking import QUOTA, ParkingLot
 
 pytestmark = pytest.mark.redis
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,11 +32,11 @@ LEADS = 2000
 VICTIM = """
 import sys, time
 import redis
-from worker.parking import ParkingLot
-from worker.settings import Settings
+from worker.account import Account
+from worker.base.settings import Settings
 
 url, now = sys.argv[1], float(sys.argv[2])
-lot = ParkingLot(Settings(_env_file=None, redis_url=url), redis.Redis.from_url(url))
+lot = Account(Settings(_env_file=None, redis_url=url), redis.Redis.from_url(url)).parking
 step = lot._resume_step
 
 def paced(*args, **kwargs):
@@ -60,7 +61,7 @@ def fill(lot: ParkingLot) -> list[str]:
 def test_a_resumer_killed_between_batches_loses_and_duplicates_nothing(
         make_settings: Any, redis_url: str, redis_client: redis.Redis) -> None:
     settings: Settings = make_settings(redis_url=redis_url)
-    lot = ParkingLot(settings, redis_client)
+    lot = Account(settings, redis_client).parking
     ids = fill(lot)
     victim = subprocess.Popen([sys.executable, "-c", VICTIM, redis_url, str(NOW)],
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -92,7 +93,7 @@ def test_redis_killed_during_a_resume_leaves_each_lead_in_one_place(
         monkeypatch: pytest.MonkeyPatch) -> None:
     settings: Settings = make_settings(redis_url=crash_redis.url)
     client = redis.Redis.from_url(crash_redis.url)
-    lot = ParkingLot(settings, client)
+    lot = Account(settings, client).parking
     ids = fill(lot)
     # From here every write is on disk before its reply (the fill's with the first of them):
     # what the kill loses is only what Redis had not answered, so a lead found nowhere
@@ -100,7 +101,7 @@ def test_redis_killed_during_a_resume_leaves_each_lead_in_one_place(
     client.config_set("appendfsync", "always")
     failed: list[BaseException] = []
 
-    mine = ParkingLot(settings, redis.Redis.from_url(crash_redis.url))
+    mine = Account(settings, redis.Redis.from_url(crash_redis.url)).parking
     step = mine._resume_step
 
     def paced(*args: Any, **kwargs: Any) -> Any:  # so the kill lands half-way, not after
@@ -124,7 +125,7 @@ def test_redis_killed_during_a_resume_leaves_each_lead_in_one_place(
     assert failed, "the resume finished before Redis was killed: nothing was tested"
     crash_redis.restart()
     client = redis.Redis.from_url(crash_redis.url)
-    lot = ParkingLot(settings, client)
+    lot = Account(settings, client).parking
     places = each_in_one_place(client, lot, ids)
     assert places["queued"] >= 300 and places["parked"] > 0, places
     assert lot.resume_due(sending_possible=True, now=NOW) == places["parked"]

@@ -12,9 +12,9 @@ import redis
 from kombu import Connection
 from kombu.transport.redis import Transport as RedisTransport
 
-from worker.lead import parse_lead
-from worker.reliable_fetch import POP, ReliableChannel
-from worker.wire import encode_message
+from worker.broker.fetch import POP, ReliableChannel
+from worker.leads.lead import parse_lead
+from worker.leads.wire import encode_message
 
 pytestmark = pytest.mark.redis
 def pop(client: redis.Redis, *queues: str, record: str | None = None) -> Any:
@@ -42,7 +42,7 @@ def test_a_popped_message_is_already_in_unacked_in_kombus_format(
     assert redis_client.zscore("unacked_index", tag) is not None
 
     # The consumer "dies" here. kombu's own sweep puts the message back once it is visible again.
-    with Connection(redis_url, transport="worker.guard:GuardedTransport",
+    with Connection(redis_url, transport="worker.broker.guard:GuardedTransport",
                     transport_options={"visibility_timeout": 0}) as conn:
         conn.default_channel.qos.restore_visible(interval=1)
     assert redis_client.hlen("unacked") == 0
@@ -127,7 +127,7 @@ def test_an_idle_consumer_wakes_for_a_message_on_either_queue(
                                                   ("6.2.14", False), ("7.0.15", False),
                                                   ("255.255.255", False)])
 def test_a_redis_without_blmove_is_named_at_start(version: str, too_old: bool) -> None:
-    from worker.reliable_fetch import redis_version_problem
+    from worker.broker.fetch import redis_version_problem
 
     problem = redis_version_problem(version)
     assert (problem is not None) == too_old
@@ -280,8 +280,8 @@ def test_a_flushed_script_is_loaded_again_and_the_pop_still_records(
 def test_kombus_global_keyprefix_is_refused_with_one_line(
     redis_url: str, make_settings: Any
 ) -> None:
+    from worker.broker.fetch import KEYPREFIX_REFUSED, BrokerContractError
     from worker.celery import make_app
-    from worker.reliable_fetch import KEYPREFIX_REFUSED, BrokerContractError
 
     app = make_app(make_settings(redis_url=redis_url))
     app.conf.broker_transport_options = {**app.conf.broker_transport_options,

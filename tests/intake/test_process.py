@@ -10,9 +10,10 @@ import requests
 
 from tests.fixtures.ops import wait_for
 from tests.intake.conftest import intake_env, start_intake_process
+from worker.base.names import LEADS_QUEUE
+from worker.base.scope import Scope
 from worker.cli import main
-from worker.embedded_redis import EmbeddedRedis
-from worker.wire import QUEUE
+from worker.demo.embedded_redis import EmbeddedRedis
 
 
 def test_keys_create_list_revoke_from_the_cli(
@@ -34,7 +35,7 @@ def test_keys_create_list_revoke_from_the_cli(
     main(["intake", "keys", "list"])
     assert "revoked" in capsys.readouterr().out
     monkeypatch.setenv("LEADSYNC_REDIS_URL", "redis://127.0.0.1:1/0")
-    from worker.settings import get_settings
+    from worker.base.settings import get_settings
 
     get_settings.cache_clear()
     assert main(["intake", "keys", "list"]) == 4
@@ -42,7 +43,7 @@ def test_keys_create_list_revoke_from_the_cli(
 
 def test_a_bad_webhook_secret_setting_stops_start_up_with_exit_3(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from worker.settings import get_settings
+    from worker.base.settings import get_settings
 
     monkeypatch.setenv("LEADSYNC_INTAKE_WEBHOOK_SECRETS", "billing=tooshort")
     get_settings.cache_clear()
@@ -59,7 +60,7 @@ def test_redis_down_answers_503_with_retry_after_then_recovers(
     with EmbeddedRedis() as own:
         env = intake_env(own.url)
         client = redis.Redis.from_url(own.url)
-        key = ApiKeys(settings_of(env), client).create("crm")
+        key = ApiKeys(Scope(settings_of(env), client)).create("crm")
         base, _ = start_intake_process(spawned, env)
         session = requests.Session()
         auth = {"Authorization": f"Bearer {key}"}
@@ -76,18 +77,18 @@ def test_redis_down_answers_503_with_retry_after_then_recovers(
         try:
             wait_for(lambda: session.get(base + "/readyz", timeout=10).status_code == 200, 30,
                      "readiness after Redis came back")
-            key = ApiKeys(settings_of(env), client).create("crm")  # the new server is empty
+            key = ApiKeys(Scope(settings_of(env), client)).create("crm")  # the new server is empty
             back = session.post(base + "/v1/leads", json={"email": "c@example.com"},
                                 headers={"Authorization": f"Bearer {key}"}, timeout=30)
-            assert back.status_code == 202 and client.llen(QUEUE) == 1
+            assert back.status_code == 202 and client.llen(LEADS_QUEUE) == 1
         finally:
             again.stop()
         client.close()
 
 
 def test_scrub_removes_intake_keys_from_any_text() -> None:
+    from worker.base.redaction import scrub
     from worker.intake.apikeys import new_key
-    from worker.redaction import scrub
 
     key = new_key()
     assert key not in scrub(f"failed for {key} and key={key}")
@@ -108,7 +109,7 @@ def test_no_email_phone_or_key_in_the_intake_logs(
                 timeout=30)
     intake.http.post(intake.base + "/v1/forms/site", timeout=30,
                      data={"_key": intake.form_key, "email": canary_email, "phone": canary_phone})
-    assert redis_client.llen(QUEUE) >= 1
+    assert redis_client.llen(LEADS_QUEUE) >= 1
     log = spawned.log("intake")
     assert "rejected" in log  # the log line was written (so its absence of data means something)
     for secret in (canary_email, canary_phone, "0199", intake.key, intake.form_key,
@@ -134,7 +135,7 @@ def test_concurrent_retries_with_one_idempotency_key_queue_once_and_answer_alike
         answers = list(pool.map(send, range(24)))
     assert {status for status, _ in answers} == {422}
     assert len({text for _, text in answers}) == 1
-    assert redis_client.llen(QUEUE) == 20
+    assert redis_client.llen(LEADS_QUEUE) == 20
     # A 413 on a kept-alive connection leaves it usable for the next request.
     with requests.Session() as session:
         auth = {"Authorization": f"Bearer {intake.key}"}

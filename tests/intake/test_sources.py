@@ -10,9 +10,9 @@ import redis
 from tests.intake.conftest import GOOGLE_KEY, Client
 from tests.intake.formpage import submission
 from tests.intake.test_api import queued
-from worker.errors import InvalidLeadError
+from worker.base.errors import InvalidLeadError
 from worker.intake.sources import form_to_lead, google_to_lead
-from worker.lead import parse_lead
+from worker.leads.lead import parse_lead
 
 # The shape Google documents for lead form webhooks (WebhookLead, user_column_data items).
 GOOGLE_SAMPLE: dict[str, Any] = {

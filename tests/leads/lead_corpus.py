@@ -153,8 +153,8 @@ def corpus() -> list[dict[str, Any]]:
 
 def outcome(data: object) -> dict[str, Any]:
     """What parse_lead made of one input: the lead as it travels, or the rejection."""
-    from worker.errors import InvalidLeadError
-    from worker.lead import parse_lead
+    from worker.base.errors import InvalidLeadError
+    from worker.leads.lead import parse_lead
 
     try:
         lead = parse_lead(data)

@@ -16,17 +16,17 @@ import redis
 from celery import Celery, Task
 from kombu import Queue
 
-import worker.publish_hooks  # noqa: F401  # the same argsrepr redaction as worker.celery
-from worker.guard import GUARD_OPTION, GuardConfig
+import worker.broker.publish_hooks  # noqa: F401  # the same argsrepr redaction as worker.celery
+from worker.broker.guard import GUARD_OPTION, GuardConfig
 
 BROKER_URL = os.environ.get("LEADSYNC_REDIS_URL", "redis://127.0.0.1:1/0")
 RECEIVED_KEY = "probe:received"
 
-# The same message guards as worker.celery (worker/guard.py): the probe's survival of broken
+# The same message guards as worker.celery (worker/broker/guard.py): the probe's survival of broken
 # entries is then the real worker's.
-app = Celery("leadsync-probe", broker=BROKER_URL, task_cls="worker.guard:LeadsyncTask")
+app = Celery("leadsync-probe", broker=BROKER_URL, task_cls="worker.broker.guard:LeadsyncTask")
 app.conf.update(
-    broker_transport="worker.guard:GuardedTransport",
+    broker_transport="worker.broker.guard:GuardedTransport",
     task_default_queue="leads",
     task_queues=[Queue("leads")],
     task_serializer="json",

@@ -17,13 +17,13 @@ import pytest
 import redis
 
 from tests.fixtures.leads import REPO
+from worker.base.errors import InvalidLeadError, RedisUnavailableError
 from worker.cli import main
 from worker.cli.exit_codes import ExitCode
-from worker.embedded_redis import free_port
-from worker.enqueue import enqueue_lead, enqueue_leads
-from worker.errors import InvalidLeadError, RedisUnavailableError
-from worker.lead import parse_lead
-from worker.wire import parse_message
+from worker.demo.embedded_redis import free_port
+from worker.leads.enqueue import enqueue_lead, enqueue_leads
+from worker.leads.lead import parse_lead
+from worker.leads.wire import parse_message
 
 LIST_A = "0c4a6c36-3a5b-11ee-8c55-fa163e56c9b0"
 LIST_B = "1d5b7d47-4b6c-11ee-9d66-0b274f67dac1"

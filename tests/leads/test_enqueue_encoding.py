@@ -15,7 +15,7 @@ import redis
 from tests.fixtures.ops import Spawned, leadsync_bin, wait_for
 from worker.cli import main
 from worker.cli.exit_codes import ExitCode
-from worker.wire import parse_message
+from worker.leads.wire import parse_message
 
 pytestmark = pytest.mark.redis
 

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from tests.leads.lead_corpus import FIXTURE, corpus, outcome
-from worker.errors import InvalidLeadError
-from worker.lead import Lead, _clean_text, derive_lead_id, parse_lead
+from worker.base.errors import InvalidLeadError
+from worker.leads.lead import Lead, _clean_text, derive_lead_id, parse_lead
 
 CASES: list[dict[str, Any]] = json.loads(FIXTURE.read_text(encoding="utf-8"))
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from worker.errors import InvalidLeadError
-from worker.lead import ADDRESS_LIMITS, TEXT_LIMITS, parse_lead
-from worker.wire import build_message, lead_from_task_args, parse_message
+from worker.base.errors import InvalidLeadError
+from worker.leads.lead import ADDRESS_LIMITS, TEXT_LIMITS, parse_lead
+from worker.leads.wire import build_message, lead_from_task_args, parse_message
 
 LIST_A = "0c4a6c36-3a5b-11ee-8c55-fa163e56c9b0"
 CF_UUID = "6B1A5C1E-0000-4000-8000-00000000ABCD"

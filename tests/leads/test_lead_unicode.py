@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from tests.fixtures.mutations import mutants
-from worker.errors import InvalidLeadError
-from worker.lead import ADDRESS_LIMITS, TEXT_LIMITS, parse_lead
-from worker.wire import encode_message, lead_from_task_args
+from worker.base.errors import InvalidLeadError
+from worker.leads.lead import ADDRESS_LIMITS, TEXT_LIMITS, parse_lead
+from worker.leads.wire import encode_message, lead_from_task_args
 
 LONE = "\ud800"
 GIVEN_ID = "ld_60638ed0363cf7016834e3727ce248c4"

@@ -3,7 +3,7 @@
 The worker is the probe app (tests/leads/probe_app.py): `leadsync.sync_lead` on queue `leads`
 recording its arguments, so these tests prove the wire contract on their own. The message in
 `_documented_message` is written out by hand, as a Java or Node producer would, not built by
-worker.wire.
+worker.leads.wire.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import pytest
 import redis
 
 from tests.fixtures.leads import REPO
-from worker.enqueue import enqueue_lead
-from worker.keys import Keys
-from worker.lead import parse_lead
+from worker.base.keys import Keys
+from worker.leads.enqueue import enqueue_lead
+from worker.leads.lead import parse_lead
 
 
 def _documented_message(lead: dict[str, Any], task_id: str) -> str:
@@ -177,7 +177,7 @@ def test_a_broken_envelope_is_set_aside_and_the_worker_goes_on(
     entry: str, reason: str, probe_client: redis.Redis, probe_received: Any,
     probe_worker: subprocess.Popen[str],
 ) -> None:
-    """Stock Celery 5.7 / kombu 5.7 stop the worker on both (worker/guard.py explains)."""
+    """Stock Celery 5.7 / kombu 5.7 stop the worker on both (worker/broker/guard.py explains)."""
     probe_client.delete(Keys().malformed)
     probe_client.lpush("leads", entry)
     probe_client.lpush("leads", _minimal_message({"email": "next@example.com"}, "t-1"))

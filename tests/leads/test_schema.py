@@ -1,6 +1,6 @@
 """The checked-in JSON Schema is what the model says, and it describes what the worker accepts.
 
-Regenerate after changing worker/lead.py:
+Regenerate after changing worker/leads/lead.py:
     leadsync schema > worker/schema/lead.v1.schema.json
 """
 
@@ -12,10 +12,10 @@ from typing import Any
 import jsonschema
 import pytest
 
+from worker.base.errors import InvalidLeadError
 from worker.cli import main
 from worker.cli.schema_cmd import CHECKED_IN
-from worker.errors import InvalidLeadError
-from worker.lead import Lead, parse_lead
+from worker.leads.lead import Lead, parse_lead
 
 
 def test_checked_in_schema_equals_the_model() -> None:

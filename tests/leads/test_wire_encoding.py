@@ -11,9 +11,9 @@ import pytest
 import redis
 
 from tests.leads.test_lead_corpus import CASES
-from worker.enqueue import enqueue_leads, prepare
-from worker.lead import parse_lead
-from worker.wire import (
+from worker.leads.enqueue import enqueue_leads, prepare
+from worker.leads.lead import parse_lead
+from worker.leads.wire import (
     _lead_argsrepr,
     _two_uuid4,
     build_message,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import redis
 
-from worker.demo import sample_leads
-from worker.enqueue import enqueue_leads
+from worker.demo.demo import sample_leads
+from worker.leads.enqueue import enqueue_leads
 
 
 @pytest.mark.redis

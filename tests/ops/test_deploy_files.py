@@ -23,7 +23,7 @@ from tests.fixtures.ops import (
     flower_env_names,
     settings_fields,
 )
-from worker.embedded_redis import find_redis_server, free_port
+from worker.demo.embedded_redis import find_redis_server, free_port
 
 DEPLOY_FILES = [REPO / "Procfile", *sorted(p for p in DEPLOY.rglob("*") if p.is_file())]
 
@@ -198,7 +198,7 @@ def test_redis_conf_is_accepted_by_a_real_redis_and_keeps_every_lead(tmp_path: P
         assert config["appendfsync"] in ("always", "everysec")
         assert config["maxmemory-policy"] == "noeviction"
         # What workers and `leadsync health` check: the shipped file passes without opt-out.
-        from worker.redis_check import check_redis
+        from worker.base.redis_check import check_redis
 
         assert check_redis(client, allow_volatile=False).state == "ok"
     finally:
@@ -285,14 +285,18 @@ def test_k8s_manifests_match_the_code() -> None:
 def check_intake_container(container: dict[str, Any]) -> None:
     """The intake's command parses, it binds all interfaces on its port, and its probes hit
     the app's real /healthz (liveness) and /readyz (readiness: Redis answers)."""
+    import redis
+
+    from worker.account import Account
+    from worker.base.settings import Settings
     from worker.intake.app import create_app
-    from worker.settings import Settings
 
     args = check_leadsync_command(container["command"])
     assert args.command == "intake" and args.host == "0.0.0.0"
     (port,) = container["ports"]
     assert port["containerPort"] == args.port
-    paths = {route.path for route in create_app(Settings(_env_file=None)).routes}
+    account = Account(Settings(_env_file=None), redis.Redis())  # no connection: routes only
+    paths = {route.path for route in create_app(account, account.ledger).routes}
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     for probe in ("livenessProbe", "readinessProbe"):

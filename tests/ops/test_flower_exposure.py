@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.ops import DEPLOY, REPO, Spawned, leadsync_bin, wait_for
+from worker.base.errors import ConfigError
 from worker.cli.flower_cmd import flower_argv
-from worker.embedded_redis import free_port
-from worker.errors import ConfigError
+from worker.demo.embedded_redis import free_port
 
 pytestmark = pytest.mark.redis
 

@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from tests.fixtures.ops import Spawned, wait_for
-from worker.embedded_redis import free_port
+from worker.demo.embedded_redis import free_port
 
 pytestmark = pytest.mark.redis
 

@@ -14,7 +14,7 @@ import pytest
 from tests.fixtures.ops import REPO, wait_for
 from worker.cli import main
 from worker.cli.exit_codes import ExitCode
-from worker.embedded_redis import EmbeddedRedis
+from worker.demo.embedded_redis import EmbeddedRedis
 
 pytestmark = pytest.mark.redis
 

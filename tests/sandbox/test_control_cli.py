@@ -17,7 +17,7 @@ import requests
 
 from tests.fixtures.sandbox import CC
 from worker.cli import main
-from worker.embedded_redis import free_port
+from worker.demo.embedded_redis import free_port
 from worker.sandbox import SandboxConfig, SandboxServer
 
 

@@ -10,7 +10,7 @@ import requests
 
 from tests.fixtures.sandbox import CC
 from worker.auth.jwt_verify import verify_access_token
-from worker.settings import CC_ISSUER, Settings
+from worker.base.settings import CC_ISSUER, Settings
 
 DAY = 86_400.0
 BAD_REFRESH = {"error": "invalid_grant",

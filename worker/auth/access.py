@@ -24,20 +24,16 @@ from worker.auth.token_record import (
     TokenRecord,
 )
 from worker.auth.token_store import TokenStore
-from worker.errors import (
+from worker.base.errors import (
     NotAuthorizedError,
     ReauthRequiredError,
     RedisUnavailableError,
     RefreshLockTimeoutError,
     TokenKeyError,
 )
-from worker.keys import Keys
+from worker.base.names import CONTROL_QUEUE, REFRESH_TOKEN
+from worker.leads.wire import encode_task_message
 from worker.lua import script
-from worker.settings import Settings
-from worker.wire import encode_task_message
-
-REFRESH_TASK = "leadsync.refresh_token"
-CONTROL_QUEUE = "leadsync-control"
 
 
 @dataclass(frozen=True)
@@ -47,16 +43,12 @@ class AccessToken:
     expires_at: float  # epoch seconds, from the JWT `exp`
 
 
-def _read(settings: Settings, redis: Redis) -> TokenRecord | None:
-    return TokenStore(settings, redis).read()
-
-
 POLL_S = 0.05  # how often a worker waiting for a refreshed token re-reads Redis
 
 
-def _sendable(settings: Settings, redis: Redis) -> TokenRecord:
+def _sendable(store: TokenStore) -> TokenRecord:
     """The stored record, if a token may be sent at all; raises NotAuthorized/ReauthRequired."""
-    record = _read(settings, redis)
+    record = store.read()
     if record is None or not record.access_token:
         raise NotAuthorizedError(
             "no Constant Contact tokens stored: run `leadsync auth device` (or `auth login`)"
@@ -69,13 +61,13 @@ def _sendable(settings: Settings, redis: Redis) -> TokenRecord:
     return record
 
 
-def current_access_token(settings: Settings, redis: Redis) -> AccessToken:
+def current_access_token(store: TokenStore) -> AccessToken:
     """The shared access token; raises NotAuthorizedError or ReauthRequiredError."""
-    record = _sendable(settings, redis)
+    record = _sendable(store)
     return AccessToken(record.access_token, record.generation, record.expires_at)
 
 
-def usable_access_token(settings: Settings, redis: Redis, wait_s: float) -> AccessToken:
+def usable_access_token(store: TokenStore, wait_s: float) -> AccessToken:
     """A token not known to be expired: more than EXPIRY_SKEW_S of it is left.
 
     A short-lived token (beat ticks cannot refresh it in time, worker/auth/timing.py) inside its
@@ -83,12 +75,13 @@ def usable_access_token(settings: Settings, redis: Redis, wait_s: float) -> Acce
     the request too, and the caller waits up to `wait_s` for the new generation, polling Redis;
     if none comes, RefreshLockTimeoutError: a wait that spends no retry and no API request.
     """
-    record = _sendable(settings, redis)
+    settings = store.settings
+    record = _sendable(store)
     left = record.expires_at - time.time()
     lifetime = record.lifetime_s
     early = not beat_can_serve(settings, lifetime) and left < refresh_lead_s(settings, lifetime)
     if early or left <= EXPIRY_SKEW_S:
-        request_refresh(settings, redis, record.generation)
+        request_refresh(store, record.generation)
     deadline = time.monotonic() + wait_s
     while record.expires_at - time.time() <= EXPIRY_SKEW_S:
         if time.monotonic() >= deadline:
@@ -97,11 +90,11 @@ def usable_access_token(settings: Settings, redis: Redis, wait_s: float) -> Acce
                 "(the refresh was requested; trying again shortly)"
             )
         time.sleep(POLL_S)
-        record = _sendable(settings, redis)
+        record = _sendable(store)
     return AccessToken(record.access_token, record.generation, record.expires_at)
 
 
-def token_checker(settings: Settings, redis: Redis, wait_s: float) -> Callable[[str], str]:
+def token_checker(store: TokenStore, wait_s: float) -> Callable[[str], str]:
     """For `ContactsClient(token_check=...)`: called right before each request, after the
     limiter's wait, with the token about to be sent; answers the token to send instead.
 
@@ -111,58 +104,62 @@ def token_checker(settings: Settings, redis: Redis, wait_s: float) -> Callable[[
     """
 
     def check(value: str) -> str:
-        record = _sendable(settings, redis)
+        record = _sendable(store)
         if record.expires_at - time.time() > EXPIRY_SKEW_S:
             return record.access_token  # the one given, or a newer one (later exp)
-        return usable_access_token(settings, redis, wait_s).value
+        return usable_access_token(store, wait_s).value
 
     return check
 
 
-def sending_possible(settings: Settings, redis: Redis) -> bool:
+def sending_possible(store: TokenStore) -> bool:
     """False when nothing is stored, a person must re-authorize, or the key cannot open it."""
     try:
-        record = _read(settings, redis)
+        record = store.read()
     except TokenKeyError:
         return False
     return bool(record and record.access_token and record.state != STATE_REAUTH_REQUIRED)
 
 
-def token_state(settings: Settings, redis: Redis) -> str:
+def token_state(store: TokenStore) -> str:
     """"ok" | "refresh_failing" | "reauth_required" | "not_authorized" | "token_key_invalid"."""
     try:
-        record = _read(settings, redis)
+        record = store.read()
     except TokenKeyError:
         return STATE_TOKEN_KEY_INVALID
+    return state_of(record)
+
+
+def state_of(record: TokenRecord | None) -> str:
+    """`token_state` of a record already read (a readable one, or None when nothing is stored)."""
     if record is None or (not record.access_token and record.state != STATE_REAUTH_REQUIRED):
         return STATE_NOT_AUTHORIZED
     return record.state
 
 
-def request_refresh(settings: Settings, redis: Redis, seen_generation: int) -> None:
+def request_refresh(store: TokenStore, seen_generation: int) -> None:
     """A token of `seen_generation` got a 401: ask the refresher once, fleet-wide."""
-    record = _read(settings, redis)
+    record = store.read()
     if record is not None and record.generation > seen_generation:
         return  # a newer token is already stored; the caller just needs to re-read
-    keys = Keys(settings.key_prefix, settings.account)
-    ttl_ms = int(settings.refresh_lock_ttl_s * 1000)
+    ttl_ms = int(store.settings.refresh_lock_ttl_s * 1000)
     try:
         send = script("refresh_request").run(
-            redis, [keys.token_refresh_requested], [seen_generation, ttl_ms])
+            store.redis, [store.scope.keys.token_refresh_requested], [seen_generation, ttl_ms])
     except RedisError as exc:
         raise RedisUnavailableError(f"cannot request a token refresh: {exc}") from None
     if int(send):
-        send_refresh_task(redis, seen_generation)
+        send_refresh_task(store.redis, seen_generation)
 
 
 def send_refresh_task(redis: Redis, seen_generation: int) -> None:
     """LPUSH the `leadsync.refresh_token` message onto the control queue: no Celery app needed.
 
-    The message is the plain-JSON protocol-2 one worker.wire builds for leads, so this layer
+    The message is the plain-JSON protocol-2 one worker.leads.wire builds for leads, so this layer
     never imports worker.celery (the app is built above it, from the same settings).
     """
     kwargs = {"seen_generation": seen_generation}
-    message = encode_task_message(REFRESH_TASK, CONTROL_QUEUE, kwargs=kwargs,
+    message = encode_task_message(REFRESH_TOKEN, CONTROL_QUEUE, kwargs=kwargs,
                                   kwargsrepr=repr(kwargs))  # a number: nothing to redact
     try:
         redis.lpush(CONTROL_QUEUE, message)

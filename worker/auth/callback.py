@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from worker.errors import ConfigError
+from worker.base.errors import ConfigError
 
 PAGE = (
     "<!doctype html><html><body style='font-family:sans-serif'><h2>leadsync</h2>"

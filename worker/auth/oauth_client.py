@@ -15,9 +15,9 @@ from urllib.parse import urlencode
 
 import requests
 
-from worker.errors import OAuthServerError, OAuthTransientError
-from worker.redaction import scrub
-from worker.settings import Settings
+from worker.base.errors import OAuthServerError, OAuthTransientError
+from worker.base.redaction import scrub
+from worker.base.settings import Settings
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 

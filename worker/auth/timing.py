@@ -19,7 +19,7 @@ the first check existed; docs/notes/tokens.md).
 
 from __future__ import annotations
 
-from worker.settings import Settings
+from worker.base.settings import Settings
 
 SHORT_LIVED_SHARE = 0.5  # short-lived tokens: refresh with half the lifetime left
 EXPIRY_SKEW_S = 1.0  # a token with less left than this is treated as expired (never sent)

@@ -13,16 +13,14 @@ import logging
 from typing import Any, NoReturn
 
 from cryptography.fernet import Fernet, InvalidToken
-from redis import Redis
 from redis.exceptions import RedisError
 
 from worker.auth import token_key
 from worker.auth.token_record import SEALED_FIELDS, TokenRecord
-from worker.errors import RedisUnavailableError, TokenKeyError
-from worker.keys import Keys
+from worker.base.errors import RedisUnavailableError, TokenKeyError
+from worker.base.redis_text import text as _text
+from worker.base.scope import Scope
 from worker.lua import script
-from worker.redis_text import text as _text
-from worker.settings import Settings
 
 _ENC_PREFIX = token_key.ENCRYPTED_PREFIX
 log = logging.getLogger(__name__)
@@ -37,23 +35,32 @@ class StaleWriteError(Exception):
 
 
 class TokenStore:
-    """Read and compare-and-set the account's token record."""
+    """Read and compare-and-set the account's token record (one per Account: built once, the
+    key and script with it)."""
 
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        self.settings = settings
-        self.redis = redis
-        self.key = Keys(settings.key_prefix, settings.account).token
-        secret = settings.token_key.get_secret_value() if settings.token_key else ""
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.settings = scope.settings
+        self.redis = scope.redis
+        self.key = scope.keys.token
+        self.incidents = token_key.Incidents(scope)
+        secret = self.settings.token_key.get_secret_value() if self.settings.token_key else ""
+        self._bad_key = ""
         try:
             self._fernet = Fernet(secret.encode()) if secret else None
-        except ValueError:
-            self._unreadable("LEADSYNC_TOKEN_KEY: not a Fernet key (make one with "
+        except ValueError:  # raised (and reported) by the first read or write, not here
+            self._fernet = None
+            self._bad_key = ("LEADSYNC_TOKEN_KEY: not a Fernet key (make one with "
                              "`leadsync auth genkey`)")
-        self._cas = script("token_cas").register(redis)
+        self._cas = script("token_cas").register(self.redis)
 
     def _unreadable(self, reason: str) -> NoReturn:
-        token_key.report_unreadable(self.settings, self.redis, reason)
+        self.incidents.unreadable(reason)
         raise TokenKeyError(reason)
+
+    def _check_key(self) -> None:
+        if self._bad_key:
+            self._unreadable(self._bad_key)
 
     # --- encryption -------------------------------------------------------------------
     def _seal(self, value: str) -> str:
@@ -74,7 +81,8 @@ class TokenStore:
                              "key encrypted them)")
 
     # --- reads and writes ---------------------------------------------------------------
-    def _raw(self) -> dict[str, str]:
+    def raw(self) -> dict[str, str]:
+        """The stored hash as it is (sealed fields still sealed): one HGETALL."""
         try:
             raw = self.redis.hgetall(self.key)
         except RedisError as exc:
@@ -84,25 +92,30 @@ class TokenStore:
     def read(self) -> TokenRecord | None:
         """The current record, or None when nothing is stored; TokenKeyError when this key
         cannot open it."""
-        data = self._raw()
-        if not data:
+        return self.opened(self.raw())
+
+    def opened(self, raw: dict[str, str]) -> TokenRecord | None:
+        """`raw()`'s hash as a record (None when empty); TokenKeyError as `read`."""
+        self._check_key()
+        if not raw:
             return None
+        data = dict(raw)
         if self._fernet is not None and token_key.at_rest(data, SEALED_FIELDS) in (
                 "clear", "partly clear"):
-            token_key.report_clear(self.settings, self.redis)
+            self.incidents.clear_tokens()
         for name in SEALED_FIELDS:
             if name in data:
                 data[name] = self._open(data[name])
-        token_key.report_readable(self.settings, self.redis)
+        self.incidents.readable()
         return TokenRecord.from_hash(data)
 
     def at_rest(self) -> str:
         """encrypted | clear | partly clear | none (nothing secret stored)."""
-        return token_key.at_rest(self._raw(), SEALED_FIELDS)
+        return token_key.at_rest(self.raw(), SEALED_FIELDS)
 
     def raw_generation(self) -> int:
         """The stored generation without opening anything (to replace an unreadable record)."""
-        return int(self._raw().get("generation") or 0)
+        return int(self.raw().get("generation") or 0)
 
     def generation(self) -> int:
         record = self.read()
@@ -110,6 +123,7 @@ class TokenStore:
 
     def replace(self, expected_generation: int, record: TokenRecord) -> int:
         """Write a whole new pair (authorization or refresh); the generation goes up by one."""
+        self._check_key()
         fields = record.to_hash()
         fields.pop("generation")
         for name in SEALED_FIELDS:
@@ -124,6 +138,7 @@ class TokenStore:
 
     def update(self, expected_generation: int, **changes: Any) -> int:
         """Change bookkeeping fields (state, failures) only if nobody wrote a new pair since."""
+        self._check_key()
         fields = {name: str(value) for name, value in changes.items()}
         if set(fields) & {"generation", *SEALED_FIELDS}:
             raise ValueError("update() never changes tokens or the generation; use replace()")

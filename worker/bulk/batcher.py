@@ -15,26 +15,22 @@ import logging
 import uuid
 from typing import Any
 
-from redis import Redis
-
-from worker.bulk.keys import BulkKeys
+from worker.base.errors import InvalidLeadError
+from worker.base.redis_text import text as _text
+from worker.base.scope import Scope
 from worker.bulk.rows import encode, import_row, pack
-from worker.errors import InvalidLeadError
-from worker.keys import Keys
-from worker.redis_text import text as _text
-from worker.settings import Settings
-from worker.wire import parse_message
+from worker.leads.wire import parse_message
 
 log = logging.getLogger("leadsync.bulk")
 CHUNK = 1_000  # keys read per round trip
 
 
 class Batcher:
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        self.settings = settings
-        self.redis = redis
-        self.keys = BulkKeys.of(settings)
-        self.lead_keys = Keys(settings.key_prefix, settings.account)
+    def __init__(self, scope: Scope) -> None:
+        self.settings = scope.settings
+        self.redis = scope.redis
+        self.keys = scope.keys.bulk
+        self.lead_keys = scope.keys
 
     def ready(self, now: float) -> bool:
         count = int(self.redis.zcard(self.keys.staged))
@@ -94,7 +90,8 @@ class Batcher:
         return created, lost
 
     def _field_names(self) -> dict[str, str]:
-        """custom field id -> a name, from the fleet's cached map (worker/custom_fields.py)."""
+        """custom field id -> a name, from the fleet's cached map
+        (worker/delivery/custom_fields.py)."""
         raw = self.redis.get(self.lead_keys.custom_field_ids)
         if raw is None:
             return {}

@@ -18,28 +18,29 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis import Redis
 from redis.exceptions import LockError
 from redis.lock import Lock
 
 from worker.auth.access import request_refresh, usable_access_token
-from worker.backoff import backoff_s, ceiling_s
-from worker.bulk.batcher import Batcher
-from worker.bulk.keys import BulkKeys
-from worker.bulk.plan import bulk_budget
-from worker.bulk.settle import Settler, emails_of
-from worker.contacts import ContactsClient
-from worker.errors import (
+from worker.auth.token_store import TokenStore
+from worker.base.backoff import backoff_s, ceiling_s
+from worker.base.errors import (
     PermanentAPIError,
     QuotaExceededError,
     QuotaExhaustedError,
     ThrottledError,
     UnauthorizedError,
 )
-from worker.ratelimit import FleetLimiter, next_utc_midnight
-from worker.redaction import scrub
-from worker.redis_text import text
-from worker.settings import Settings
+from worker.base.redaction import scrub
+from worker.base.redis_text import text
+from worker.base.scope import Scope
+from worker.bulk.batcher import Batcher
+from worker.bulk.plan import bulk_budget
+from worker.bulk.settle import Settler, emails_of
+from worker.delivery.contacts import ContactsClient
+from worker.delivery.ratelimit import FleetLimiter, next_utc_midnight
+from worker.ledger.deadletter import DeadLetters
+from worker.ledger.ledger import Ledger
 
 log = logging.getLogger("leadsync.bulk")
 RUN_BUDGET_S = 30.0  # a run starts no step after this; the next run goes on
@@ -62,16 +63,22 @@ class Report:
 
 
 class Importer:
-    def __init__(self, settings: Settings, redis: Redis, *, client: ContactsClient | None = None,
+    """One batcher/poller run's worth of state; the Account builds it (`Account.importer`)."""
+
+    def __init__(self, scope: Scope, *, tokens: TokenStore, limiter: FleetLimiter, ledger: Ledger,
+                 dead_letters: DeadLetters, client: ContactsClient | None = None,
                  clock: Callable[[], float] = time.time) -> None:
+        settings = scope.settings
+        self.scope = scope
         self.settings = settings
-        self.redis = redis
-        self.keys = BulkKeys.of(settings)
+        self.redis = scope.redis
+        self.keys = scope.keys.bulk
         self.clock = clock
-        self.limiter = FleetLimiter(settings, redis)
+        self.tokens = tokens
+        self.limiter = limiter
         self.client = client or ContactsClient(settings, before_request=self._gate)
-        self.batcher = Batcher(settings, redis)
-        self.settler = Settler(settings, redis)
+        self.batcher = Batcher(scope)
+        self.settler = Settler(scope, ledger, dead_letters)
         # A killed holder blocks imports for one TTL: one step's length, not a whole run's.
         self.lock_ttl_ms = int((settings.http_timeout_s + LIMITER_WAIT_S + LOCK_MARGIN_S) * 1000)
         self._lock: Lock | None = None
@@ -81,7 +88,7 @@ class Importer:
 
     def run(self) -> Report:
         """One run under the lock; a run already going elsewhere makes this one a no-op."""
-        # redis-py's owner-token lock, as worker/email_lock.py and worker/auth/lock.py use.
+        # redis-py's owner-token lock, as worker/delivery/email_lock.py and worker/auth/lock.py use.
         self._lock = self.redis.lock(self.keys.lock, timeout=self.lock_ttl_ms / 1000,
                                      blocking=False, thread_local=False)
         if not self._lock.acquire():
@@ -128,7 +135,7 @@ class Importer:
         now = self.clock()
         if float(batch.get("next_at") or 0) > now:
             return
-        if bulk_budget(self.settings, self.redis, now)[3] < 1:
+        if bulk_budget(self.scope, self.limiter, now)[3] < 1:
             self.redis.hset(key, "next_at", f"{next_utc_midnight(now).timestamp():.3f}")
             return
         try:
@@ -146,8 +153,8 @@ class Importer:
             self.redis.hincrby(self.keys.counters, "throttled", 1)
             log.info("bulk: batch %s waits %.0f s (%s)", batch_id, wait, type(exc).__name__)
         except UnauthorizedError:
-            token = usable_access_token(self.settings, self.redis, TOKEN_WAIT_S)
-            request_refresh(self.settings, self.redis, token.generation)
+            token = usable_access_token(self.tokens, TOKEN_WAIT_S)
+            request_refresh(self.tokens, token.generation)
             self.redis.hset(key, "next_at", f"{now + 2:.3f}")
         except PermanentAPIError as exc:
             if batch.get("activity_id"):  # the activity is gone (404): send the leads back
@@ -165,7 +172,7 @@ class Importer:
                         scrub(str(exc))[:200] or type(exc).__name__, wait)
 
     def _send(self, batch_id: str, key: str, batch: dict[str, str], report: Report) -> None:
-        token = usable_access_token(self.settings, self.redis, TOKEN_WAIT_S)
+        token = usable_access_token(self.tokens, TOKEN_WAIT_S)
         self.redis.hincrby(key, "sends", 1)
         answer = self.client.contacts_json_import(token.value, batch["body"])
         now = self.clock()
@@ -178,7 +185,7 @@ class Importer:
                  batch.get("count"))
 
     def _poll(self, batch_id: str, key: str, batch: dict[str, str], report: Report) -> None:
-        token = usable_access_token(self.settings, self.redis, TOKEN_WAIT_S)
+        token = usable_access_token(self.tokens, TOKEN_WAIT_S)
         activity = self.client.activity(token.value, batch["activity_id"])
         polls = int(self.redis.hincrby(key, "polls", 1))
         self.redis.hincrby(self.keys.counters, "polls", 1)

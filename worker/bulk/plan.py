@@ -15,13 +15,10 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from redis import Redis
-
-from worker.bulk.keys import BulkKeys
-from worker.ratelimit import FleetLimiter, next_utc_midnight
-from worker.redis_text import text
-from worker.settings import Settings
-from worker.wire import QUEUE
+from worker.base.names import LEADS_QUEUE
+from worker.base.redis_text import text
+from worker.base.scope import Scope
+from worker.delivery.ratelimit import FleetLimiter, next_utc_midnight
 
 WINDOW_MINUTES = 60
 FLOOR_RESERVE = 60  # one consented lead a minute for an hour, even with none seen yet
@@ -44,39 +41,40 @@ class Plan:
         return asdict(self)
 
 
-def consented_rate(settings: Settings, redis: Redis, now: float) -> float:
-    keys = BulkKeys.of(settings)
+def consented_rate(scope: Scope, now: float) -> float:
+    keys = scope.keys.bulk
     minute = int(now // 60)
-    counts = redis.mget([keys.consented(minute - i) for i in range(WINDOW_MINUTES)])
+    counts = scope.redis.mget([keys.consented(minute - i) for i in range(WINDOW_MINUTES)])
     return sum(int(c or 0) for c in counts) / (WINDOW_MINUTES * 60.0)
 
 
-def note_consented(settings: Settings, redis: Redis, now: float) -> None:
-    key = BulkKeys.of(settings).consented(int(now // 60))
-    pipe = redis.pipeline(transaction=False)
+def note_consented(scope: Scope, now: float) -> None:
+    key = scope.keys.bulk.consented(int(now // 60))
+    pipe = scope.redis.pipeline(transaction=False)
     pipe.incr(key)
     pipe.expire(key, (WINDOW_MINUTES + 2) * 60)
     pipe.execute()
 
 
-def bulk_budget(settings: Settings, redis: Redis, now: float) -> tuple[int, int, float, int]:
+def bulk_budget(scope: Scope, limiter: FleetLimiter, now: float
+                ) -> tuple[int, int, float, int]:
     """(calls left today, consented reserve, consented rate/s, bulk budget): the quota alone,
     without the backlog reads, for the importer's check before each step."""
-    left = max(settings.daily_quota - FleetLimiter(settings, redis, clock=lambda: now)
-               .used_today(), 0)
+    settings = scope.settings
+    left = max(settings.daily_quota - limiter.used_today(now), 0)
     seconds = max(next_utc_midnight(now).timestamp() - now, 0.0)
-    rate = consented_rate(settings, redis, now)
+    rate = consented_rate(scope, now)
     reserve = min(left, settings.quota_reserve + max(math.ceil(rate * seconds), FLOOR_RESERVE))
     return left, reserve, rate, max(left - reserve, 0)
 
 
-def quota_plan(settings: Settings, redis: Redis, *, now: float | None = None) -> Plan:
+def quota_plan(scope: Scope, limiter: FleetLimiter, *, now: float | None = None) -> Plan:
     now = time.time() if now is None else now
-    keys = BulkKeys.of(settings)
+    settings, redis, keys = scope.settings, scope.redis, scope.keys.bulk
     seconds = max(next_utc_midnight(now).timestamp() - now, 0.0)
-    left, reserve, rate, budget = bulk_budget(settings, redis, now)
+    left, reserve, rate, budget = bulk_budget(scope, limiter, now)
     pipe = redis.pipeline(transaction=False)
-    pipe.llen(QUEUE)
+    pipe.llen(LEADS_QUEUE)
     pipe.zcard(keys.staged)
     pipe.zrange(keys.batches, 0, -1)
     queued, staged, batch_ids = pipe.execute()
@@ -100,10 +98,11 @@ def quota_plan(settings: Settings, redis: Redis, *, now: float | None = None) ->
                 expected_finish=finish)
 
 
-def bulk_status(settings: Settings, redis: Redis, *, now: float | None = None) -> dict[str, Any]:
+def bulk_status(scope: Scope, limiter: FleetLimiter, *, now: float | None = None
+                ) -> dict[str, Any]:
     """What `leadsync status` shows of the bulk path: the mode, the day's plan, the counters."""
-    plan = quota_plan(settings, redis, now=now)
-    keys = BulkKeys.of(settings)
+    plan = quota_plan(scope, limiter, now=now)
+    settings, redis, keys = scope.settings, scope.redis, scope.keys.bulk
     counters = {text(k): int(v) for k, v in redis.hgetall(keys.counters).items()}
     return {"mode": settings.bulk, "plan": plan.as_dict(),
             "staged": int(redis.zcard(keys.staged)), "batches": int(redis.zcard(keys.batches)),

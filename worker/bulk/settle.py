@@ -16,17 +16,14 @@ import re
 import time
 from typing import Any
 
-from redis import Redis
-
-from worker.backoff import backoff_s
-from worker.deadletter import DeadLetter, DeadLetters
-from worker.errors import InvalidLeadError
-from worker.idempotency import Ledger
-from worker.keys import Keys
-from worker.lead_state import LeadState
-from worker.redaction import scrub
-from worker.settings import Settings
-from worker.wire import parse_message
+from worker.base.backoff import backoff_s
+from worker.base.errors import InvalidLeadError
+from worker.base.redaction import scrub
+from worker.base.scope import Scope
+from worker.leads.wire import parse_message
+from worker.ledger.deadletter import DeadLetter, DeadLetters
+from worker.ledger.lead_state import LeadState
+from worker.ledger.ledger import Ledger
 
 log = logging.getLogger("leadsync.delivery")  # the one line per outcome, as for single leads
 _LINE = re.compile(r"\bline\s+(\d+)\b", re.IGNORECASE)
@@ -55,12 +52,12 @@ def refused_rows(errors: list[str], emails: list[str]) -> dict[int, str]:
 
 
 class Settler:
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        self.settings = settings
-        self.redis = redis
-        self.ledger = Ledger(settings, redis)
-        self.dead_letters = DeadLetters(settings, redis)
-        self.keys = Keys(settings.key_prefix, settings.account)
+    def __init__(self, scope: Scope, ledger: Ledger, dead_letters: DeadLetters) -> None:
+        self.settings = scope.settings
+        self.redis = scope.redis
+        self.ledger = ledger
+        self.dead_letters = dead_letters
+        self.keys = scope.keys
 
     def completed(self, lead_ids: list[str], emails: list[str], activity: dict[str, Any],
                   activity_id: str) -> dict[str, int]:

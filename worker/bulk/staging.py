@@ -13,28 +13,31 @@ import contextlib
 import time
 from collections.abc import Callable
 
-from redis import Redis
 from redis.exceptions import RedisError
 
-from worker.bulk.keys import BulkKeys
+from worker.base.names import LEADS_QUEUE
+from worker.base.scope import Scope
 from worker.bulk.plan import note_consented, quota_plan
 from worker.bulk.rows import group_key
-from worker.idempotency import Ledger, Side
-from worker.lead import Lead
-from worker.settings import Settings
-from worker.wire import QUEUE
+from worker.delivery.ratelimit import FleetLimiter
+from worker.leads.lead import Lead
+from worker.ledger.ledger import Ledger, Side
 
 STAY_ON_S = 30.0  # auto mode stays on this long after the last staging (the backlog's tail)
 PLAN_EVERY_S = 5.0  # the quota plan is read at most this often per process
 
 
 class BulkGate:
-    def __init__(self, settings: Settings, redis: Redis, ledger: Ledger, *,
+    """Delivery's `StagingGate` (worker/delivery/gate.py), handed to it by the Account."""
+
+    def __init__(self, scope: Scope, ledger: Ledger, limiter: FleetLimiter, *,
                  clock: Callable[[], float] = time.time) -> None:
-        self.settings = settings
-        self.redis = redis
+        self.scope = scope
+        self.settings = scope.settings
+        self.redis = scope.redis
         self.ledger = ledger
-        self.keys = BulkKeys.of(settings)
+        self.limiter = limiter
+        self.keys = scope.keys.bulk
         self.clock = clock
         self._plan_at = -1e18
         self._plan_says_bulk = False
@@ -47,7 +50,7 @@ class BulkGate:
         now = self.clock()
         if lead.consent:
             with contextlib.suppress(Exception):  # the observed rate only sizes the reserve
-                note_consented(self.settings, self.redis, now)
+                note_consented(self.scope, now)
             return False
         if not (lead.list_ids or self.settings.list_ids):
             return False  # the single path dead-letters it, naming the missing lists
@@ -61,7 +64,7 @@ class BulkGate:
     def _active(self, now: float) -> bool:
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(self.keys.active_until)
-        pipe.llen(QUEUE)
+        pipe.llen(LEADS_QUEUE)
         pipe.zcard(self.keys.staged)
         until, queued, staged = pipe.execute()
         active = ((until is not None and float(until) > now)
@@ -76,7 +79,7 @@ class BulkGate:
     def _plan_wants_bulk(self, now: float) -> bool:
         if now - self._plan_at >= PLAN_EVERY_S:
             self._plan_at = now
-            self._plan_says_bulk = not quota_plan(self.settings, self.redis,
+            self._plan_says_bulk = not quota_plan(self.scope, self.limiter,
                                                   now=now).single_would_finish
         return self._plan_says_bulk
 

@@ -11,8 +11,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from worker.base.errors import LeadsyncError
 from worker.cli.exit_codes import ExitCode, exit_code_for
-from worker.errors import LeadsyncError
 
 # Order here is the order in `leadsync --help`.
 COMMAND_MODULES = [

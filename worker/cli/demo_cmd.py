@@ -12,9 +12,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from worker.base.errors import LeadsyncError
 from worker.cli.exit_codes import ExitCode
-from worker.demo import Demo, DemoConfig, TaskTracker
-from worker.errors import LeadsyncError
+from worker.demo.demo import Demo, DemoConfig, TaskTracker
 
 EXAMPLES = """examples:
   leadsync demo                      # 150 sample leads, about a minute, nothing left running
@@ -95,7 +95,7 @@ def _run(demo: Demo, config: DemoConfig) -> dict[str, Any]:
         _say(f"flower     {demo.start_flower()}")
     report = demo.enqueue()
     rejected = f", {report.rejected_count} refused as invalid" if report.rejected else ""
-    _say(f"enqueue    {report.enqueued} leads queued through worker.enqueue{rejected}")
+    _say(f"enqueue    {report.enqueued} leads queued through worker.leads.enqueue{rejected}")
     try:
         _wait(demo, tracker, report.enqueued, config.timeout_s)
     finally:
@@ -139,7 +139,7 @@ def _token(demo: Demo) -> dict[str, Any]:
     from worker.auth.status import token_status
 
     try:
-        return token_status(demo.settings, demo.client)
+        return token_status(demo.account.tokens)
     except LeadsyncError:
         return {}
 
@@ -157,12 +157,12 @@ def _sandbox_stats(demo: Demo) -> dict[str, Any]:
 def collect_summary(demo: Demo, tracker: TaskTracker) -> dict[str, Any]:
     """The numbers the summary table shows, from the enqueue report, Celery's events, the
     token record, delivery's lead counts and what the sandbox itself received."""
-    from worker.status import gather_status
+    from worker.report.status import gather_status
 
     report = demo.state.report
     assert report is not None
     elapsed = demo.state.delivery_done_at - demo.state.delivery_started_at
-    status = gather_status(demo.settings, demo.client)
+    status = gather_status(demo.account)
     sandbox = _sandbox_stats(demo)
     mix = demo.state.mix
     return {

@@ -9,12 +9,11 @@ import sys
 import time
 from typing import Any
 
+from worker.account import Account
+from worker.base.errors import InvalidLeadError, RedisUnavailableError
+from worker.base.redaction import redact_email, redact_phone
 from worker.cli.exit_codes import ExitCode
-from worker.deadletter import DeadLetter, DeadLetters, UnknownDeadLetterError
-from worker.errors import InvalidLeadError, RedisUnavailableError
-from worker.redaction import redact_email, redact_phone
-from worker.redis_conn import get_redis
-from worker.settings import get_settings
+from worker.ledger.deadletter import DeadLetter, DeadLetters, UnknownDeadLetterError
 
 EXAMPLES = """examples:
   leadsync dlq list                              # the oldest 100 dead letters, and the total
@@ -82,8 +81,7 @@ def register(subparsers: Any) -> None:
 
 
 def _store() -> DeadLetters:
-    settings = get_settings()
-    return DeadLetters(settings, get_redis(settings))
+    return Account.load().dead_letters
 
 
 def _guard_redis(fn: Any) -> Any:

@@ -13,6 +13,9 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
+from worker.base.errors import InvalidLeadError, RedisUnavailableError
+from worker.base.names import LEADS_QUEUE
+from worker.base.redaction import scrub
 from worker.cli.exit_codes import ExitCode
 from worker.cli.lead_files import (
     ByteLines,
@@ -22,15 +25,12 @@ from worker.cli.lead_files import (
     read_jsonl,
     resolve_encoding,
 )
-from worker.enqueue import (
+from worker.leads.enqueue import (
     DEFAULT_BATCH_SIZE,
     EnqueueReport,
     enqueue_leads,
     redis_location,
 )
-from worker.errors import InvalidLeadError, RedisUnavailableError
-from worker.redaction import scrub
-from worker.wire import QUEUE
 
 __all__ = ["EXAMPLES", "SHOWN_REJECTIONS", "Progress", "register", "run"]
 
@@ -106,11 +106,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.redis_conn import get_redis
-    from worker.settings import get_settings
+    from worker.account import Account
 
-    settings = get_settings()
-    client = get_redis(settings)
+    client = Account.load().redis
     try:
         client.ping()  # fail before reading anything: nothing half-reported
     except Exception as exc:  # redis-py raises several families here; all mean "unavailable"
@@ -164,7 +162,7 @@ def _enqueue_stream(
 def _print_summary(report: EnqueueReport, where: str, *, show_all: bool) -> None:
     out = sys.stdout
     out.write(
-        f"enqueued {report.enqueued:,} lead(s) onto '{QUEUE}' at {where}; "
+        f"enqueued {report.enqueued:,} lead(s) onto '{LEADS_QUEUE}' at {where}; "
         f"rejected {report.rejected_count:,}"
     )
     if report.truncated:

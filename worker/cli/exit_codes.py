@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from worker import errors
+from worker.base import errors
 
 
 class ExitCode(IntEnum):

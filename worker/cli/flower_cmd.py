@@ -16,7 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from worker.errors import ConfigError
+from worker.base.errors import ConfigError
 
 LOOPBACK = "127.0.0.1"
 EXAMPLES = """examples:

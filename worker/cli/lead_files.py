@@ -15,8 +15,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from worker.enqueue import SourceRow
-from worker.errors import InvalidLeadError
+from worker.base.errors import InvalidLeadError
+from worker.leads.enqueue import SourceRow
 
 PLAIN_COLUMNS = (
     *("email", "first_name", "last_name", "phone", "company", "job_title"),

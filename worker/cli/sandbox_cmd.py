@@ -101,7 +101,7 @@ def export_lines(env: dict[str, str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.errors import ConfigError
+    from worker.base.errors import ConfigError
     from worker.sandbox import SandboxServer
 
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.cli.exit_codes import ExitCode
-from worker.lead import SCHEMA_VERSION, lead_json_schema
+from worker.leads.lead import SCHEMA_VERSION, lead_json_schema
 
 CHECKED_IN = Path(__file__).resolve().parents[1] / "schema" / f"lead.v{SCHEMA_VERSION}.schema.json"
 

@@ -4,7 +4,7 @@ A credential is an API key (`Authorization: Bearer lsk_...`, or a form's `_key` 
 signed webhook (signatures.py checks the HMAC first) or a source whose secret the route checked
 (Google's google_key). Each has its own GCRA budget (LEADSYNC_INTAKE_RATE_LIMIT_PER_S,
 LEADSYNC_INTAKE_RATE_BURST) in Redis, shared by every intake process. The same call pushes the
-request's leads (the same messages `enqueue_leads` would, `worker.wire.encode_message`), marks
+request's leads (the same messages `enqueue_leads` would, `worker.leads.wire.encode_message`), marks
 each lead id as seen and stores the answer under the Idempotency-Key, atomically: the 202 is
 sent only after it returned, and a request cut off by a Redis failure left all or nothing.
 """
@@ -18,14 +18,14 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from worker.base.names import LEADS_QUEUE
+from worker.base.redis_text import text as _text
+from worker.base.scope import Scope
 from worker.intake.apikeys import hash_key
 from worker.intake.signatures import REPLAY_WINDOW_S
-from worker.keys import Keys
-from worker.lead import Lead
+from worker.leads.lead import Lead
+from worker.leads.wire import encode_message
 from worker.lua import script
-from worker.redis_text import text as _text
-from worker.settings import Settings
-from worker.wire import QUEUE, encode_message
 
 # The codes intake_accept.lua returns.
 UNKNOWN, ADMITTED, REVOKED, WRONG_SCOPE, LIMITED, REPLAYED = range(6)
@@ -58,8 +58,10 @@ class Outcome:
 class Accepter:
     """Builds credentials and runs the script (EVALSHA, reloaded on NOSCRIPT by redis-py)."""
 
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        self.keys = Keys(settings.key_prefix, settings.account)
+    def __init__(self, scope: Scope, redis: Redis) -> None:
+        """`redis` is the intake's asyncio client (the scope's own is synchronous)."""
+        settings = scope.settings
+        self.keys = scope.keys
         self.interval_ms = 1000.0 / settings.intake_rate_limit_per_s
         self.burst = settings.intake_rate_burst
         self.seen_ttl_s = int(settings.outcome_ttl_s)
@@ -86,7 +88,7 @@ class Accepter:
 
     async def run(self, credential: Credential, leads: Sequence[Lead] = (),
                   idempotency_key: str | None = None, answer: str = "") -> Outcome:
-        keys = [credential.record_key, self.keys.intake_rate(credential.who), QUEUE,
+        keys = [credential.record_key, self.keys.intake_rate(credential.who), LEADS_QUEUE,
                 self.answer_key(credential, idempotency_key),
                 *(self.keys.intake_seen(lead.lead_id) for lead in leads)]
         args: list[str | int | float] = [

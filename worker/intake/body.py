@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from worker.errors import LeadsyncError
+from worker.base.errors import LeadsyncError
 
 MAX_BATCH = 500
 JSON_TYPE = "application/json"

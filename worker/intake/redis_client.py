@@ -7,7 +7,7 @@ from urllib.parse import urlparse
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel
 
-from worker.settings import Settings
+from worker.base.settings import Settings
 
 
 def async_redis(settings: Settings) -> aioredis.Redis:

@@ -13,7 +13,7 @@ import time
 
 from pydantic import SecretStr
 
-from worker.errors import ConfigError
+from worker.base.errors import ConfigError
 
 SOURCE_HEADER = "x-leadsync-source"
 TIMESTAMP_HEADER = "x-leadsync-timestamp"

@@ -1,6 +1,7 @@
 """Each source's payload mapped to the lead, as data: a table of `their name -> lead path`.
 
-The maps only move values; `worker.lead.parse_lead` validates the result exactly as it does for
+The maps only move values; `worker.leads.lead.parse_lead` validates the result exactly as it does
+for
 any producer, so the rules (limits, lead ids) are the same whatever the door.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from worker.errors import InvalidLeadError
+from worker.base.errors import InvalidLeadError
 
 # HTML forms (application/x-www-form-urlencoded): field name -> lead path.
 FORM_FIELDS: dict[str, str] = {

@@ -1,5 +1,5 @@
 -- Put parked leads back in the per-reason index their entry names, one SCAN page per call
--- (worker/parking.py's recount: after an upgrade from the single index, or lost index keys).
+-- (worker/ledger/parking.py's recount: after an upgrade from the single index, or lost keys).
 -- KEYS[1] parked entries (hash lead_id -> entry JSON)
 -- KEYS[2] the single index of older versions (zset lead_id -> resume_at, every reason)
 -- KEYS[3..] the per-reason indexes (zset lead_id -> resume_at), in ARGV[4]'s order

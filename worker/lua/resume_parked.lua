@@ -1,13 +1,14 @@
--- Resume parked leads of one reason, a batch per call (worker/parking.py): for each lead, in one
--- step, its kept message goes back onto the queue list its priority names and the lead leaves
--- the parking lot; a crash between calls leaves every lead either parked or queued, once.
+-- Resume parked leads of one reason, a batch per call (worker/ledger/parking.py): for each lead,
+-- in one step, its kept message goes back onto the queue list its priority names and the lead
+-- leaves the parking lot; a crash between calls leaves every lead either parked or queued, once.
 -- KEYS[1] parked entries (hash lead_id -> entry JSON)
 -- KEYS[2] this reason's parked index (zset lead_id -> resume_at)
 -- KEYS[3] in_flight index (zset)  KEYS[4] retrying index (zset)  KEYS[5] schedule (zset)
 -- KEYS[6..] the queue's lists, one per kombu priority step, in ARGV[8]'s order
 -- ARGV[1] now (epoch s)  ARGV[2] ttl_s of the lead hash and kept message
 -- ARGV[3] most leads to take (due mode)  ARGV[4] due leads to skip first (due mode)
--- ARGV[5] lead hash key prefix ("<prefix>:lead:")  ARGV[6] kept-message prefix ("<prefix>:lead-msg:")
+-- ARGV[5] lead hash key prefix ("<prefix>:lead:")
+-- ARGV[6] kept-message key prefix ("<prefix>:lead-msg:")
 -- ARGV[7] states resume may start from, comma separated, "-" for no entry
 --         (worker/lead_state.py TRANSITIONS["resume"]: the table is the source of truth)
 -- ARGV[8] kombu's priority steps, comma separated ("0,3,6,9")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from worker.settings import CC_ISSUER
+from worker.base.settings import CC_ISSUER
 
 CC_AUDIENCE = "https://api.cc.email/v3"
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8765/callback"

@@ -16,7 +16,7 @@ import threading
 from types import TracebackType
 from typing import Any
 
-from worker.errors import ConfigError
+from worker.base.errors import ConfigError
 from worker.sandbox import control
 from worker.sandbox.api import API
 from worker.sandbox.config import SandboxConfig

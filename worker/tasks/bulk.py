@@ -6,19 +6,18 @@ import logging
 
 from celery import shared_task
 
-from worker.bulk.importer import Importer
-from worker.redis_conn import get_redis
-from worker.settings import get_settings
+from worker.account import Account
+from worker.base.names import BULK_IMPORT
 
 log = logging.getLogger("leadsync.tasks")
 
 
-@shared_task(name="leadsync.bulk_import", ignore_result=True)
+@shared_task(name=BULK_IMPORT, ignore_result=True)
 def bulk_import() -> dict[str, int]:
     """Form, send, poll and settle imports; a run already going elsewhere makes this a no-op."""
-    settings = get_settings()
-    if settings.bulk == "off":
+    account = Account.current()
+    if account.settings.bulk == "off":
         return {}
-    report = Importer(settings, get_redis(settings)).run()
+    report = account.importer().run()
     return {"locked": int(report.locked), "formed": report.formed, "sent": report.sent,
             "polled": report.polled, "settled": report.settled, **(report.counts or {})}

@@ -1,0 +1,3 @@
+"""The lead: its versioned model and limits, and the producer side (enqueue_lead/enqueue_leads)
+that turns leads into `leadsync.sync_lead` messages on queue `leads`.
+"""

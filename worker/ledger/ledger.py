@@ -1,0 +1,145 @@
+"""The per-lead ledger: one Redis hash per `lead_id` that says where the lead is.
+
+A lead is in exactly one `LeadState` at a time (worker/ledger/lead_state.py). Every move is one call
+of worker/lua/ledger.lua, which checks the move against `TRANSITIONS` and makes it together
+with what goes with it (schedule entry, dead letter, parked entry, push back to the queue), so
+a concurrent duplicate can never overwrite `delivered` and send again. `begin` takes a lead
+for one task with a lease; while a lead is not settled its hash keeps the message that re-sends
+it (the schedule, the promoter and the reconciler push that), and drops it once settled.
+Failed tries are counted here, not by Celery, so waiting never spends the retry budget.
+Ledger entries live `LEADSYNC_OUTCOME_TTL_S`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from worker.base.names import LEADS_QUEUE
+from worker.base.redis_text import text as _text
+from worker.base.scope import Scope
+from worker.ledger.lead_state import ABSENT, TRANSITIONS, LeadState
+from worker.lua import script
+
+RECENT_WINDOW_S = 3_600.0
+LAST_ERRORS_KEPT = 20
+
+
+@dataclass(frozen=True)
+class Begin:
+    """What `Ledger.begin` found: taken (send it), busy elsewhere, or nothing to do."""
+
+    outcome: str  # taken | busy | settled
+    state: str  # the state found (settled), or in_flight
+    attempts: int = 0  # failed tries so far (taken)
+    lease_until: float | None = None  # the holder's lease end (busy)
+
+
+@dataclass(frozen=True)
+class Side:
+    """An entry written (or, with value None, removed) with the move: a dead letter, say."""
+
+    hash_key: str
+    zset_key: str
+    value: str | None
+    score: float = 0.0
+
+
+class Ledger:
+    """Reads lead states and moves them, each move one Lua call."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.redis = scope.redis
+        self.keys = scope.keys
+        self.ttl_s = int(scope.settings.outcome_ttl_s)
+        self._step = script("ledger").register(scope.redis)  # EVALSHA, reloaded on NOSCRIPT
+
+    def get(self, lead_id: str) -> dict[str, str]:
+        raw = self.redis.hgetall(self.keys.lead_outcome(lead_id))
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    def state(self, lead_id: str) -> str:
+        """The lead's state, ABSENT ("") when the ledger has never seen it."""
+        return _text(self.redis.hget(self.keys.lead_outcome(lead_id), "state") or b"")
+
+    def message(self, lead_id: str) -> str | None:
+        """The message kept to re-send an unsettled lead (None once settled)."""
+        raw = self.redis.get(self.keys.lead_message(lead_id))
+        return None if raw is None else _text(raw)
+
+    def begin(self, lead_id: str, task_id: str, message: str, lease_s: float, *,
+              now: float | None = None) -> Begin:
+        """Take the lead for `task_id` until now + lease_s, keeping `message` to re-send it."""
+        now = time.time() if now is None else now
+        reply = self._call("begin", lead_id, now, task_id=task_id, until=now + lease_s,
+                           message=message)
+        outcome, value = _text(reply[0]), _text(reply[1])
+        if outcome == "taken":
+            return Begin("taken", LeadState.IN_FLIGHT, attempts=int(value or 0))
+        if outcome == "busy":
+            return Begin("busy", LeadState.IN_FLIGHT, lease_until=float(value))
+        return Begin("settled", value)
+
+    def move(self, lead_id: str, operation: str, *, now: float | None = None,
+             due: float | None = None, message: str = "", side: Side | None = None,
+             expect_updated_at: str = "", **fields: Any) -> tuple[bool, str]:
+        """Apply `operation` (TRANSITIONS); (True, new state) or (False, the state it is in)."""
+        now = time.time() if now is None else now
+        reply = self._call(operation, lead_id, now, until=due, message=message, side=side,
+                           expect=expect_updated_at, fields=fields)
+        return _text(reply[0]) == "ok", _text(reply[1])
+
+    def _call(self, operation: str, lead_id: str, now: float, *, task_id: str = "",
+              until: float | None = None, message: str = "", side: Side | None = None,
+              expect: str = "", fields: dict[str, Any] | None = None) -> list[Any]:
+        sources, target = TRANSITIONS[operation]
+        keys = [self.keys.lead_outcome(lead_id), self.keys.lead_state_index(LeadState.IN_FLIGHT),
+                self.keys.lead_state_index(LeadState.RETRYING), self.keys.schedule,
+                self.keys.delivered_recent, LEADS_QUEUE,
+                side.hash_key if side else self.keys.dead_letters,
+                side.zset_key if side else self.keys.dead_letter_index,
+                self.keys.lead_message(lead_id)]
+        side_value = "" if side is None else ("-" if side.value is None else side.value)
+        args: list[Any] = [
+            operation, lead_id, f"{now:.3f}", self.ttl_s,
+            ",".join("-" if s == ABSENT else str(s) for s in sources), str(target), task_id,
+            "" if until is None else f"{until:.3f}", message, side_value,
+            f"{side.score:.3f}" if side else "0", expect, RECENT_WINDOW_S]
+        for name, value in (fields or {}).items():
+            if value is not None:
+                args += [name, _field(value)]
+        reply: list[Any] = self._step(keys=keys, args=args)
+        return reply
+
+    def count_attempt(self, lead_id: str) -> int:
+        """One more failed try; returns the total."""
+        key = self.keys.lead_outcome(lead_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hincrby(key, "attempts", 1)
+        pipe.expire(key, self.ttl_s)
+        return int(pipe.execute()[0])
+
+    def note_error(self, lead_id: str, status: str, reason: str, *,
+                   now: float | None = None) -> None:
+        """Keep the last few errors for `leadsync status` (reasons are already redacted)."""
+        entry = json.dumps({"at": time.time() if now is None else now, "lead_id": lead_id,
+                            "status": status, "reason": reason[:300]})
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.lpush(self.keys.last_errors, entry)
+        pipe.ltrim(self.keys.last_errors, 0, LAST_ERRORS_KEPT - 1)
+        pipe.execute()
+
+    def bump(self, *counters: str) -> None:
+        """Running totals (delivered, created, updated, dead_lettered ...)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for counter in counters:
+            pipe.hincrby(self.keys.stats, counter, 1)
+        pipe.execute()
+
+
+def _field(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
