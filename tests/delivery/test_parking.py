@@ -228,10 +228,9 @@ def test_five_thousand_parked_leads_resume_each_exactly_once(
         settings: Settings, redis_url: str, lot: ParkingLot, redis_client: redis.Redis) -> None:
     total = 5000
     messages = {}
-    pipe_lot = lot
     for n in range(total):
         item = lead(n)
-        messages[item.lead_id] = park(pipe_lot, item, (QUOTA, REAUTH)[n % 2])
+        messages[item.lead_id] = park(lot, item, (QUOTA, REAUTH)[n % 2])
     resumed: list[int] = []
 
     def resume() -> None:  # two beat runs overlapping (a slow one and the next)
