@@ -202,6 +202,6 @@ def test_consented_leads_keep_sign_up_form_and_their_quota_while_a_backlog_is_im
     assert max(latencies.values()) <= 5.0
     assert stats["sign_up_form"]["calls"] == CONSENTED
     assert stats["throttled_429"]["quota_exceeded"] == 0
-    assert not redis_client.hlen(f"{run.stack.settings.key_prefix}:parked")
+    assert not redis_client.hlen(f"{run.stack.settings.key_prefix}:parked:index")  # none parked
     assert settled_states(run, redis_client, backlog_ids) == {
         "delivered/imported": MIXED_BACKLOG}

@@ -78,7 +78,18 @@ class Keys:
 
     @property
     def parked(self) -> str:
+        """Every parked lead by resume time, as versions before issue 10 kept them; emptied into
+        `parked_due` by worker/ledger/parking.py's recount."""
         return self._k("parked")
+
+    def parked_due(self, reason: str) -> str:
+        """Parked leads of one reason, scored by resume time: their count is the ZCARD."""
+        return self._k("parked", "due", reason)
+
+    @property
+    def parked_recounted(self) -> str:
+        """Set (with a TTL) when the parked sets were last checked lead by lead."""
+        return self._k("parked", "recounted")
 
     @property
     def parked_index(self) -> str:

@@ -3,7 +3,8 @@
 -- KEYS[4] schedule (zset: lead_id -> due epoch s)            KEYS[5] delivered-recent (zset)
 -- KEYS[6] the `leads` list   KEYS[7] side hash (dead letters / parked entries, by lead_id)
 -- KEYS[8] side zset (dead-letter index / parked resume times)
--- KEYS[9] the lead's kept message (a string key beside the hash, so the hash stays small)
+-- KEYS[9] the lead's kept message (a string key beside the hash, so the hash stays small);
+--         kept without TTL while the lead is parked, dropped once it is settled
 -- ARGV[1] op (begin|deliver|retry|park|dead|promote|requeue|resume|replay|stage)
 -- ARGV[2] lead_id  ARGV[3] now (epoch s)  ARGV[4] ttl_s of the lead hash
 -- ARGV[5] states the op may start from, comma separated, "-" standing for "no entry"
@@ -69,7 +70,8 @@ end
 if target == 'delivered' or target == 'dead_lettered' or target == 'parked'
    or target == 'staged' then
   redis.call('HDEL', key, 'lease_until')
-  if target ~= 'staged' then redis.call('DEL', KEYS[9]) end  -- settled leads keep no message
+  -- Settled leads keep no message; staged and parked ones keep theirs (resume pushes it).
+  if target ~= 'staged' and target ~= 'parked' then redis.call('DEL', KEYS[9]) end
 end
 if target == 'delivered' then
   redis.call('ZADD', KEYS[5], now, lead_id)
@@ -91,6 +93,13 @@ elseif ARGV[10] ~= '' then
   redis.call('HSET', KEYS[7], lead_id, ARGV[10])
   redis.call('ZADD', KEYS[8], ARGV[11], lead_id)
 end
-redis.call('EXPIRE', key, ARGV[4])
-if redis.call('EXISTS', KEYS[9]) == 1 then redis.call('EXPIRE', KEYS[9], ARGV[4]) end
+if target == 'parked' then
+  -- A parked lead may wait longer than the TTL (no one re-authorizes for a week): its entry
+  -- and message stay until resume, which sets the TTL again.
+  redis.call('PERSIST', key)
+  redis.call('PERSIST', KEYS[9])
+else
+  redis.call('EXPIRE', key, ARGV[4])
+  if redis.call('EXISTS', KEYS[9]) == 1 then redis.call('EXPIRE', KEYS[9], ARGV[4]) end
+end
 return {'ok', target}
