@@ -174,7 +174,7 @@ def test_leads_sent_back_more_often_than_the_retry_budget_are_dead_letters(
     delivery = account.new_delivery()
     batch = leads(5, tag=f"x{end}-")
     stage_all(delivery, batch)
-    importer = Importer(stack.settings, redis_client)
+    importer = account.importer()
     drain(importer, redis_client)  # first end: back to the retry schedule (1 try of 1 spent)
     assert resend(stack, redis_client, delivery) == 5
     drain(importer, redis_client)  # second end: no try left

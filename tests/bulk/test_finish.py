@@ -137,7 +137,8 @@ def test_the_batcher_measures_how_fast_workers_stage(
     settings = make_settings(redis_url="redis://unused", bulk="always")
     keys = Keys(settings.key_prefix, settings.account).bulk
     redis_client.zadd(keys.staged, {f"ld_{i}": NOON + i * 0.02 for i in range(600)})
-    Batcher(Account(settings, redis_client)).form(NOON + 20)  # no messages: every lead reported lost
+    # No messages: every lead reported lost.
+    Batcher(Account(settings, redis_client)).form(NOON + 20)
     rate = float(redis_client.hget(keys.counters, "staging_per_s") or 0)
     assert rate == pytest.approx(600 / (599 * 0.02), rel=1e-3)  # about 50 a second
     assumed = plan_at(Account(settings, redis_client), NOON).finish.assumed
