@@ -45,6 +45,8 @@ _KINDS = frozenset({"home", "work", "other"})
 _UUID_MIN_CHARS = 32  # shorter keys are names (lead_limits._cut_custom_fields)
 _TIME_TYPES = frozenset({datetime, str, int, float})  # not bool, not subclasses
 _DATETIME = TypeAdapter(datetime)  # the Lead's own parser and JSON form for received_at
+_FIRST_MAX, _LAST_MAX, _COMPANY_MAX, _JOB_MAX, _PHONE_MAX = (
+    TEXT_LIMITS[name] for name in ("first_name", "last_name", "company", "job_title", "phone"))
 
 
 class PlainLead(NamedTuple):
@@ -72,6 +74,14 @@ def _text(value: Any, limit: int, label: str, cut: list[str]) -> str | None:
         text = text[:limit].rstrip()
         cut.append(label)
     return text or None
+
+
+def _text_json(value: Any, limit: int, label: str, cut: list[str]) -> str:
+    """`_text` as JSON, 'null' when absent or empty."""
+    if value is None:
+        return "null"
+    text = _text(value, limit, label, cut)
+    return "null" if text is None else _json(text)
 
 
 class _NotPlain(Exception):
@@ -110,23 +120,31 @@ def _custom_fields(value: Any, cut: list[str]) -> tuple[str, str]:
     """(JSON in the given order, JSON with sorted keys) of the custom fields."""
     if type(value) is not dict or len(value) > CUSTOM_FIELDS_MAX:
         raise _NotPlain
-    pairs: dict[str, str] = {}  # name -> '"name":"value"'
+    if not value:
+        return "{}", "{}"
+    pairs: list[tuple[str, str]] = []  # (name, '"name":"value"')
     for key, text in value.items():
         if type(key) is not str or type(text) is not str:
             raise _NotPlain
         name = key.strip()
-        if name in pairs or not name or len(name) > CUSTOM_FIELD_KEY_MAX:
-            raise _NotPlain
         if len(name) >= _UUID_MIN_CHARS and not _CANONICAL_UUID.fullmatch(name):
             with contextlib.suppress(ValueError):  # a name, not a UUID: kept as given
                 name = str(uuid.UUID(name))
+        if not name or len(name) > CUSTOM_FIELD_KEY_MAX:
+            raise _NotPlain
         text = text.strip()
         if len(text) > CUSTOM_FIELD_VALUE_MAX:
             text = text[:CUSTOM_FIELD_VALUE_MAX].rstrip()
             cut.append(f"custom_fields.{name}")
-        pairs[name] = f"{_json(name)}:{_json(text)}"
-    given = ",".join(pairs.values())
-    return f"{{{given}}}", "{" + ",".join(pairs[name] for name in sorted(pairs)) + "}"
+        pairs.append((name, f"{_json(name)}:{_json(text)}"))
+    given = "{" + ",".join([pair for _name, pair in pairs]) + "}"
+    if len(pairs) == 1:
+        return given, given
+    pairs.sort()
+    for (name, _pair), (after, _) in zip(pairs, pairs[1:]):
+        if name == after:
+            raise _NotPlain  # two keys the same after trimming
+    return given, "{" + ",".join([pair for _name, pair in pairs]) + "}"
 
 
 def _list_ids(value: Any) -> str:
@@ -194,12 +212,16 @@ def _plain_lead(data: dict[str, Any], now_json: str) -> PlainLead | None:
     consent = get("consent", False)
     if type(consent) is not bool:
         return None
-    cut: list[str] = []
-    text = {name: None if get(name) is None else _text(get(name), limit, name, cut)
-            for name, limit in TEXT_LIMITS.items()}
-    phone = text["phone"]
-    if phone is not None and not any(map(str.isdigit, phone)):
-        return None
+    cut: list[str] = []  # labels in the model's order: TEXT_LIMITS, address, custom fields
+    first = _text_json(get("first_name"), _FIRST_MAX, "first_name", cut)
+    last = _text_json(get("last_name"), _LAST_MAX, "last_name", cut)
+    company = _text_json(get("company"), _COMPANY_MAX, "company", cut)
+    job = _text_json(get("job_title"), _JOB_MAX, "job_title", cut)
+    phone = get("phone")
+    if phone is not None:
+        phone = _text(phone, _PHONE_MAX, "phone", cut)
+        if phone is not None and not any(map(str.isdigit, phone)):
+            return None
     source = get("source")
     if source is not None:  # cleaned, never cut: over the limit rejects
         if type(source) is not str:
@@ -208,12 +230,11 @@ def _plain_lead(data: dict[str, Any], now_json: str) -> PlainLead | None:
         if source is not None and len(source) > SOURCE_MAX:
             return None
     address, address_sorted = _address(get("address"), cut)
-    fields, fields_sorted = _custom_fields(get("custom_fields", {}), cut)
-    list_ids = _list_ids(get("list_ids", []))
+    fields, fields_sorted = ("{}", "{}") if "custom_fields" not in data else _custom_fields(
+        data["custom_fields"], cut)
+    list_ids = "[]" if "list_ids" not in data else _list_ids(data["list_ids"])
     received = _received_at(get("received_at"), now_json)
-    first, last = _j(text["first_name"]), _j(text["last_name"])
-    company, job, phone_json = _j(text["company"]), _j(text["job_title"]), _j(phone)
-    source_json, email_json = _j(source), _json(email)
+    phone_json, source_json, email_json = _j(phone), _j(source), _json(email)
     consent_json = "true" if consent else "false"
     if not lead_id:
         canonical = (

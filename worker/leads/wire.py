@@ -49,10 +49,10 @@ def _lead_repr(lead: Lead) -> str:
 
 
 def _shown(lead_id: str, email: str, source: str | None) -> str:
-    parts = {"lead_id": lead_id, "email": redact_email(email)}
+    """The repr of {'lead_id': …, 'email': masked[, 'source': …]}, written directly."""
     if source:
-        parts["source"] = source
-    return repr(parts)
+        return f"{{'lead_id': {lead_id!r}, 'email': {redact_email(email)!r}, 'source': {source!r}}}"
+    return f"{{'lead_id': {lead_id!r}, 'email': {redact_email(email)!r}}}"
 
 
 def lead_argsrepr(lead_id: str, email: str, source: str | None) -> str:
