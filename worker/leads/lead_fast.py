@@ -77,11 +77,16 @@ def _text(value: Any, limit: int, label: str, cut: list[str]) -> str | None:
 
 
 def _text_json(value: Any, limit: int, label: str, cut: list[str]) -> str:
-    """`_text` as JSON, 'null' when absent or empty."""
+    """`_text` as JSON, 'null' when absent or empty (one call for the four name fields)."""
     if value is None:
         return "null"
-    text = _text(value, limit, label, cut)
-    return "null" if text is None else _json(text)
+    if type(value) is not str:
+        raise _NotPlain
+    text = " ".join(value.split())
+    if len(text) > limit:
+        text = text[:limit].rstrip()
+        cut.append(label)
+    return _json(text) if text else "null"
 
 
 class _NotPlain(Exception):
@@ -94,8 +99,6 @@ def _j(value: str | None) -> str:
 
 def _address(value: Any, cut: list[str]) -> tuple[str, str]:
     """(JSON in the model's field order, JSON in sorted order) of an address, or 'null' twice."""
-    if value is None:
-        return "null", "null"
     if type(value) is not dict or not value.keys() <= _ADDRESS_FIELDS:
         raise _NotPlain
     kind = value.get("kind", "work")
@@ -164,9 +167,7 @@ def _list_ids(value: Any) -> str:
     return "[" + ",".join(map(_json, ids)) + "]"
 
 
-def _received_at(value: Any, now_json: str) -> str:
-    if value is None:
-        return now_json
+def _received_at(value: Any) -> str:
     if type(value) not in _TIME_TYPES:
         raise _NotPlain
     try:
@@ -195,7 +196,8 @@ def _plain_lead(data: dict[str, Any], now_json: str) -> PlainLead | None:
     if type(version) is not int or version != SCHEMA_VERSION:
         return None
     given_cut = get("truncated", [])
-    if type(given_cut) is not list or any(type(label) is not str for label in given_cut):
+    if type(given_cut) is not list or given_cut and not all(
+            type(label) is str for label in given_cut):
         return None
     lead_id = get("lead_id", "")
     if type(lead_id) is not str or len(lead_id) > LEAD_ID_MAX:
@@ -229,11 +231,12 @@ def _plain_lead(data: dict[str, Any], now_json: str) -> PlainLead | None:
         source = " ".join(source.split()) or None
         if source is not None and len(source) > SOURCE_MAX:
             return None
-    address, address_sorted = _address(get("address"), cut)
+    address, address_sorted = ("null", "null") if get("address") is None else _address(
+        data["address"], cut)
     fields, fields_sorted = ("{}", "{}") if "custom_fields" not in data else _custom_fields(
         data["custom_fields"], cut)
     list_ids = "[]" if "list_ids" not in data else _list_ids(data["list_ids"])
-    received = _received_at(get("received_at"), now_json)
+    received = now_json if get("received_at") is None else _received_at(data["received_at"])
     phone_json, source_json, email_json = _j(phone), _j(source), _json(email)
     consent_json = "true" if consent else "false"
     if not lead_id:
