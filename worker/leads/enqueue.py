@@ -94,7 +94,28 @@ def prepare(lead_or_dict: object, *, now: datetime | None = None) -> Lead:
     return lead
 
 
-def _ready(data: object, now: datetime, now_json: str) -> PlainLead:
+def lpush_at_once(client: redis_lib.Redis, key: str, values: list[str]) -> int:
+    """`client.lpush(key, *values)`, written to the socket in one piece.
+
+    redis-py writes a long command in 6 kB pieces, a system call each: ~150 for a batch of
+    1,000 messages, which cost producers about a tenth of their time. The same pool, the
+    connection's own retries (reconnecting in between) and the same errors as `lpush`.
+    """
+    pool = client.connection_pool
+    connection = pool.get_connection()
+
+    def attempt() -> int:
+        connection.send_packed_command(packed)
+        return int(connection.read_response())
+
+    try:
+        packed = [b"".join(connection.pack_command("LPUSH", key, *values))]
+        return int(connection.retry.call_with_retry(attempt, lambda _: connection.disconnect()))
+    finally:
+        pool.release(connection)
+
+
+def ready_lead(data: object, now: datetime, now_json: str) -> PlainLead:
     """What the message needs of one lead: plain dicts by lead_fast, the rest by the model.
 
     Raises InvalidLeadError: lead_fast only ever accepts, so every reason is the model's.
@@ -106,7 +127,7 @@ def _ready(data: object, now: datetime, now_json: str) -> PlainLead:
     return plain_of(prepare(data, now=now))
 
 
-def _messages(batch: list[PlainLead]) -> list[str]:
+def batch_messages(batch: list[PlainLead]) -> list[str]:
     return [lead_message(lead.json, lead.argsrepr, task_id, tag)
             for lead, (task_id, tag) in zip(batch, random_id_pairs(len(batch)), strict=True)]
 
@@ -122,10 +143,10 @@ def enqueue_lead(
     Raises InvalidLeadError (with the reason and field) or RedisUnavailableError.
     """
     now = datetime.now(UTC)
-    lead = _ready(lead_or_dict, now, received_at_json(now))
+    lead = ready_lead(lead_or_dict, now, received_at_json(now))
     client = _client(settings, redis)
     try:
-        client.lpush(LEADS_QUEUE, *_messages([lead]))
+        client.lpush(LEADS_QUEUE, *batch_messages([lead]))
     except _REDIS_ERRORS as exc:
         raise _unavailable(client, exc, 0) from None
     return lead.lead_id
@@ -158,7 +179,7 @@ def enqueue_leads(
         if not batch:
             return
         try:
-            client.lpush(LEADS_QUEUE, *_messages(batch))
+            lpush_at_once(client, LEADS_QUEUE, batch_messages(batch))
         except _REDIS_ERRORS as exc:
             raise _unavailable(client, exc, report.enqueued) from None
         report.enqueued += len(batch)
@@ -175,7 +196,7 @@ def enqueue_leads(
                 report.rejected.append(Rejection(index, scrub(item.error)))
                 continue
         try:
-            lead = _ready(data, now, now_json)
+            lead = ready_lead(data, now, now_json)
         except InvalidLeadError as exc:
             report.rejected.append(Rejection(index, scrub(str(exc)), exc.field))
             continue

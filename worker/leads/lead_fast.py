@@ -43,6 +43,7 @@ _FIELDS = frozenset({"version", "lead_id", "email", "first_name", "last_name", "
 _ADDRESS_FIELDS = frozenset({"kind", *ADDRESS_LIMITS})
 _KINDS = frozenset({"home", "work", "other"})
 _UUID_MIN_CHARS = 32  # shorter keys are names (lead_limits._cut_custom_fields)
+_NO_LABELS: list[str] = []  # never changed: `truncated` absent
 _TIME_TYPES = frozenset({datetime, str, int, float})  # not bool, not subclasses
 _DATETIME = TypeAdapter(datetime)  # the Lead's own parser and JSON form for received_at
 _FIRST_MAX, _LAST_MAX, _COMPANY_MAX, _JOB_MAX, _PHONE_MAX = (
@@ -192,19 +193,21 @@ def _plain_lead(data: dict[str, Any], now_json: str) -> PlainLead | None:
     if not data.keys() <= _FIELDS:
         return None
     get = data.get
-    version = get("version", SCHEMA_VERSION)
-    if type(version) is not int or version != SCHEMA_VERSION:
+    if "version" in data and (type(data["version"]) is not int
+                              or data["version"] != SCHEMA_VERSION):
         return None
-    given_cut = get("truncated", [])
-    if type(given_cut) is not list or given_cut and not all(
-            type(label) is str for label in given_cut):
+    given_cut = get("truncated", _NO_LABELS)
+    if given_cut is not _NO_LABELS and (type(given_cut) is not list
+                                        or not all(type(label) is str for label in given_cut)):
         return None
-    lead_id = get("lead_id", "")
-    if type(lead_id) is not str or len(lead_id) > LEAD_ID_MAX:
-        return None
-    lead_id = lead_id.strip()
-    if lead_id and not _LEAD_ID.fullmatch(lead_id):
-        return None
+    lead_id = ""
+    if "lead_id" in data:
+        lead_id = data["lead_id"]
+        if type(lead_id) is not str or len(lead_id) > LEAD_ID_MAX:
+            return None
+        lead_id = lead_id.strip()
+        if lead_id and not _LEAD_ID.fullmatch(lead_id):
+            return None
     email = get("email")
     if type(email) is not str:
         return None
@@ -252,7 +255,7 @@ def _plain_lead(data: dict[str, Any], now_json: str) -> PlainLead | None:
         lead_id = LEAD_ID_PREFIX + hashlib.sha256(encoded).hexdigest()[:32]
     if given_cut:  # a lead that went through leadsync before: its labels first
         cut = list(dict.fromkeys([*given_cut, *cut])) if cut else given_cut
-    truncated = "[" + ",".join(map(_json, cut)) + "]"
+    truncated = "[" + ",".join(map(_json, cut)) + "]" if cut else "[]"
     body = (f'{{"version":{SCHEMA_VERSION},"lead_id":{_json(lead_id)},"email":{email_json},'
             f'"first_name":{first},"last_name":{last},"phone":{phone_json},'
             f'"company":{company},"job_title":{job},"address":{address},'

@@ -135,10 +135,12 @@ def random_id_pairs(count: int) -> list[tuple[str, str]]:
     Drawn per call, never kept: a forked process cannot repeat its parent's ids.
     """
     h = os.urandom(32 * count).hex()
-    return [(f"{h[o:o + 8]}-{h[o + 8:o + 12]}-4{h[o + 13:o + 16]}-{_VARIANT[h[o + 16]]}"
-             f"{h[o + 17:o + 20]}-{h[o + 20:o + 32]}",
-             f"{h[o + 32:o + 40]}-{h[o + 40:o + 44]}-4{h[o + 45:o + 48]}-{_VARIANT[h[o + 48]]}"
-             f"{h[o + 49:o + 52]}-{h[o + 52:o + 64]}") for o in range(0, 64 * count, 64)]
+    pairs = []
+    for start in range(0, 64 * count, 64):
+        u, v = _VARIANT, h[start:start + 64]
+        pairs.append((f"{v[:8]}-{v[8:12]}-4{v[13:16]}-{u[v[16]]}{v[17:20]}-{v[20:32]}",
+                      f"{v[32:40]}-{v[40:44]}-4{v[45:48]}-{u[v[48]]}{v[49:52]}-{v[52:]}"))
+    return pairs
 
 
 def _two_uuid4() -> tuple[str, str]:
