@@ -17,7 +17,15 @@ import pytest
 from tests.leads.test_lead_corpus import CASES
 from worker.base.errors import InvalidLeadError
 from worker.leads.enqueue import prepare
-from worker.leads.lead_fast import plain_lead, plain_of, received_at_json
+from worker.leads.lead import Address, Lead
+from worker.leads.lead_fast import (
+    _ADDRESS_FIELDS,
+    _FIELDS,
+    _KINDS,
+    plain_lead,
+    plain_of,
+    received_at_json,
+)
 from worker.leads.wire import redacted_argsrepr
 
 NOW = datetime(2026, 11, 30, 1, 2, 3, 456789, tzinfo=UTC)
@@ -46,6 +54,12 @@ def check(data: dict[str, Any]) -> bool:
     assert plain.json == lead.model_dump_json()
     assert plain.argsrepr == redacted_argsrepr([lead])
     return True
+
+
+def test_it_knows_every_field_of_the_model() -> None:
+    assert set(Lead.model_fields) == _FIELDS
+    assert set(Address.model_fields) == _ADDRESS_FIELDS
+    assert set(Address.model_json_schema()["properties"]["kind"]["enum"]) == _KINDS
 
 
 def test_every_corpus_lead_agrees_and_most_valid_ones_take_the_fast_path() -> None:

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from tests.leads.test_lead_corpus import CASES
-from worker.leads.enqueue import enqueue_leads, prepare
+from worker.leads.enqueue import enqueue_leads, lpush_at_once, prepare
 from worker.leads.lead import parse_lead
 from worker.leads.wire import (
     _lead_argsrepr,
@@ -19,6 +19,7 @@ from worker.leads.wire import (
     build_message,
     encode_message,
     parse_message,
+    random_id_pairs,
     redacted_argsrepr,
 )
 
@@ -95,3 +96,35 @@ def test_every_corpus_lead_encodes_to_build_messages_dict() -> None:
         assert plain["headers"]["id"] == plain["headers"]["root_id"] == plain["properties"][
             "correlation_id"]
         assert uuid.UUID(plain["headers"]["id"]).version == 4
+
+
+def test_a_batch_of_ids_is_version_4_uuids_from_one_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = os.urandom(32 * 5)
+    reads: list[int] = []
+    monkeypatch.setattr(os, "urandom", lambda size: reads.append(size) or raw[:size])
+    assert random_id_pairs(5) == [(str(uuid.UUID(bytes=raw[at:at + 16], version=4)),
+                                   str(uuid.UUID(bytes=raw[at + 16:at + 32], version=4)))
+                                  for at in range(0, 160, 32)]
+    assert reads == [160]
+    monkeypatch.undo()
+    ids = [text for pair in random_id_pairs(1_000) for text in pair]
+    assert len(set(ids)) == 2_000
+
+
+def test_lpush_at_once_is_lpush_and_gives_its_connection_back(redis_url: str) -> None:
+    """One pooled connection only: a second call works only if the first released it."""
+    pool = redis.BlockingConnectionPool.from_url(redis_url, max_connections=1, timeout=2)
+    client = redis.Redis(connection_pool=pool)
+    values = [f"m{n}:" + "x" * 900 for n in range(300)]  # ~270 kB: many 6 kB pieces in redis-py
+    try:
+        assert lpush_at_once(client, "at-once", values) == 300
+        client.lpush("one-by-one", *values)
+        assert client.lrange("at-once", 0, -1) == client.lrange("one-by-one", 0, -1)
+        client.set("a-string", "x")
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            lpush_at_once(client, "a-string", ["m"])
+        assert lpush_at_once(client, "at-once", ["last"]) == 301
+        assert client.lindex("at-once", 0) == b"last"
+    finally:
+        client.close()
+        pool.disconnect()

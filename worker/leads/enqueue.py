@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import redis as redis_lib
 
@@ -103,14 +104,15 @@ def lpush_at_once(client: redis_lib.Redis, key: str, values: list[str]) -> int:
     """
     pool = client.connection_pool
     connection = pool.get_connection()
+    untyped: Any = connection  # redis-py leaves these Connection methods untyped
 
     def attempt() -> int:
-        connection.send_packed_command(packed)
+        untyped.send_packed_command(packed)
         return int(connection.read_response())
 
     try:
-        packed = [b"".join(connection.pack_command("LPUSH", key, *values))]
-        return int(connection.retry.call_with_retry(attempt, lambda _: connection.disconnect()))
+        packed = [b"".join(untyped.pack_command("LPUSH", key, *values))]
+        return int(connection.retry.call_with_retry(attempt, lambda _: untyped.disconnect()))
     finally:
         pool.release(connection)
 

@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import uuid
 from datetime import UTC, datetime
+from itertools import pairwise
 from json.encoder import encode_basestring as _json  # C, as ensure_ascii=False (and pydantic)
 from typing import Any, NamedTuple
 
@@ -25,6 +26,7 @@ from worker.leads.lead_limits import (
     _CANONICAL_UUID,
     _EMAIL,
     _LEAD_ID,
+    _UUID_MIN_CHARS,  # shorter custom field keys are names, never UUIDs
     ADDRESS_LIMITS,
     CUSTOM_FIELD_KEY_MAX,
     CUSTOM_FIELD_VALUE_MAX,
@@ -37,12 +39,13 @@ from worker.leads.lead_limits import (
 )
 from worker.leads.wire import lead_argsrepr
 
+# The model's fields, spelled out: a field added to Lead must be added here too (tested), or
+# this path would pass it over.
 _FIELDS = frozenset({"version", "lead_id", "email", "first_name", "last_name", "phone", "company",
                      "job_title", "address", "custom_fields", "list_ids", "consent", "source",
                      "received_at", "truncated"})
 _ADDRESS_FIELDS = frozenset({"kind", *ADDRESS_LIMITS})
 _KINDS = frozenset({"home", "work", "other"})
-_UUID_MIN_CHARS = 32  # shorter keys are names (lead_limits._cut_custom_fields)
 _NO_LABELS: list[str] = []  # never changed: `truncated` absent
 _TIME_TYPES = frozenset({datetime, str, int, float})  # not bool, not subclasses
 _DATETIME = TypeAdapter(datetime)  # the Lead's own parser and JSON form for received_at
@@ -145,7 +148,7 @@ def _custom_fields(value: Any, cut: list[str]) -> tuple[str, str]:
     if len(pairs) == 1:
         return given, given
     pairs.sort()
-    for (name, _pair), (after, _) in zip(pairs, pairs[1:]):
+    for (name, _pair), (after, _) in pairwise(pairs):
         if name == after:
             raise _NotPlain  # two keys the same after trimming
     return given, "{" + ",".join([pair for _name, pair in pairs]) + "}"
