@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import redis as redis_lib
 
@@ -19,6 +18,7 @@ from worker.base.redaction import scrub
 from worker.base.settings import Settings, get_settings
 from worker.leads.lead import Lead, parse_lead
 from worker.leads.lead_fast import PlainLead, plain_lead, plain_of, received_at_json
+from worker.leads.push import BatchPusher
 from worker.leads.wire import lead_message, random_id_pairs
 
 DEFAULT_BATCH_SIZE = 1_000
@@ -95,28 +95,6 @@ def prepare(lead_or_dict: object, *, now: datetime | None = None) -> Lead:
     return lead
 
 
-def lpush_at_once(client: redis_lib.Redis, key: str, values: list[str]) -> int:
-    """`client.lpush(key, *values)`, written to the socket in one piece.
-
-    redis-py writes a long command in 6 kB pieces, a system call each: ~150 for a batch of
-    1,000 messages, which cost producers about a tenth of their time. The same pool, the
-    connection's own retries (reconnecting in between) and the same errors as `lpush`.
-    """
-    pool = client.connection_pool
-    connection = pool.get_connection()
-    untyped: Any = connection  # redis-py leaves these Connection methods untyped
-
-    def attempt() -> int:
-        untyped.send_packed_command(packed)
-        return int(connection.read_response())
-
-    try:
-        packed = [b"".join(untyped.pack_command("LPUSH", key, *values))]
-        return int(connection.retry.call_with_retry(attempt, lambda _: untyped.disconnect()))
-    finally:
-        pool.release(connection)
-
-
 def ready_lead(data: object, now: datetime, now_json: str) -> PlainLead:
     """What the message needs of one lead: plain dicts by lead_fast, the rest by the model.
 
@@ -169,43 +147,54 @@ def enqueue_leads(
     message says how many leads were already pushed (re-running is safe: lead_ids are
     deterministic and delivery is idempotent per lead_id). One LPUSH per batch pushes its
     values left to right, so the list is read in the order given, as with one LPUSH each; and
-    a batch is pushed whole or not at all, so that count is exact.
+    a batch is pushed whole or not at all and counted once Redis answered it, so that count is
+    exact. Redis stores each batch while the next one is encoded (`push.BatchPusher`).
     """
     client = _client(settings, redis)
     report = EnqueueReport()
     batch: list[PlainLead] = []
+    sent: list[PlainLead] = []  # the batch Redis has not answered yet
     now = datetime.now(UTC)
     now_json = received_at_json(now)  # one stamp for the run, written once
 
-    def flush() -> None:
-        if not batch:
+    def answered() -> None:
+        if pusher.answer() is None:
             return
-        try:
-            lpush_at_once(client, LEADS_QUEUE, batch_messages(batch))
-        except _REDIS_ERRORS as exc:
-            raise _unavailable(client, exc, report.enqueued) from None
-        report.enqueued += len(batch)
-        report.lead_ids.extend(lead.lead_id for lead in batch)
-        batch.clear()
+        report.enqueued += len(sent)
+        report.lead_ids.extend(lead.lead_id for lead in sent)
+        sent.clear()
         if progress is not None:
             progress(report)
 
-    for position, item in enumerate(items):
-        index, data = position, item
-        if isinstance(item, SourceRow):
-            index, data = item.number, item.data
-            if item.error is not None:
-                report.rejected.append(Rejection(index, scrub(item.error)))
-                continue
-        try:
-            lead = ready_lead(data, now, now_json)
-        except InvalidLeadError as exc:
-            report.rejected.append(Rejection(index, scrub(str(exc)), exc.field))
-            continue
-        if lead.truncated:
-            report.truncated += 1
-        batch.append(lead)
-        if len(batch) >= batch_size:
-            flush()
-    flush()
+    def flush() -> None:
+        messages = batch_messages(batch)  # built while Redis stores the batch before
+        answered()
+        pusher.send(messages)
+        sent.extend(batch)
+        batch.clear()
+
+    try:
+        with BatchPusher(client, LEADS_QUEUE) as pusher:
+            for position, item in enumerate(items):
+                index, data = position, item
+                if isinstance(item, SourceRow):
+                    index, data = item.number, item.data
+                    if item.error is not None:
+                        report.rejected.append(Rejection(index, scrub(item.error)))
+                        continue
+                try:
+                    lead = ready_lead(data, now, now_json)
+                except InvalidLeadError as exc:
+                    report.rejected.append(Rejection(index, scrub(str(exc)), exc.field))
+                    continue
+                if lead.truncated:
+                    report.truncated += 1
+                batch.append(lead)
+                if len(batch) >= batch_size:
+                    flush()
+            if batch:
+                flush()
+            answered()
+    except _REDIS_ERRORS as exc:
+        raise _unavailable(client, exc, report.enqueued) from None
     return report
