@@ -30,6 +30,7 @@ from worker.auth.token_store import TokenStore
 from worker.base.redis_conn import get_redis
 from worker.base.scope import Scope
 from worker.base.settings import Settings, get_settings, load_settings
+from worker.bulk.backlog import BacklogStager
 from worker.bulk.importer import Importer
 from worker.bulk.staging import BulkGate
 from worker.delivery.contacts import ContactsClient
@@ -128,9 +129,14 @@ class Account(Scope):
     def importer(self, *, client: ContactsClient | None = None,
                  clock: Callable[[], float] = time.time) -> Importer:
         return Importer(self, tokens=self.tokens, limiter=self.limiter, ledger=self.ledger,
-                        dead_letters=self.dead_letters, client=client, clock=clock)
+                        dead_letters=self.dead_letters, gate=self.bulk_gate, client=client,
+                        clock=clock)
+
+    def backlog_stager(self) -> BacklogStager:
+        return BacklogStager(self, self.ledger, self.bulk_gate)
 
     def reconciler(self, **options: Any) -> Reconciler:
+        options.setdefault("give_back", lambda: self.backlog_stager().give_back_when_off())
         return Reconciler(self, self.ledger, self.schedule, **options)
 
     def refresh(self, **options: Any) -> RefreshOutcome:

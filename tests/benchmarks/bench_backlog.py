@@ -31,7 +31,7 @@ from worker.bulk.plan import Plan, quota_plan
 from worker.demo.demo import _bin, _terminate_group, authorize_device, start_sandbox
 from worker.demo.embedded_redis import EmbeddedRedis
 from worker.leads.lead import parse_lead
-from worker.leads.wire import encode_message
+from worker.leads.wire import encode_message, queue_list
 
 
 def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -74,7 +74,7 @@ def drain(mode: str, leads: int, logs: Path) -> dict[str, Any]:
             started = time.monotonic()
             pipe = client.pipeline(transaction=False)
             for lead in parsed:
-                pipe.lpush(LEADS_QUEUE, encode_message(lead))
+                pipe.lpush(queue_list(lead), encode_message(lead))
             pipe.execute()
             # What `leadsync status` predicts at this moment (worker/bulk/finish.py).
             pushed_at = time.time()

@@ -23,12 +23,11 @@ from pathlib import Path
 import redis
 
 from worker.account import Account
-from worker.base.names import LEADS_QUEUE
 from worker.base.settings import Settings, load_settings
 from worker.demo.demo import _bin, _terminate_group, authorize_device, start_sandbox
 from worker.demo.embedded_redis import EmbeddedRedis
 from worker.leads.lead import parse_lead
-from worker.leads.wire import encode_message
+from worker.leads.wire import encode_message, queue_list
 
 REPO = Path(__file__).resolve().parents[2]
 API_LIMIT_PER_S = 4.0
@@ -82,7 +81,7 @@ def run(leads: int, workers: int, pool: str, logs: Path) -> None:
             started = time.monotonic()
             pipe = client.pipeline(transaction=False)
             for lead in parsed:
-                pipe.lpush(LEADS_QUEUE, encode_message(lead))
+                pipe.lpush(queue_list(lead), encode_message(lead))
             pipe.execute()
             wait_for(lambda: all(ledger.get(lead.lead_id).get("state") == "delivered"
                                  for lead in parsed), 600, f"{leads} leads to be delivered")

@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from tests.intake.load import Answer, burst, percentile  # noqa: E402  # after the path fix
+from worker.base.priority import queued as queue_length  # noqa: E402
 from worker.base.scope import Scope  # noqa: E402
 from worker.base.settings import load_settings  # noqa: E402
 from worker.demo.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
@@ -121,7 +122,7 @@ def main() -> None:
             batches = [[lead(b * 100 + n, "b") for n in range(100)] for b in range(args.batches)]
             elapsed, results = run_posts(base, key, batches, args.client_procs, threads)
             report("POST /v1/leads, 100-lead batches", elapsed, results, baseline)
-            queued = client.llen("leads")
+            queued = queue_length(client, "leads")
             print(f"queue holds {queued} leads (expected {args.singles + 100 * args.batches})")
         finally:
             proc.terminate()

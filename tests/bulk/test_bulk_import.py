@@ -10,9 +10,9 @@ import pytest
 import redis
 
 from tests.fixtures.delivery import DeliveryStack
+from tests.fixtures.leads import pop_entry
 from worker.account import Account
 from worker.base.keys import BulkKeys
-from worker.base.names import LEADS_QUEUE
 from worker.bulk.finish import Observed
 from worker.bulk.importer import Importer
 from worker.delivery.run import Delivery
@@ -120,7 +120,7 @@ def test_refused_rows_are_dead_letters_with_the_error_and_replay_works(
                                                   "label": "no_such_field", "type": "string"}
     letters.replay(bad[0].lead_id)
     assert ledger.state(bad[0].lead_id) == "queued"
-    replayed = parse_message(redis_client.lpop(LEADS_QUEUE))  # type: ignore[arg-type]
+    replayed = parse_message(pop_entry(redis_client))  # type: ignore[arg-type]
     assert delivery.run(replayed).status == LeadState.STAGED
     drain(account.importer(), redis_client)
     assert ledger.get(bad[0].lead_id)["action"] == "imported"
@@ -130,7 +130,7 @@ def resend(stack: DeliveryStack, client: redis.Redis, delivery: Delivery) -> int
     """Promote every scheduled retry (as if their time had come) and stage them again."""
     Account(stack.settings, client).schedule.promote_all(now=time.time() + 5)
     staged = 0
-    while (raw := client.rpop(LEADS_QUEUE)) is not None:
+    while (raw := pop_entry(client)) is not None:
         assert delivery.run(parse_message(raw)).status == LeadState.STAGED  # type: ignore[arg-type]
         staged += 1
     return staged

@@ -12,8 +12,8 @@ import pytest
 import redis
 
 from tests.fixtures.delivery import DeliveryStack
+from tests.fixtures.leads import pop_entry
 from worker.account import Account
-from worker.base.names import LEADS_QUEUE
 from worker.delivery.ratelimit import next_utc_midnight
 from worker.leads.lead import parse_lead
 from worker.leads.wire import parse_message
@@ -151,7 +151,7 @@ def test_quota_exceeded_parks_until_midnight_utc_and_resumes_then(
     assert state(stack, redis_client, the_lead.lead_id).get("attempts", "0") == "0"  # no budget
     assert lot.resume_due(sending_possible=True, now=parked.resume_at - 1) == 0
     assert lot.resume_due(sending_possible=True, now=parked.resume_at + 1) == 1
-    assert parse_message(redis_client.rpop(LEADS_QUEUE)).lead_id == the_lead.lead_id  # type: ignore[arg-type]
+    assert parse_message(pop_entry(redis_client)).lead_id == the_lead.lead_id  # type: ignore[arg-type]
     assert lot.entries() == [] and state(stack, redis_client, the_lead.lead_id)["state"] == "queued"
 
 
@@ -260,7 +260,6 @@ def test_redis_down_at_the_start_hands_the_message_back_and_sends_nothing(
 def test_a_retry_is_a_schedule_entry_with_the_message_kept(
     delivery_stack: Any, redis_client: redis.Redis
 ) -> None:
-    from worker.base.names import LEADS_QUEUE
     from worker.leads.wire import parse_message
 
     stack = delivery_stack()
@@ -274,7 +273,7 @@ def test_a_retry_is_a_schedule_entry_with_the_message_kept(
     assert due is not None
     assert schedule.promote(now=due - 0.01) == 0  # not due yet
     assert schedule.promote(now=due) == 1
-    assert parse_message(redis_client.rpop(LEADS_QUEUE)).lead_id == the_lead.lead_id
+    assert parse_message(pop_entry(redis_client)).lead_id == the_lead.lead_id
     ledger = account.ledger
     assert ledger.state(the_lead.lead_id) == "queued"
     stack.sandbox.set_faults(fail_rate=0.0)

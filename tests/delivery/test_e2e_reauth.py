@@ -20,6 +20,7 @@ from worker.account import Account
 from worker.auth.access import token_state
 from worker.base.keys import Keys
 from worker.base.names import LEADS_QUEUE
+from worker.base.priority import queued
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -50,7 +51,7 @@ def test_refresh_token_revoked_mid_run_parks_then_auth_device_delivers_all(
 
     # Whatever was not sent with the last good access token parks; nothing else happens to it.
     states = run.wait_settled(lead_ids, 60, settled=("delivered", "parked"))
-    wait_for(lambda: redis_client.llen(LEADS_QUEUE) == 0, 30, "the queue to drain")
+    wait_for(lambda: queued(redis_client, LEADS_QUEUE) == 0, 30, "the queue to drain")
     counts = Counter(states.values())
     ledger = Account(settings, redis_client).ledger
     parked = [lead for lead, state in states.items() if state == "parked"]

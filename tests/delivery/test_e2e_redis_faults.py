@@ -29,6 +29,7 @@ from tests.fixtures.ops import wait_for
 from worker.account import Account
 from worker.base.keys import Keys
 from worker.base.names import LEADS_QUEUE
+from worker.base.priority import queued
 from worker.ledger.lead_state import LeadState
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -65,7 +66,7 @@ def tolerant(read: Callable[[], Any]) -> Any:
 
 
 def leftovers(client: redis.Redis, keys: Keys) -> dict[str, int]:
-    return {"queued": int(client.llen(LEADS_QUEUE)), "unacked": int(client.hlen(UNACKED)),
+    return {"queued": queued(client, LEADS_QUEUE), "unacked": int(client.hlen(UNACKED)),
             "scheduled": int(client.zcard(keys.schedule)),
             "in_flight": int(client.zcard(keys.lead_state_index(LeadState.IN_FLIGHT))),
             "retrying": int(client.zcard(keys.lead_state_index(LeadState.RETRYING)))}

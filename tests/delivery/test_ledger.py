@@ -16,6 +16,7 @@ import redis
 
 from worker.account import Account
 from worker.base.names import LEADS_QUEUE
+from worker.base.priority import queued
 from worker.delivery.run import Result
 from worker.leads.lead import parse_lead
 from worker.leads.wire import encode_message
@@ -142,6 +143,6 @@ def test_replay_and_resume_push_the_message_with_the_move(
     lead = parse_lead({"email": "r@replay.example"})
     assert ledger.move(lead.lead_id, "dead")[0]
     assert ledger.move(lead.lead_id, "replay", message=encode_message(lead))[0]
-    assert redis_client.llen(LEADS_QUEUE) == 1
+    assert queued(redis_client, LEADS_QUEUE) == 1
     assert ledger.move(lead.lead_id, "replay", message=encode_message(lead))[0] is False
-    assert redis_client.llen(LEADS_QUEUE) == 1
+    assert queued(redis_client, LEADS_QUEUE) == 1

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import redis
 
+from tests.fixtures.leads import queue_entries
 from tests.fixtures.ops import wait_for
 from tests.intake.conftest import intake_env, settings_of, start_intake_process
 from tests.intake.load import burst
-from worker.base.names import LEADS_QUEUE
 from worker.base.scope import Scope
 from worker.demo.embedded_redis import find_redis_server, free_port
 from worker.intake.apikeys import ApiKeys
@@ -42,7 +42,7 @@ def mixed(count: int, tag: str) -> tuple[list[dict[str, Any]], set[int]]:
 
 
 def queued_ids(client: redis.Redis) -> list[str]:
-    return [parse_message(raw).lead_id for raw in client.lrange(LEADS_QUEUE, 0, -1)]
+    return [parse_message(raw).lead_id for raw in queue_entries(client)]
 
 
 def test_ten_thousand_posts_from_sixteen_clients_each_valid_lead_once_then_delivered(

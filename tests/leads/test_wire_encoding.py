@@ -12,6 +12,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from tests.fixtures.leads import pop_entry
 from tests.leads.test_lead_corpus import CASES
 from worker.base.errors import RedisUnavailableError
 from worker.leads.enqueue import enqueue_leads, prepare
@@ -43,12 +44,14 @@ def test_the_encoded_message_is_build_messages_dict() -> None:
     assert encode_message(lead).isascii()  # as json.dumps wrote it: any client can push it
 
 
-def test_enqueued_leads_are_read_in_the_order_given(redis_client: redis.Redis) -> None:
-    rows = [{"email": f"n{n}@example.com"} for n in range(2_500)]
+def test_enqueued_leads_are_read_in_the_order_given_consented_ones_first(
+        redis_client: redis.Redis) -> None:
+    rows = [{"email": f"n{n}@example.com", "consent": n % 5 == 0} for n in range(2_500)]
     report = enqueue_leads(rows, redis=redis_client, batch_size=1_000)
-    popped = [parse_message(redis_client.rpop("leads")).email  # type: ignore[arg-type]
+    popped = [parse_message(pop_entry(redis_client)).email  # type: ignore[arg-type]
               for _ in range(2_500)]
-    assert popped == [row["email"] for row in rows]
+    assert popped == ([row["email"] for row in rows if row["consent"]]
+                      + [row["email"] for row in rows if not row["consent"]])
     assert report.lead_ids == [parse_lead(row).lead_id for row in rows]
 
 

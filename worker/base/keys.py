@@ -197,6 +197,10 @@ class BulkKeys:
         return f"{self.prefix}:batch:{batch_id}"
 
     @property
+    def holding(self) -> str:  # list: backlog entries the stager took and has not dropped yet
+        return f"{self.prefix}:holding"
+
+    @property
     def lock(self) -> str:  # the batcher/poller's lock (owner token + TTL)
         return f"{self.prefix}:lock"
 

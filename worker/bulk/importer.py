@@ -1,6 +1,7 @@
 """The batcher/poller (`leadsync.bulk_import`, beat, control queue): send, poll, settle imports.
 
-One run, under a Redis lock (owner token + TTL, released only by its owner): every batch whose
+One run, under a Redis lock (owner token + TTL, released only by its owner): the backlog's list
+is staged in hundreds for up to STAGE_BUDGET_S (worker/bulk/backlog.py), every batch whose
 next step is due is sent (no activity id yet) or polled (backoff 1, 2, 4 ... s up to
 LEADSYNC_BULK_POLL_MAX_S, at most LEADSYNC_BULK_MAX_POLLS polls, then its leads go back), then
 staged leads are formed into new batches and sent at once. The activity id is stored as soon
@@ -35,9 +36,11 @@ from worker.base.errors import (
 from worker.base.redaction import scrub
 from worker.base.redis_text import text
 from worker.base.scope import Scope
+from worker.bulk.backlog import BacklogStager
 from worker.bulk.batcher import Batcher
 from worker.bulk.plan import bulk_budget
 from worker.bulk.settle import Settler, emails_of
+from worker.bulk.staging import BulkGate
 from worker.delivery.contacts import ContactsClient
 from worker.delivery.ratelimit import FleetLimiter, next_utc_midnight
 from worker.ledger.deadletter import DeadLetters
@@ -45,6 +48,7 @@ from worker.ledger.ledger import Ledger
 
 log = logging.getLogger("leadsync.bulk")
 RUN_BUDGET_S = 30.0  # a run starts no step after this; the next run goes on
+STAGE_BUDGET_S = 15.0  # staging from the backlog's list, then the batches' sends and polls
 LOCK_MARGIN_S = 5.0  # the lock outlives one step (one call, its limiter wait, the writes) by this
 THROTTLE_WAIT_S = 30.0  # a full activity queue drains in minutes; look again in 30 s
 LIMITER_WAIT_S = 2.0  # no slot that soon: the batch waits for the next run
@@ -56,6 +60,7 @@ BROKEN = frozenset({"failed", "timed_out", "cancelled"})
 @dataclass
 class Report:
     locked: bool = True
+    staged: int = 0
     formed: int = 0
     sent: int = 0
     polled: int = 0
@@ -67,7 +72,7 @@ class Importer:
     """One batcher/poller run's worth of state; the Account builds it (`Account.importer`)."""
 
     def __init__(self, scope: Scope, *, tokens: TokenStore, limiter: FleetLimiter, ledger: Ledger,
-                 dead_letters: DeadLetters, client: ContactsClient | None = None,
+                 dead_letters: DeadLetters, gate: BulkGate, client: ContactsClient | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         settings = scope.settings
         self.scope = scope
@@ -80,6 +85,7 @@ class Importer:
         self.client = client or ContactsClient(settings, before_request=self._gate)
         self.batcher = Batcher(scope)
         self.settler = Settler(scope, ledger, dead_letters)
+        self.stager = BacklogStager(scope, ledger, gate)
         # A killed holder blocks imports for one TTL: one step's length, not a whole run's.
         self.lock_ttl_ms = int((settings.http_timeout_s + LIMITER_WAIT_S + LOCK_MARGIN_S) * 1000)
         self._lock: Lock | None = None
@@ -111,6 +117,11 @@ class Importer:
 
     def _run(self, deadline: float) -> Report:
         report = Report(counts={"delivered": 0, "dead_lettered": 0, "sent_back": 0})
+        assert self._lock is not None
+        token = self._lock.local.token
+        if token is not None:
+            report.staged = self.stager.run(token, self._still_ours,
+                                            time.monotonic() + STAGE_BUDGET_S)
         now = self.clock()
         if self.batcher.ready(now):
             created, lost = self.batcher.form(now)
@@ -215,7 +226,7 @@ class Importer:
         assert report.counts is not None
         if activity is not None:
             counts = self.settler.completed(lead_ids, emails_of(batch["body"]), activity,
-                                            batch["activity_id"])
+                                            batch["activity_id"], between=self._still_ours)
             if batch.get("sent_at"):  # how long an import takes to settle, for `status`
                 pipe = self.redis.pipeline(transaction=False)
                 pipe.hincrbyfloat(self.keys.counters, "settle_s",

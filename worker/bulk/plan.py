@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from worker.base.names import LEADS_QUEUE
+from worker.base.priority import queue_lists
 from worker.base.redis_text import text
 from worker.base.scope import Scope
 from worker.base.settings import Settings
@@ -91,10 +92,12 @@ def quota_plan(scope: Scope, limiter: FleetLimiter, *, now: float | None = None)
     seconds = max(next_utc_midnight(now).timestamp() - now, 0.0)
     left, reserve, rate, budget = bulk_budget(scope, limiter, now)
     pipe = redis.pipeline(transaction=False)
-    pipe.llen(LEADS_QUEUE)
     pipe.zcard(keys.staged)
     pipe.zrange(keys.batches, 0, -1)
-    queued, staged, batch_ids = pipe.execute()
+    for name in queue_lists(LEADS_QUEUE):  # consented leads and the backlog's own list alike
+        pipe.llen(name)
+    staged, batch_ids, *lengths = pipe.execute()
+    queued = sum(int(n) for n in lengths)
     in_imports = 0
     if batch_ids:
         pipe = redis.pipeline(transaction=False)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from redis.exceptions import RedisError
 
 from worker.base.names import LEADS_QUEUE
+from worker.base.priority import queue_lists
 from worker.base.scope import Scope
 from worker.bulk.plan import note_consented, quota_plan
 from worker.bulk.rows import group_key
@@ -44,31 +45,35 @@ class BulkGate:
 
     def wants(self, lead: Lead) -> bool:
         """True when this lead should be staged (never for consented leads)."""
-        mode = self.settings.bulk
-        if mode == "off":
+        if self.settings.bulk == "off":
             return False
-        now = self.clock()
         if lead.consent:
             with contextlib.suppress(Exception):  # the observed rate only sizes the reserve
-                note_consented(self.scope, now)
+                note_consented(self.scope, self.clock())
             return False
         if not (lead.list_ids or self.settings.list_ids):
             return False  # the single path dead-letters it, naming the missing lists
-        if mode == "always":
-            return True
+        return self.on()
+
+    def on(self) -> bool:
+        """Whether leads without consent go to imports now (the backlog stager asks too)."""
+        mode = self.settings.bulk
+        if mode != "auto":
+            return mode == "always"
         try:
-            return self._active(now)
+            return self._active(self.clock())
         except RedisError:  # Redis away: the single path waits for it as it always did
             return False
 
     def _active(self, now: float) -> bool:
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(self.keys.active_until)
-        pipe.llen(LEADS_QUEUE)
         pipe.zcard(self.keys.staged)
-        until, queued, staged = pipe.execute()
+        for name in queue_lists(LEADS_QUEUE):  # every priority list of `leads`
+            pipe.llen(name)
+        until, staged, *queued = pipe.execute()
         active = ((until is not None and float(until) > now)
-                  or int(queued) + int(staged) >= self.settings.bulk_threshold
+                  or sum(int(n) for n in queued) + int(staged) >= self.settings.bulk_threshold
                   or self._plan_wants_bulk(now))
         # Keep auto mode on for STAY_ON_S more; refreshed at most once a second, not per lead.
         if active and (until is None or float(until) < now + STAY_ON_S - 1.0):
@@ -86,7 +91,15 @@ class BulkGate:
     def stage(self, lead: Lead) -> tuple[bool, str]:
         """in_flight -> staged with the staged-set entry, one ledger step."""
         now = self.clock()
+        return self.ledger.move(lead.lead_id, "stage", now=now, side=self._entry(lead, now))
+
+    def stage_many(self, leads: list[Lead]) -> list[tuple[bool, str]]:
+        """`stage` for each lead, in one round trip."""
+        now = self.clock()
+        return self.ledger.move_many("stage", [(lead.lead_id, self._entry(lead, now))
+                                               for lead in leads], now=now)
+
+    def _entry(self, lead: Lead, now: float) -> Side:
+        """The staged-set entry (scored by now) with the batch group of the lead's lists."""
         list_ids = lead.list_ids or list(self.settings.list_ids)
-        return self.ledger.move(
-            lead.lead_id, "stage", now=now,
-            side=Side(self.keys.groups, self.keys.staged, group_key(list_ids), now))
+        return Side(self.keys.groups, self.keys.staged, group_key(list_ids), now)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from worker.base.names import LEADS_QUEUE
+from worker.base.priority import queue_lists
 from worker.base.redis_text import text as _text
 from worker.base.scope import Scope
 from worker.intake.apikeys import hash_key
@@ -88,8 +89,9 @@ class Accepter:
 
     async def run(self, credential: Credential, leads: Sequence[Lead] = (),
                   idempotency_key: str | None = None, answer: str = "") -> Outcome:
-        keys = [credential.record_key, self.keys.intake_rate(credential.who), LEADS_QUEUE,
-                self.answer_key(credential, idempotency_key),
+        lists = queue_lists(LEADS_QUEUE)  # each lead on the list of its priority (consented first)
+        keys = [credential.record_key, self.keys.intake_rate(credential.who), lists[0],
+                self.answer_key(credential, idempotency_key), *lists[1:],
                 *(self.keys.intake_seen(lead.lead_id) for lead in leads)]
         args: list[str | int | float] = [
             credential.mode, int(time.time() * 1000), self.interval_ms, self.burst,

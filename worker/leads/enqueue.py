@@ -14,6 +14,7 @@ import redis as redis_lib
 
 from worker.base.errors import InvalidLeadError, RedisUnavailableError
 from worker.base.names import LEADS_QUEUE
+from worker.base.priority import list_for, priority_for
 from worker.base.redaction import scrub
 from worker.base.settings import Settings, get_settings
 from worker.leads.lead import Lead, parse_lead
@@ -108,8 +109,17 @@ def ready_lead(data: object, now: datetime, now_json: str) -> PlainLead:
 
 
 def batch_messages(batch: list[PlainLead]) -> list[str]:
-    return [lead_message(lead.json, lead.argsrepr, task_id, tag)
+    return [lead_message(lead.json, lead.argsrepr, task_id, tag,
+                         priority=priority_for(lead.consent))
             for lead, (task_id, tag) in zip(batch, random_id_pairs(len(batch)), strict=True)]
+
+
+def by_list(batch: list[PlainLead], messages: list[str]) -> list[tuple[str, list[str]]]:
+    """The batch's messages grouped by the priority list each goes on, in order."""
+    groups: dict[str, list[str]] = {}
+    for lead, message in zip(batch, messages, strict=True):
+        groups.setdefault(list_for(LEADS_QUEUE, priority_for(lead.consent)), []).append(message)
+    return list(groups.items())
 
 
 def enqueue_lead(
@@ -126,7 +136,7 @@ def enqueue_lead(
     lead = ready_lead(lead_or_dict, now, received_at_json(now))
     client = _client(settings, redis)
     try:
-        client.lpush(LEADS_QUEUE, *batch_messages([lead]))
+        client.lpush(list_for(LEADS_QUEUE, priority_for(lead.consent)), *batch_messages([lead]))
     except _REDIS_ERRORS as exc:
         raise _unavailable(client, exc, 0) from None
     return lead.lead_id
@@ -145,9 +155,10 @@ def enqueue_leads(
     Items are leads, dicts, or `SourceRow`s (then the line number is the reported index).
     `progress` is called after every batch. A Redis failure raises RedisUnavailableError whose
     message says how many leads were already pushed (re-running is safe: lead_ids are
-    deterministic and delivery is idempotent per lead_id). One LPUSH per batch pushes its
-    values left to right, so the list is read in the order given, as with one LPUSH each; and
-    a batch is pushed whole or not at all and counted once Redis answered it, so that count is
+    deterministic and delivery is idempotent per lead_id). A batch is one LPUSH per priority
+    list (consented leads on their own, worker/base/priority.py; two lists in one MULTI): each
+    LPUSH pushes its values left to right, so each list is read in the order given, and a
+    batch is pushed whole or not at all and counted once Redis answered it, so that count is
     exact. Redis stores each batch while the next one is encoded (`push.BatchPusher`).
     """
     client = _client(settings, redis)
@@ -167,9 +178,9 @@ def enqueue_leads(
             progress(report)
 
     def flush() -> None:
-        messages = batch_messages(batch)  # built while Redis stores the batch before
+        groups = by_list(batch, batch_messages(batch))  # built while Redis stores the last one
         answered()
-        pusher.send(messages)
+        pusher.send_groups(groups)
         sent.extend(batch)
         batch.clear()
 

@@ -24,18 +24,28 @@ class BatchPusher:
         self._key = key
         self._connection: Any = None  # redis-py leaves Connection's methods untyped
         self._unanswered: list[bytes] | None = None  # the batch sent, as written
+        self._replies = 1  # replies that batch gets (MULTI, one per LPUSH, EXEC)
 
     def send(self, values: list[str]) -> None:
-        """Write one batch. Call `answer()` for the batch before first (one at a time)."""
+        """Write one batch onto this pusher's list."""
+        self.send_groups([(self._key, values)])
+
+    def send_groups(self, groups: list[tuple[str, list[str]]]) -> None:
+        """Write one batch: an LPUSH per (list, values), in one MULTI when there are several
+        (a batch is pushed whole or not at all). Call `answer()` for the batch before first."""
         if self._unanswered is not None:
             raise RuntimeError("answer() the batch before sending another")
         if self._connection is None:
             self._connection = self._pool.get_connection()
         connection = self._connection
-        packed = [b"".join(connection.pack_command("LPUSH", self._key, *values))]
+        commands = [("LPUSH", key, *values) for key, values in groups]
+        if len(commands) > 1:
+            commands = [("MULTI",), *commands, ("EXEC",)]
+        packed = [b"".join(connection.pack_commands(commands))]
         connection.retry.call_with_retry(lambda: connection.send_packed_command(packed),
                                          lambda _: connection.disconnect())
         self._unanswered = packed
+        self._replies = len(commands)
 
     def answer(self) -> int | None:
         """Redis's reply to the batch sent (the list's length), None if none is unanswered.
@@ -52,9 +62,20 @@ class BatchPusher:
         def attempt() -> int:
             if next(resend, True):
                 connection.send_packed_command(packed)
-            return int(connection.read_response())
+            replies = [connection.read_response() for _ in range(self._replies)]
+            last = replies[-1]
+            if isinstance(last, list):  # EXEC: one reply per LPUSH, errors as values
+                errors = [reply for reply in last if isinstance(reply, Exception)]
+                if errors:
+                    raise errors[0]
+                return int(last[-1])
+            return int(last)
 
-        return int(connection.retry.call_with_retry(attempt, lambda _: connection.disconnect()))
+        try:
+            return int(connection.retry.call_with_retry(attempt, lambda _: connection.disconnect()))
+        except Exception:
+            connection.disconnect()  # replies may be left unread: never reuse it as it is
+            raise
 
     def close(self) -> None:
         """Give the connection back; one with a reply never read is closed first."""

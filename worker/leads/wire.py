@@ -17,6 +17,7 @@ from typing import Any
 
 from worker.base.errors import InvalidLeadError
 from worker.base.names import LEADS_QUEUE, SYNC_LEAD
+from worker.base.priority import list_for, priority_for
 from worker.base.redaction import fingerprint, redact_email
 from worker.leads.lead import Lead, parse_lead
 
@@ -74,9 +75,9 @@ def redacted_kwargsrepr(kwargs: Mapping[str, object]) -> str:
 
 def build_task_message(task: str, queue: str, args: Sequence[object] = (),
                        kwargs: Mapping[str, object] | None = None, *, task_id: str | None = None,
-                       argsrepr: str | None = None, kwargsrepr: str | None = None
-                       ) -> dict[str, Any]:
-    """A plain-JSON protocol-2 message for any task on any queue (priority 0), as a dict.
+                       argsrepr: str | None = None, kwargsrepr: str | None = None,
+                       priority: int = 0) -> dict[str, Any]:
+    """A plain-JSON protocol-2 message for any task on any queue, as a dict.
 
     What a Celery producer would send, without a Celery app: the worker reads it as it reads
     `send_task`'s. `argsrepr`/`kwargsrepr` (what Flower and logs show) default to the redacted
@@ -103,7 +104,7 @@ def build_task_message(task: str, queue: str, args: Sequence[object] = (),
             "delivery_tag": str(uuid.uuid4()),
             "correlation_id": task_id,
             "delivery_mode": 2,
-            "priority": 0,
+            "priority": priority,
             "delivery_info": {"exchange": "", "routing_key": queue},
         },
     }
@@ -120,9 +121,16 @@ def encode_task_message(task: str, queue: str, args: Sequence[object] = (),
 
 
 def build_message(lead: Lead, *, task_id: str | None = None) -> dict[str, Any]:
-    """The exact message a raw producer would LPUSH (docs/architecture.md)."""
+    """The exact message a raw producer would LPUSH (docs/architecture.md), at the lead's
+    priority (worker/base/priority.py): 0 with consent, the backlog's without."""
     return build_task_message(SYNC_LEAD, LEADS_QUEUE, [lead.to_json_dict()], task_id=task_id,
-                              argsrepr=redacted_argsrepr([lead]), kwargsrepr="{}")
+                              argsrepr=redacted_argsrepr([lead]), kwargsrepr="{}",
+                              priority=priority_for(lead.consent))
+
+
+def queue_list(lead: Lead) -> str:
+    """The Redis list `encode_message(lead)` is pushed onto (the list of its priority)."""
+    return list_for(LEADS_QUEUE, priority_for(lead.consent))
 
 
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}  # RFC 4122 bits
@@ -157,7 +165,7 @@ def encode_message(lead: Lead, *, task_id: str | None = None) -> str:
     """`build_message` as the JSON text to push (decodes to its dict: tested)."""
     random_id, delivery_tag = _two_uuid4()
     return lead_message(lead.model_dump_json(), _lead_argsrepr(lead), task_id or random_id,
-                        delivery_tag)
+                        delivery_tag, priority=priority_for(lead.consent))
 
 
 def lead_message(lead_json: str, argsrepr: str, task_id: str, delivery_tag: str, *,

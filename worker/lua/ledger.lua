@@ -5,6 +5,8 @@
 -- KEYS[8] side zset (dead-letter index / parked resume times)
 -- KEYS[9] the lead's kept message (a string key beside the hash, so the hash stays small);
 --         kept without TTL while the lead is parked, dropped once it is settled
+-- KEYS[10..12] the queue's lists for priorities 3, 6, 9 (KEYS[6] is priority 0): a message goes
+--         back on the list of its own priority (worker/base/priority.py)
 -- ARGV[1] op (begin|deliver|retry|park|dead|promote|requeue|resume|replay|stage)
 -- ARGV[2] lead_id  ARGV[3] now (epoch s)  ARGV[4] ttl_s of the lead hash
 -- ARGV[5] states the op may start from, comma separated, "-" standing for "no entry"
@@ -16,6 +18,17 @@
 -- ARGV[14..] field, value pairs to set on the lead hash
 -- Returns {"taken", attempts} | {"busy", lease_end} | {"settled", state} (begin)
 --         {"ok", target} | {"refused", current state} (other ops)
+
+-- kombu's list for a message (kombu/transport/redis.py `_put`): `lists` are the queue's lists for
+-- priority steps 0, 3, 6, 9; properties.priority is clamped to 0..9, anything unreadable is 0.
+local function list_for(msg, lists)
+  local ok, m = pcall(cjson.decode, msg)
+  local p = ok and type(m) == 'table' and type(m.properties) == 'table' and m.properties.priority
+  if type(p) == 'string' and string.match(p, '^%s*[+-]?%d+%s*$') then p = tonumber(p) end
+  if type(p) ~= 'number' or p ~= p then p = 0 end
+  return lists[math.floor(math.min(math.max(p, 0), 9) / 3) + 1]
+end
+
 local key, lead_id, now = KEYS[1], ARGV[2], tonumber(ARGV[3])
 local state = redis.call('HGET', key, 'state') or ''
 local from = (state == '') and '-' or state
@@ -81,7 +94,7 @@ if target == 'queued' then
   local msg = ARGV[9]
   if msg == '' then msg = redis.call('GET', KEYS[9]) or '' end
   if msg ~= '' then
-    redis.call('LPUSH', KEYS[6], msg)
+    redis.call('LPUSH', list_for(msg, {KEYS[6], KEYS[10], KEYS[11], KEYS[12]}), msg)
     redis.call('SET', KEYS[9], msg, 'EX', ARGV[4])
   end
   redis.call('HDEL', key, 'lease_until')

@@ -13,6 +13,7 @@ from typing import Any
 
 from worker.account import Account
 from worker.base.names import LEADS_QUEUE
+from worker.base.priority import queued
 from worker.base.redis_text import text as _text
 from worker.ledger.lead_state import LeadState
 from worker.ledger.ledger import RECENT_WINDOW_S
@@ -29,7 +30,7 @@ def lead_counts(account: Account, *, now: float | None = None) -> dict[str, Any]
     used = account.limiter.used_today()
     errors = [json.loads(raw) for raw in redis.lrange(keys.last_errors, 0, SHOWN_ERRORS - 1)]
     counts: dict[str, Any] = {
-        "queued": int(redis.llen(LEADS_QUEUE)),
+        "queued": queued(redis, LEADS_QUEUE),  # every priority list of `leads`
         "in_flight": int(redis.zcard(keys.lead_state_index(LeadState.IN_FLIGHT))),
         "retrying": int(redis.zcard(keys.lead_state_index(LeadState.RETRYING))),
         # Retries and held-off copies waiting in Redis for their due time

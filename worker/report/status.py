@@ -16,6 +16,7 @@ from worker.account import Account
 from worker.auth.status import token_status
 from worker.base.errors import RedisUnavailableError
 from worker.base.names import CONTROL_QUEUE, LEADS_QUEUE
+from worker.base.priority import queued
 from worker.base.redis_check import check_redis
 from worker.bulk.plan import bulk_status
 from worker.leads.enqueue import redis_location
@@ -27,8 +28,8 @@ def gather_status(account: Account, *, now: float | None = None) -> dict[str, An
     now = time.time() if now is None else now
     settings, redis = account.settings, account.redis
     try:
-        queues = {LEADS_QUEUE: int(redis.llen(LEADS_QUEUE)),
-                  CONTROL_QUEUE: int(redis.llen(CONTROL_QUEUE))}
+        queues = {LEADS_QUEUE: queued(redis, LEADS_QUEUE),  # all its priority lists
+                  CONTROL_QUEUE: queued(redis, CONTROL_QUEUE)}
         token = token_status(account.tokens, now=now)
         leads = lead_counts(account, now=now)
         fitness = check_redis(redis, allow_volatile=settings.allow_volatile_redis)

@@ -19,5 +19,6 @@ def bulk_import() -> dict[str, int]:
     if account.settings.bulk == "off":
         return {}
     report = account.importer().run()
-    return {"locked": int(report.locked), "formed": report.formed, "sent": report.sent,
-            "polled": report.polled, "settled": report.settled, **(report.counts or {})}
+    return {"locked": int(report.locked), "staged": report.staged, "formed": report.formed,
+            "sent": report.sent, "polled": report.polled, "settled": report.settled,
+            **(report.counts or {})}
