@@ -22,7 +22,6 @@ from worker.base.names import LEADS_QUEUE
 from worker.base.priority import BACKLOG_PRIORITY, HANDED_ON_PRIORITY, list_for
 from worker.base.settings import Settings
 from worker.bulk.backlog import TAKE, TAKE_SCRIPT
-from worker.bulk.importer import Importer
 from worker.bulk.settle import Settler
 from worker.leads.lead import Lead, parse_lead
 from worker.leads.wire import encode_message, parse_message
@@ -136,7 +135,7 @@ def test_the_bulk_task_alone_imports_a_backlog_pushed_by_a_producer(
     stack: DeliveryStack = delivery_stack(settings_env=BULK_ENV)
     backlog = leads(1_200, tag="f")
     push(redis_client, backlog)
-    importer = Importer(stack.settings, redis_client)
+    importer = Account(stack.settings, redis_client).importer()
     assert importer.run().staged == len(backlog)  # no worker ran: the task staged them itself
     drain(importer, redis_client)
     ledger = Account(stack.settings, redis_client).ledger

@@ -22,15 +22,16 @@ from kombu import Connection, Consumer, Queue
 from worker.account import Account
 from worker.base.names import LEADS_QUEUE
 from worker.base.priority import BACKLOG_PRIORITY, list_for, priority_for, queue_lists, queued
+from worker.base.scope import Scope
 from worker.base.settings import Settings
 from worker.bulk.settle import Settler
 from worker.intake.admission import Accepter
 from worker.leads.enqueue import enqueue_lead, enqueue_leads
 from worker.leads.lead import Lead, parse_lead
 from worker.leads.wire import encode_message, parse_message
-from worker.ledger.deadletter import DeadLetter, DeadLetters
+from worker.ledger.deadletter import DeadLetter
 from worker.ledger.ledger import Ledger
-from worker.ledger.parking import QUOTA, ParkingLot
+from worker.ledger.parking import QUOTA
 from worker.ledger.reconcile import STALE_S
 
 pytestmark = pytest.mark.redis
@@ -98,7 +99,7 @@ def test_the_intake_script_pushes_each_lead_on_its_list(
     async def post() -> int:
         client = AsyncRedis.from_url(redis_url)
         try:
-            accepter = Accepter(settings, client)
+            accepter = Accepter(Scope(settings, redis_client), client)
             return (await accepter.run(accepter.source("test"), leads)).pushed
         finally:
             await client.aclose()
@@ -136,9 +137,10 @@ def test_the_reconciler_puts_a_lost_lead_back_on_its_list(
 @CONSENT
 def test_a_parked_lead_resumes_on_its_list(
         settings: Settings, redis_client: redis.Redis, consent: bool) -> None:
-    ledger, one = Account(settings, redis_client).ledger, lead(1, consent)
+    account = Account(settings, redis_client)
+    ledger, one = account.ledger, lead(1, consent)
     taken(ledger, one)
-    lot = ParkingLot(settings, redis_client)
+    lot = account.parking
     assert lot.park(one, QUOTA, time.time() - 1)[0]
     assert lot.resume_due(sending_possible=True) == 1
     assert where(redis_client) == expected(one)
@@ -147,9 +149,10 @@ def test_a_parked_lead_resumes_on_its_list(
 @CONSENT
 def test_a_replayed_dead_letter_goes_back_on_its_list(
         settings: Settings, redis_client: redis.Redis, consent: bool) -> None:
-    ledger, one = Account(settings, redis_client).ledger, lead(1, consent)
+    account = Account(settings, redis_client)
+    ledger, one = account.ledger, lead(1, consent)
     taken(ledger, one)
-    letters = DeadLetters(settings, redis_client)
+    letters = account.dead_letters
     now = time.time()
     assert letters.add(DeadLetter(lead_id=one.lead_id, reason="refused", reason_code="http_400",
                                   attempts=1, last_status=400, first_seen=now, dead_at=now,

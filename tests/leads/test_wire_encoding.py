@@ -15,6 +15,8 @@ from redis.retry import Retry
 from tests.fixtures.leads import pop_entry
 from tests.leads.test_lead_corpus import CASES
 from worker.base.errors import RedisUnavailableError
+from worker.base.names import LEADS_QUEUE
+from worker.base.priority import queued
 from worker.leads.enqueue import enqueue_leads, prepare
 from worker.leads.lead import parse_lead
 from worker.leads.push import BatchPusher
@@ -160,7 +162,7 @@ def test_a_connection_lost_mid_run_reports_exactly_what_is_queued(redis_url: str
         with pytest.raises(RedisUnavailableError) as caught:
             enqueue_leads(rows, redis=client, progress=cut_the_connection)
         assert "; 1000 lead(s) were enqueued before the failure" in str(caught.value)
-        assert watcher.llen("leads") == 1_000
+        assert queued(watcher, LEADS_QUEUE) == 1_000  # on the no-consent list
     finally:
         client.close()
         watcher.close()
