@@ -18,6 +18,7 @@ from tests.bulk.test_e2e_bulk import imported, settled_states
 from tests.fixtures.delivery import Fleet
 from tests.fixtures.fleet import people
 from tests.fixtures.ops import wait_for
+from worker.account import Account
 from worker.base.keys import Keys
 from worker.bulk.plan import quota_plan
 from worker.leads.lead import parse_lead
@@ -58,6 +59,7 @@ def test_consented_leads_keep_sign_up_form_within_5_s_while_20000_leads_drain_by
     run.start_worker("m1", concurrency=4)
     run.start_beat()
     run.wait_ready("m1")
+    account = Account(run.stack.settings, redis_client)
     backlog = encoded(people(BACKLOG, tag="backlog", consent=False))
     started = time.time()
     backlog_ids = push_backlog(redis_client, backlog)
@@ -69,7 +71,7 @@ def test_consented_leads_keep_sign_up_form_within_5_s_while_20000_leads_drain_by
         pushed[email] = time.time()
         run.push_raw([{"email": email, "consent": True}])
         backlog_waiting.append(BACKLOG - imported(redis_client, run))
-        plans.append(quota_plan(run.stack.settings, redis_client))
+        plans.append(quota_plan(account, account.limiter))
         # The stream's own pace (one lead a second), not a wait for any result.
         time.sleep(max(0.0, started + n + 1 - time.time()))
     consented_ids = [parse_lead({"email": e, "consent": True}).lead_id for e in pushed]
@@ -92,7 +94,7 @@ def test_consented_leads_keep_sign_up_form_within_5_s_while_20000_leads_drain_by
     contacts = run.stack.sandbox.contacts()
     print(f"backlog of {BACKLOG} imported {drained_s:.1f} s after the push; "
           f"{stats['activities']}, api_requests {stats['api_requests']}; calls left today "
-          f"{quota_plan(run.stack.settings, redis_client).calls_left_today}")
+          f"{quota_plan(account, account.limiter).calls_left_today}")
     assert settled_states(run, redis_client, backlog_ids) == {"delivered/imported": BACKLOG}
     assert imported(redis_client, run) == BACKLOG
     assert sum(1 for c in contacts if c["email_address"]["permission_to_send"]
