@@ -205,10 +205,10 @@ def _folder(module: str, root: Path = WORKER.parent) -> str:
     return "/".join(parts if is_package else parts[:-1])
 
 
-def folder_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
-    folders: dict[str, set[str]] = {_folder(module): set() for module in graph}
+def folder_graph(graph: dict[str, set[str]], root: Path = WORKER.parent) -> dict[str, set[str]]:
+    folders: dict[str, set[str]] = {_folder(module, root): set() for module in graph}
     for module, targets in graph.items():
-        folders[_folder(module)].update(_folder(t) for t in targets)
+        folders[_folder(module, root)].update(_folder(t, root) for t in targets)
     return {folder: targets - {folder} for folder, targets in folders.items()}
 
 
@@ -222,3 +222,34 @@ def test_the_architecture_note_shows_the_import_graph_by_folder() -> None:
             table[cells[0].strip("`").rstrip("/")] = {
                 name.strip().strip("`") for name in cells[1].split(",") if "`" in name}
     assert table == folder_graph(import_graph())
+
+
+
+def folder_cycles(folders: dict[str, set[str]]) -> list[list[str]]:
+    """Cycles between folders, the root `worker` left out: the package every module imports,
+    celery.py and the Account composition root import the folders by design (module cycles
+    through them are caught by the module-level test)."""
+    return cycles({folder: targets - {"worker"}
+                   for folder, targets in folders.items() if folder != "worker"})
+
+
+def test_no_cycle_between_folders_below_the_root() -> None:
+    found = folder_cycles(folder_graph(import_graph()))
+    assert not found, f"folder cycles (module-level imports): {found}"
+
+
+def test_the_folder_cycle_finder_sees_a_cycle_between_two_folders(tmp_path: Path) -> None:
+    root = tmp_path / "worker"
+    for folder in ("a", "b"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "__init__.py").write_text("")
+    (root / "__init__.py").write_text("")
+    (root / "account.py").write_text("import worker.a.x\n")  # the root may import anything
+    (root / "a" / "x.py").write_text("from worker.b.y import Y\nX = 1\n")
+    (root / "b" / "y.py").write_text("import worker\nY = 2\n")
+    assert folder_cycles(folder_graph(import_graph(tmp_path), tmp_path)) == []
+    (root / "b" / "y.py").write_text("def f():\n    from worker.a.x import X\n    return X\n")
+    assert folder_cycles(folder_graph(import_graph(tmp_path), tmp_path)) == []  # lazy: allowed
+    (root / "b" / "y.py").write_text("from worker.a import x\nY = 2\n")
+    assert folder_cycles(folder_graph(import_graph(tmp_path), tmp_path)) == [
+        ["worker/a", "worker/b"]]

@@ -107,3 +107,22 @@ def test_task_arguments_become_ids_or_types() -> None:
     assert "canary" not in redact_task_arguments("[{'email': 'canary@x.io'}, ...").lower()
     assert redact_task_arguments("") == ""
     assert scrub_value({"args": [LEAD]})["args"].startswith("({'lead_id': 'ld_")
+
+
+def test_each_record_is_scrubbed_once_and_late_extras_still_are(
+        capture: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The factory scrubs the text; the handler filter only scrubs `extra=` fields added after."""
+    import worker.base.log as log_module
+    calls: list[str] = []
+
+    def counting_scrub(text: str) -> str:
+        calls.append(text)
+        return scrub(text)
+
+    monkeypatch.setattr(log_module, "scrub", counting_scrub)
+    logger, text, js = capture
+    logger.info("lead %s", LEAD["email"], extra={"who": LEAD["email"]})
+    _clean(text.getvalue())
+    _clean(js.getvalue())
+    assert json.loads(js.getvalue())["who"] == "j***@e***.com"
+    assert len([c for c in calls if c.startswith("lead ")]) == 1, calls  # two handlers, one scrub

@@ -20,7 +20,7 @@ def test_defaults_point_at_real_constant_contact() -> None:
     assert settings.jwks_url == (
         "https://identity.constantcontact.com/oauth2/aus1lm3ry9mF7x2Ja0h8/v1/keys"
     )
-    assert settings.scope_list == ["contact_data", "offline_access"]
+    assert settings.scopes.split() == ["contact_data", "offline_access"]
 
 
 def test_every_endpoint_is_overridable_from_the_environment(

@@ -18,6 +18,7 @@ from kombu import Queue
 import worker.base.logging_hooks  # worker and beat log through worker.base.log (scrubbed)
 import worker.broker.publish_hooks  # connects the before_task_publish redaction
 import worker.broker.startup_checks  # noqa: F401  # checks the broker Redis when a worker is ready
+from worker.account import Account
 from worker.base.errors import ConfigError
 from worker.base.keys import Keys
 from worker.base.names import (
@@ -28,7 +29,7 @@ from worker.base.names import (
     REFRESH_TOKEN,
     RESUME_PARKED,
 )
-from worker.base.settings import Settings, get_settings
+from worker.base.settings import Settings
 from worker.broker.event_batches import BatchedEvents
 from worker.broker.fetch_contract import kombu_contract_problem
 from worker.broker.guard import GUARD_OPTION, GuardConfig
@@ -160,7 +161,7 @@ def _guard_config(app: Celery, settings: Settings) -> GuardConfig:
 
 def _app_from_environment() -> Celery:
     try:
-        return make_app(get_settings())
+        return make_app(Account.current().settings)  # the process's settings, read once
     except ConfigError as exc:
         # One clear line instead of an import traceback from inside `celery -A worker`.
         print(f"leadsync: configuration error: {exc}", file=sys.stderr)

@@ -20,7 +20,7 @@ import requests
 
 from tests.fixtures.sandbox import CC
 from tests.fixtures.tokens import HOUR_S, cli_status, issued_tokens, start_login
-from worker.auth.token_store import TokenStore
+from worker.account import Account
 from worker.base.settings import load_settings
 from worker.cli import main
 from worker.cli.exit_codes import ExitCode
@@ -72,7 +72,7 @@ def test_device_flow_slow_down_status_refresh_logout(
     info = cli_status(capsys)
     assert (info["generation"], info["refresh_token_mode"]) == (2, "rotating")
     assert info["last_refresh_at"] is not None and info["next_refresh_at"] > info["last_refresh_at"]
-    record = TokenStore(load_settings(), redis_client).read()
+    record = Account(load_settings(), redis_client).tokens.read()
     assert record is not None
     cc = CC(sandbox)
     assert cc.call("GET", "/contact_lists", token=record.access_token).status_code == 200

@@ -25,8 +25,8 @@ import redis
 
 from tests.fixtures.ops import leadsync_bin, wait_for
 from tests.fixtures.tokens import HOUR_S, authorize, sandbox_settings
+from worker.account import Account
 from worker.auth.status import token_status
-from worker.auth.token_store import TokenStore
 from worker.base.keys import Keys
 from worker.sandbox import SandboxServer
 
@@ -50,6 +50,7 @@ def test_refresher_killed_mid_request_recovers_in_grace_or_names_the_loss(
     server = make_sandbox(access_token_lifetime_s=HOUR_S, refresh_grace_s=grace_s,
                           token_rate_limit_per_s=1)
     settings = sandbox_settings(make_settings, server, redis_url=redis_url)
+    tokens = Account(settings, redis_client).tokens
     authorize(settings, redis_client, server)  # generation 1, an hour to live: never due
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("LEADSYNC_")},
            **server.settings_env(), "LEADSYNC_REDIS_URL": redis_url,
@@ -65,7 +66,7 @@ def test_refresher_killed_mid_request_recovers_in_grace_or_names_the_loss(
     server.set_faults(latency_ms=HELD_MS)
     victim = spawned.start("refresher", ["leadsync", "auth", "refresh"], env, cwd=REPO)
     wait_for(lambda: server.stats()["refreshes"] == 1, 60, "the sandbox to rotate the token")
-    marker = TokenStore(settings, redis_client).read()
+    marker = tokens.read()
     assert marker is not None and marker.attempt_started_at > 0  # written before the request
     os.killpg(victim.pid, signal.SIGKILL)
     killed_at = time.time()
@@ -74,7 +75,7 @@ def test_refresher_killed_mid_request_recovers_in_grace_or_names_the_loss(
     assert redis_client.exists(Keys().token_lock)  # the dead holder's lease is still there
 
     def settled() -> dict[str, Any] | None:
-        info = token_status(settings, redis_client)
+        info = token_status(tokens)
         return info if info["state"] != "ok" or info["generation"] > 1 else None
 
     info = wait_for(settled, 60, "the interrupted refresh to be settled")
@@ -87,7 +88,7 @@ def test_refresher_killed_mid_request_recovers_in_grace_or_names_the_loss(
         assert info["state"] == "ok" and info["generation"] == 2
         assert stats["invalid_grant"] == 0 and stats["refresh_grace_reuses"] == 1
         assert took < grace_s
-        record = TokenStore(settings, redis_client).read()
+        record = tokens.read()
         assert record is not None and not record.attempt_started_at and not record.interrupted_at
         return
 

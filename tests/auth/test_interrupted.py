@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from tests.fixtures.tokens import HOUR_S, authorize, sandbox_settings
+from worker.account import Account
 from worker.auth import token_store
 from worker.auth.lock import LEASE_S, refresh_lock
 from worker.auth.oauth_client import OAuthClient, TokenResponse
@@ -26,6 +27,7 @@ from worker.auth.token_record import TokenRecord
 from worker.auth.token_store import TokenStore
 from worker.base.errors import OAuthTransientError
 from worker.base.keys import Keys
+from worker.base.scope import Scope
 from worker.base.settings import Settings
 from worker.sandbox import SandboxServer
 
@@ -34,7 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _record(settings: Settings, r: redis.Redis) -> TokenRecord:
-    record = TokenStore(settings, r).read()
+    record = Account(settings, r).tokens.read()
     assert record is not None
     return record
 
@@ -57,7 +59,7 @@ def _killed_after_answer(settings: Settings, r: redis.Redis) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(token_store.TokenStore, "replace", crash)
         with pytest.raises(SystemExit):
-            refresh(settings, r, force=True)
+            refresh(Account(settings, r).tokens, force=True)
 
 
 class _AnswerLostInTransit(OAuthClient):
@@ -81,8 +83,8 @@ def test_marker_is_in_redis_before_the_request_leaves(
             other.close()
             return super().refresh(refresh_token)
 
-    assert refresh(settings, redis_client, force=True, client=Watching(settings)).action == (
-        "refreshed")
+    outcome = refresh(Account(settings, redis_client).tokens, force=True, client=Watching(settings))
+    assert outcome.action == "refreshed"
     assert seen and seen[0] > 0
     assert not _record(settings, redis_client).attempt_started_at  # cleared by the write
 
@@ -91,15 +93,16 @@ def test_interrupted_refresh_is_settled_at_the_next_beat_even_when_not_due(
         make_sandbox: Callable[..., SandboxServer], make_settings: Any, redis_url: str,
         redis_client: redis.Redis) -> None:
     server, settings = _setup(make_sandbox, make_settings, redis_url, redis_client, 30)
+    tokens = Account(settings, redis_client).tokens
     _killed_after_answer(settings, redis_client)
     assert _record(settings, redis_client).attempt_started_at > 0
-    outcome = refresh(settings, redis_client)  # a plain beat tick: the token has an hour left
+    outcome = refresh(tokens)  # a plain beat tick: the token has an hour left
     assert (outcome.action, outcome.generation) == ("refreshed", 2)
     stats = server.stats()
     assert stats["invalid_grant"] == 0 and stats["refresh_grace_reuses"] == 1
     record = _record(settings, redis_client)
     assert record.state == "ok" and not record.interrupted_at and not record.attempt_started_at
-    assert refresh(settings, redis_client).action == "not_needed"  # and nothing more
+    assert refresh(tokens).action == "not_needed"  # and nothing more
 
 
 @pytest.mark.parametrize("grace_s", [30, 0], ids=["grace-30s", "grace-0"])
@@ -107,11 +110,12 @@ def test_answer_lost_to_a_timeout_counts_as_interrupted(
         make_sandbox: Callable[..., SandboxServer], make_settings: Any, redis_url: str,
         redis_client: redis.Redis, grace_s: float) -> None:
     server, settings = _setup(make_sandbox, make_settings, redis_url, redis_client, grace_s)
-    lost = refresh(settings, redis_client, force=True, client=_AnswerLostInTransit(settings))
+    tokens = Account(settings, redis_client).tokens
+    lost = refresh(tokens, force=True, client=_AnswerLostInTransit(settings))
     assert lost.action == "failing"
     record = _record(settings, redis_client)
     assert record.state == "refresh_failing" and record.interrupted_at > 0
-    retry = refresh(settings, redis_client, clock=lambda: record.next_attempt_at + 0.1)
+    retry = refresh(tokens, clock=lambda: record.next_attempt_at + 0.1)
     if grace_s:
         assert retry.action == "refreshed" and server.stats()["invalid_grant"] == 0
         assert _record(settings, redis_client).state == "ok"
@@ -125,9 +129,10 @@ HOLDER = """
 import sys, time
 from worker.auth.lock import refresh_lock
 from worker.base.redis_conn import get_redis
+from worker.base.scope import Scope
 from worker.base.settings import load_settings
 settings = load_settings(_env_file=None, redis_url=sys.argv[1])
-with refresh_lock(settings, get_redis(settings), wait_s=5):
+with refresh_lock(Scope(settings, get_redis(settings)), wait_s=5):
     print("held", flush=True)
     time.sleep(120)
 """
@@ -148,7 +153,7 @@ def test_a_killed_holder_frees_the_lock_within_its_lease(
             time.sleep(0.2)
         os.killpg(holder.pid, signal.SIGKILL)
         killed = time.monotonic()
-        with refresh_lock(settings, redis_client, wait_s=LEASE_S + 5):
+        with refresh_lock(Scope(settings, redis_client), wait_s=LEASE_S + 5):
             freed_after = time.monotonic() - killed
         print(f"\nLOCK freed {freed_after:.1f} s after kill -9 (lease {LEASE_S:g} s, "
               f"LEADSYNC_REFRESH_LOCK_TTL_S {settings.refresh_lock_ttl_s:g} s)")

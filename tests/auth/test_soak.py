@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from tests.fixtures.tokens import WebhookSink
+from worker.account import Account
 from worker.auth.status import token_status
 from worker.base.settings import load_settings
 from worker.cli import main
@@ -36,17 +37,18 @@ import json, sys, time, requests
 from worker.base.settings import load_settings
 from worker.base.redis_conn import get_redis
 from worker.auth.access import current_access_token, request_refresh
-settings = load_settings(); r = get_redis(settings)
+from worker.account import Account
+settings = load_settings(); tokens = Account(settings, get_redis(settings)).tokens
 counts = {"ok": 0, "401": 0, "other": 0}
 deadline = time.time() + float(sys.argv[1])
 while time.time() < deadline:
-    token = current_access_token(settings, r)
+    token = current_access_token(tokens)
     resp = requests.get(settings.api_base_url + "/contact_lists",
                         headers={"Authorization": "Bearer " + token.value}, timeout=10)
     key = "ok" if resp.status_code == 200 else str(resp.status_code)
     counts[key if key in counts else "other"] += 1
     if resp.status_code == 401:
-        request_refresh(settings, r, token.generation)
+        request_refresh(tokens, token.generation)
     time.sleep(0.1)
 print(json.dumps(counts))
 """
@@ -110,17 +112,18 @@ def test_soak_then_revocation(soak_env: dict[str, str], sandbox_10s: SandboxServ
                               celery_procs: list[Any], tmp_path: Path) -> None:
     assert main(["auth", "device"]) == 0
     settings = load_settings()
+    tokens = Account(settings, redis_client).tokens
     callers = [subprocess.Popen([sys.executable, "-c", CALLER, str(SOAK_S)], cwd=REPO,
                                 env={**os.environ, **soak_env}, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True) for _ in range(4)]
     samples: list[str] = []
     start = time.time()
     while any(c.poll() is None for c in callers):
-        samples.append(token_status(settings, redis_client)["state"])
+        samples.append(token_status(tokens)["state"])
         time.sleep(0.5)
     results = [c.communicate() for c in callers]
     counts = [json.loads(out) for out, _ in results]
-    status = token_status(settings, redis_client)
+    status = token_status(tokens)
     seen = sandbox_10s.stats()
     report = {"seconds": round(time.time() - start), "calls": sum(c["ok"] for c in counts),
               "api_401": seen["unauthorized_401"], "refreshes": seen["refreshes"],
@@ -138,8 +141,8 @@ def test_soak_then_revocation(soak_env: dict[str, str], sandbox_10s: SandboxServ
     sandbox_10s.revoke_refresh_tokens()
     revoked_at = time.time()
     deadline = revoked_at + 10 + BEAT_S * 2
-    while token_status(settings, redis_client)["state"] != "reauth_required":
-        assert time.time() < deadline, token_status(settings, redis_client)
+    while token_status(tokens)["state"] != "reauth_required":
+        assert time.time() < deadline, token_status(tokens)
         time.sleep(0.1)
     due_in = max(0.0, status["next_refresh_at"] - revoked_at)
     detected_after = time.time() - revoked_at
@@ -149,4 +152,4 @@ def test_soak_then_revocation(soak_env: dict[str, str], sandbox_10s: SandboxServ
     time.sleep(3 * BEAT_S)  # further beats must not alert again
     assert len(webhook_server.posts) == 1
     assert main(["auth", "device"]) == 0
-    assert token_status(settings, redis_client)["state"] == "ok"
+    assert token_status(tokens)["state"] == "ok"

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import redis
 
+from worker.account import Account
 from worker.auth.access import token_checker, usable_access_token
 from worker.auth.timing import EXPIRY_SKEW_S, beat_can_serve, refresh_lead_s
 from worker.auth.token_record import TokenRecord
@@ -71,30 +72,33 @@ def test_refresh_lead_follows_lifetime_and_beat_interval(settings: Settings) -> 
 
 def test_fresh_long_lived_token_is_handed_out_without_asking(settings: Settings,
                                                              redis_client: redis.Redis) -> None:
-    TokenStore(settings, redis_client).replace(0, _token(DAY_S, DAY_S - 60))
-    token = usable_access_token(settings, redis_client, wait_s=1)
+    tokens = Account(settings, redis_client).tokens
+    tokens.replace(0, _token(DAY_S, DAY_S - 60))
+    token = usable_access_token(tokens, wait_s=1)
     assert token.value == "access-1" and not _requested(settings, redis_client)
 
 
 def test_short_lived_token_in_its_lead_is_refreshed_on_the_workers_request(
         settings: Settings, redis_client: redis.Redis) -> None:
-    TokenStore(settings, redis_client).replace(0, _token(10, 4))  # 4 s of 10 left: in the lead
-    token = usable_access_token(settings, redis_client, wait_s=1)
+    tokens = Account(settings, redis_client).tokens
+    tokens.replace(0, _token(10, 4))  # 4 s of 10 left: in the lead
+    token = usable_access_token(tokens, wait_s=1)
     assert token.value == "access-1"  # still good: used now, the refresh is on its way
     assert _requested(settings, redis_client)
     control = redis_client.lrange("leadsync-control", 0, -1)
     assert len(control) == 1  # one refresh task, however many workers ask
-    usable_access_token(settings, redis_client, wait_s=1)
+    usable_access_token(tokens, wait_s=1)
     assert len(redis_client.lrange("leadsync-control", 0, -1)) == 1
 
 
 def test_expired_token_waits_for_the_new_generation_without_a_request(
         settings: Settings, redis_client: redis.Redis) -> None:
-    store = TokenStore(settings, redis_client)
+    tokens = Account(settings, redis_client).tokens
+    store = tokens
     store.replace(0, _token(10, EXPIRY_SKEW_S / 2))  # exp minus the skew has passed
     refresher = _store_later(store, 1, _token(10, 10, "access-2"), after_s=0.3)
     started = time.monotonic()
-    token = usable_access_token(settings, redis_client, wait_s=5)
+    token = usable_access_token(tokens, wait_s=5)
     refresher.join()
     assert (token.value, token.generation) == ("access-2", 2)
     assert time.monotonic() - started < 5
@@ -103,9 +107,10 @@ def test_expired_token_waits_for_the_new_generation_without_a_request(
 
 def test_no_refreshed_token_in_time_is_a_wait_that_spends_nothing(
         settings: Settings, redis_client: redis.Redis) -> None:
-    TokenStore(settings, redis_client).replace(0, _token(10, -3))  # expired 3 s ago
+    tokens = Account(settings, redis_client).tokens
+    tokens.replace(0, _token(10, -3))  # expired 3 s ago
     with pytest.raises(RefreshLockTimeoutError) as waited:
-        usable_access_token(settings, redis_client, wait_s=0.3)
+        usable_access_token(tokens, wait_s=0.3)
     decision = classify(waited.value)
     assert decision.action is Action.WAIT and decision.spends_budget is False
     assert "access-1" not in str(waited.value)
@@ -115,9 +120,10 @@ def test_check_before_each_request_swaps_an_expiring_token_for_the_new_one(
         settings: Settings, redis_client: redis.Redis) -> None:
     """After the limiter's wait: a newer stored token replaces the one read earlier; an
     expiring current one is waited for, never sent."""
-    store = TokenStore(settings, redis_client)
+    tokens = Account(settings, redis_client).tokens
+    store = tokens
     store.replace(0, _token(10, 6))
-    check = token_checker(settings, redis_client, wait_s=5)
+    check = token_checker(tokens, wait_s=5)
     assert check("access-1") == "access-1"
     store.replace(1, _token(10, 10, "access-2"))
     assert check("access-1") == "access-2"  # read before the wait, refreshed meanwhile
@@ -127,4 +133,4 @@ def test_check_before_each_request_swaps_an_expiring_token_for_the_new_one(
     refresher.join()
     store.replace(4, _token(10, -1, "access-5"))
     with pytest.raises(RefreshLockTimeoutError):
-        token_checker(settings, redis_client, wait_s=0.2)("access-5")
+        token_checker(tokens, wait_s=0.2)("access-5")

@@ -6,34 +6,26 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 from cryptography.fernet import Fernet
 
+from worker.account import Account
 from worker.auth import token_key
 from worker.auth.access import current_access_token, sending_possible, token_state
 from worker.auth.grant import store_imported_refresh_token
 from worker.auth.status import token_status
 from worker.auth.token_record import TokenRecord
-from worker.auth.token_store import TokenStore
 from worker.base.errors import ConfigError, TokenKeyError
 from worker.base.keys import Keys
 from worker.delivery.outcome import Action, classify
 from worker.leads.lead import parse_lead
-from worker.ledger.parking import QUOTA, TOKEN_KEY, ParkingLot
+from worker.ledger.parking import QUOTA, TOKEN_KEY
 
 pytestmark = pytest.mark.redis
 SUB = "owner.person@example.com"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_process() -> Iterator[None]:
-    token_key._failed_here.clear()  # each test is a new process as far as incidents go
-    yield
-    token_key._failed_here.clear()
 
 
 def _record() -> TokenRecord:
@@ -50,7 +42,7 @@ def _errors(caplog: pytest.LogCaptureFixture) -> list[str]:
 def keyed(make_settings: Any, redis_url: str, redis_client: redis.Redis) -> Any:
     """Tokens stored under key K1; returns a settings factory for other keys."""
     right = make_settings(redis_url=redis_url, token_key=Fernet.generate_key().decode())
-    TokenStore(right, redis_client).replace(0, _record())
+    Account(right, redis_client).tokens.replace(0, _record())
     return right
 
 
@@ -59,28 +51,30 @@ def test_wrong_key_is_a_state_and_one_error_per_incident(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     wrong = make_settings(redis_url=redis_url, token_key=Fernet.generate_key().decode())
+    account = Account(wrong, redis_client)
+    tokens = account.tokens
     caplog.set_level(logging.DEBUG)
     for _ in range(3):
         with pytest.raises(TokenKeyError, match="LEADSYNC_TOKEN_KEY cannot decrypt"):
-            current_access_token(wrong, redis_client)
-    token_key._failed_here.clear()  # another worker process with the same wrong key
-    assert token_state(wrong, redis_client) == "token_key_invalid"
-    assert sending_possible(wrong, redis_client) is False
+            current_access_token(tokens)
+    other = account.tokens  # another worker process with the same wrong key
+    assert token_state(other) == "token_key_invalid"
+    assert sending_possible(other) is False
     (error,) = _errors(caplog)
     assert "LEADSYNC_TOKEN_KEY" in error and "parked" in error
     assert token_key.key_fingerprint(wrong) in error
-    (incident,) = token_key.open_incidents(wrong, redis_client)
+    (incident,) = tokens.incidents.open()
     assert incident["token_key"] == token_key.key_fingerprint(wrong)
 
     # A quiet spell ends the incident: the next failure is a new one, with a new ERROR.
     field = f"{incident['token_key']}:last"
     redis_client.hset(Keys().token_key_errors, field, time.time() - token_key.QUIET_S - 1)
-    assert token_key.open_incidents(wrong, redis_client) == []
+    assert tokens.incidents.open() == []
     with pytest.raises(TokenKeyError):
-        TokenStore(wrong, redis_client).read()
+        tokens.read()
     assert len(_errors(caplog)) == 2
     # The right key still reads; the decision for a lead is to park, spending nothing.
-    assert current_access_token(keyed, redis_client).value == "access-1"
+    assert current_access_token(Account(keyed, redis_client).tokens).value == "access-1"
     decision = classify(TokenKeyError("LEADSYNC_TOKEN_KEY cannot decrypt"))
     assert (decision.action, decision.reason_code, decision.spends_budget) == (
         Action.PARK_REAUTH, TOKEN_KEY, False)
@@ -91,11 +85,12 @@ def test_a_process_that_reads_again_closes_its_incident(
     keyed: Any, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
+    tokens = Account(keyed, redis_client).tokens
     # This process failed once with this very key (the record was under another key then).
-    token_key.report_unreadable(keyed, redis_client, "LEADSYNC_TOKEN_KEY cannot decrypt")
-    assert token_key.open_incidents(keyed, redis_client)
-    assert TokenStore(keyed, redis_client).read() is not None
-    assert token_key.open_incidents(keyed, redis_client) == []
+    tokens.incidents.unreadable("LEADSYNC_TOKEN_KEY cannot decrypt")
+    assert tokens.incidents.open()
+    assert tokens.read() is not None
+    assert tokens.incidents.open() == []
     assert any("open again" in r.getMessage() for r in caplog.records)
 
 
@@ -104,36 +99,39 @@ def test_no_key_or_a_malformed_key_on_encrypted_tokens_is_the_same_state(
     key: str | None, keyed: Any, make_settings: Any, redis_url: str, redis_client: redis.Redis,
 ) -> None:
     settings = make_settings(redis_url=redis_url, token_key=key)
-    assert token_state(settings, redis_client) == "token_key_invalid"
-    info = token_status(settings, redis_client)
+    tokens = Account(settings, redis_client).tokens
+    assert token_state(tokens) == "token_key_invalid"
+    info = token_status(tokens)
     assert info["state"] == "token_key_invalid" and info["sending_possible"] is False
     assert "LEADSYNC_TOKEN_KEY" in info["state_reason"]
     assert info["tokens_at_rest"] == "encrypted"
 
 
 def test_sub_is_sealed_with_the_tokens(keyed: Any, redis_client: redis.Redis) -> None:
+    tokens = Account(keyed, redis_client).tokens
     raw = redis_client.hgetall(Keys().token)
     assert SUB.encode() not in b"".join(raw.values())
     assert raw[b"sub"].startswith(b"fernet:")
-    record = TokenStore(keyed, redis_client).read()
+    record = tokens.read()
     assert record is not None and record.sub == SUB
-    assert token_status(keyed, redis_client)["sub"] == SUB
+    assert token_status(tokens)["sub"] == SUB
 
 
 def test_clear_tokens_under_a_key_are_reported_once_and_encrypted_by_the_next_write(
     make_settings: Any, redis_url: str, redis_client: redis.Redis,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    TokenStore(make_settings(redis_url=redis_url), redis_client).replace(0, _record())
+    Account(make_settings(redis_url=redis_url), redis_client).tokens.replace(0, _record())
     keyed = make_settings(redis_url=redis_url, token_key=Fernet.generate_key().decode())
-    store = TokenStore(keyed, redis_client)
+    tokens = Account(keyed, redis_client).tokens
+    store = tokens
     caplog.set_level(logging.INFO)
     assert store.at_rest() == "clear"
     for _ in range(3):
         record = store.read()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "in clear" in warnings[0] and "next write" in warnings[0]
-    assert token_status(keyed, redis_client)["tokens_at_rest"] == "clear"
+    assert token_status(tokens)["tokens_at_rest"] == "clear"
 
     assert record is not None
     store.replace(record.generation, record.with_(access_token="access-2"))
@@ -147,18 +145,19 @@ def test_a_new_authorization_replaces_a_record_the_key_cannot_open(
 ) -> None:
     """A lost key is fixed by authorizing again under the new key."""
     new = make_settings(redis_url=redis_url, token_key=Fernet.generate_key().decode())
-    assert token_state(new, redis_client) == "token_key_invalid"
-    generation = store_imported_refresh_token(new, redis_client, "refresh-new")
+    tokens = Account(new, redis_client).tokens
+    assert token_state(tokens) == "token_key_invalid"
+    generation = store_imported_refresh_token(tokens, "refresh-new")
     assert generation == 2
-    record = TokenStore(new, redis_client).read()
+    record = tokens.read()
     assert record is not None and record.refresh_token == "refresh-new"
-    assert token_key.open_incidents(new, redis_client) == []
+    assert tokens.incidents.open() == []
 
 
 def test_token_key_leads_resume_only_once_sending_is_possible(
     make_settings: Any, redis_url: str, redis_client: redis.Redis,
 ) -> None:
-    lot = ParkingLot(make_settings(redis_url=redis_url), redis_client)
+    lot = Account(make_settings(redis_url=redis_url), redis_client).parking
     now = time.time()
     lot.park(parse_lead({"email": "a@example.com"}), TOKEN_KEY, now, now=now)
     lot.park(parse_lead({"email": "b@example.com"}), QUOTA, now, now=now)

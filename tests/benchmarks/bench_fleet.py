@@ -22,13 +22,12 @@ from pathlib import Path
 
 import redis
 
-from worker.base.names import LEADS_QUEUE
+from worker.account import Account
 from worker.base.settings import Settings, load_settings
 from worker.demo.demo import _bin, _terminate_group, authorize_device, start_sandbox
 from worker.demo.embedded_redis import EmbeddedRedis
 from worker.leads.lead import parse_lead
-from worker.leads.wire import encode_message
-from worker.ledger.ledger import Ledger
+from worker.leads.wire import encode_message, queue_list
 
 REPO = Path(__file__).resolve().parents[2]
 API_LIMIT_PER_S = 4.0
@@ -77,12 +76,12 @@ def run(leads: int, workers: int, pool: str, logs: Path) -> None:
             app.close()
             parsed = [parse_lead({"email": f"bench{n}@fleet.example", "consent": True})
                       for n in range(leads)]
-            ledger = Ledger(settings, client)
+            ledger = Account(settings, client).ledger
             before = sandbox.stats()["api_requests"]
             started = time.monotonic()
             pipe = client.pipeline(transaction=False)
             for lead in parsed:
-                pipe.lpush(LEADS_QUEUE, encode_message(lead))
+                pipe.lpush(queue_list(lead), encode_message(lead))
             pipe.execute()
             wait_for(lambda: all(ledger.get(lead.lead_id).get("state") == "delivered"
                                  for lead in parsed), 600, f"{leads} leads to be delivered")

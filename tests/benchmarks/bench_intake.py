@@ -29,6 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from tests.intake.load import Answer, burst, percentile  # noqa: E402  # after the path fix
+from worker.base.priority import queued as queue_length  # noqa: E402
+from worker.base.scope import Scope  # noqa: E402
 from worker.base.settings import load_settings  # noqa: E402
 from worker.demo.embedded_redis import EmbeddedRedis, free_port  # noqa: E402
 from worker.intake.apikeys import ApiKeys  # noqa: E402
@@ -81,7 +83,7 @@ def main() -> None:
         client = redis.Redis(port=server.port)
         settings = load_settings(_env_file=None, redis_url=server.url,
                                  intake_rate_limit_per_s=1e6, intake_rate_burst=1_000_000)
-        key = ApiKeys(settings, client).create("bench")
+        key = ApiKeys(Scope(settings, client)).create("bench")
         port = free_port()
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("LEADSYNC_")},
                "LEADSYNC_REDIS_URL": server.url, "LEADSYNC_INTAKE_RATE_LIMIT_PER_S": "1000000",
@@ -120,7 +122,7 @@ def main() -> None:
             batches = [[lead(b * 100 + n, "b") for n in range(100)] for b in range(args.batches)]
             elapsed, results = run_posts(base, key, batches, args.client_procs, threads)
             report("POST /v1/leads, 100-lead batches", elapsed, results, baseline)
-            queued = client.llen("leads")
+            queued = queue_length(client, "leads")
             print(f"queue holds {queued} leads (expected {args.singles + 100 * args.batches})")
         finally:
             proc.terminate()

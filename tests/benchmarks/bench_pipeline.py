@@ -98,6 +98,7 @@ def leadsync_env(sandbox: SandboxServer, url: str) -> dict[str, str]:
 
 def fill_leadsync(sandbox: SandboxServer, url: str, client: redis.Redis, count: int,
                   tag: str) -> None:
+    from worker.account import Account
     from worker.auth.grant import store_authorization
     from worker.auth.oauth_client import TokenResponse
     from worker.base.settings import load_settings
@@ -107,7 +108,7 @@ def fill_leadsync(sandbox: SandboxServer, url: str, client: redis.Redis, count: 
     settings = load_settings(_env_file=None, **{k.removeprefix("LEADSYNC_").lower(): v
                                                  for k, v in env.items()})
     body = authorize(sandbox)
-    store_authorization(settings, client, TokenResponse(
+    store_authorization(Account(settings, client).tokens, TokenResponse(
         access_token=body["access_token"], refresh_token=body.get("refresh_token"),
         expires_in=body.get("expires_in"), scope=body.get("scope"),
         token_type=body.get("token_type", "Bearer"), received_at=time.time()))

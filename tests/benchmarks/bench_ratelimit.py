@@ -14,6 +14,7 @@ import time
 import redis
 
 from worker.base.errors import RateLimitedLocallyError
+from worker.base.scope import Scope
 from worker.base.settings import Settings
 from worker.delivery.ratelimit import FleetLimiter
 from worker.demo.embedded_redis import EmbeddedRedis
@@ -27,7 +28,7 @@ def main() -> None:
     with EmbeddedRedis() as server:
         client = redis.Redis(port=server.port)
         settings = Settings(_env_file=None, redis_url=server.url)  # type: ignore[call-arg]
-        limiter = FleetLimiter(settings, client)
+        limiter = FleetLimiter(Scope(settings, client))
         calls = 0
         grants: list[float] = []
         deadline = time.perf_counter() + args.seconds

@@ -14,8 +14,8 @@ import redis
 from tests.fixtures.delivery import Fleet
 from tests.fixtures.fleet import people
 from tests.fixtures.ops import wait_for
-from worker.bulk.keys import BulkKeys
-from worker.ledger.ledger import Ledger
+from worker.account import Account
+from worker.base.keys import Keys
 
 pytestmark = pytest.mark.redis
 
@@ -28,7 +28,7 @@ def imported(client: redis.Redis, fleet: Fleet) -> int:
 
 
 def settled_states(fleet: Fleet, client: redis.Redis, lead_ids: list[str]) -> dict[str, int]:
-    ledger = Ledger(fleet.stack.settings, client)
+    ledger = Account(fleet.stack.settings, client).ledger
     counts: dict[str, int] = {}
     pipe = client.pipeline(transaction=False)
     for lead_id in lead_ids:
@@ -49,7 +49,7 @@ def test_ten_thousand_leads_without_consent_take_at_most_3_imports_and_30_polls(
     wait_for(lambda: imported(redis_client, run) >= BACKLOG, 400,
              f"{BACKLOG} leads to be imported")
     elapsed = time.monotonic() - started
-    keys = BulkKeys.of(run.stack.settings)
+    keys = Keys(run.stack.settings.key_prefix, run.stack.settings.account).bulk
     wait_for(lambda: not redis_client.zcard(keys.batches), 30, "the batches to be dropped")
     assert settled_states(run, redis_client, lead_ids) == {"delivered/imported": BACKLOG}
     stats: dict[str, Any] = run.stack.sandbox.stats()
@@ -66,7 +66,6 @@ def test_an_import_refusing_100_emails_dead_letters_them_and_dlq_replay_delivers
         fleet: Callable[..., Fleet], redis_client: redis.Redis,
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from worker.cli import main
-    from worker.ledger.deadletter import DeadLetters
 
     run = fleet(settings_env={"LEADSYNC_BULK": "always"})
     good = people(900, tag="fine", consent=False)
@@ -80,7 +79,7 @@ def test_an_import_refusing_100_emails_dead_letters_them_and_dlq_replay_delivers
     run.wait_settled(lead_ids, 180, settled=("delivered", "dead_lettered"))
     states = run.states(lead_ids)
     assert {i for i, s in states.items() if s == "dead_lettered"} == refused_ids
-    letters = DeadLetters(run.stack.settings, redis_client)
+    letters = Account(run.stack.settings, redis_client).dead_letters
     for lead_id in refused_ids:
         letter = letters.get(lead_id)
         assert letter.reason_code == "import_refused"
@@ -146,7 +145,7 @@ def test_kill_minus_nine_of_workers_and_beat_during_imports_loses_and_doubles_no
         live[slot] = start(slot)
     assert kills >= 3
     run.wait_settled(lead_ids, 300, settled=("delivered", "dead_lettered"))
-    keys = BulkKeys.of(run.stack.settings)
+    keys = Keys(run.stack.settings.key_prefix, run.stack.settings.account).bulk
     wait_for(lambda: not redis_client.zcard(keys.batches) and not redis_client.zcard(
         keys.staged), 60, "nothing left staged or in a batch")
     assert settled_states(run, redis_client, lead_ids) == {"delivered/imported": KILL_LEADS}
@@ -160,49 +159,3 @@ def test_kill_minus_nine_of_workers_and_beat_during_imports_loses_and_doubles_no
     assert stats["contacts"]["count"] == KILL_LEADS
     assert stats["activities"]["imports"] >= 2
     print(f"\n{kills} kills; {stats['activities']}")
-
-
-MIXED_BACKLOG = 2_000
-CONSENTED = 15
-
-
-def test_consented_leads_keep_sign_up_form_and_their_quota_while_a_backlog_is_imported(
-        fleet: Callable[..., Fleet], redis_client: redis.Redis) -> None:
-    # A day of 400 calls: the backlog alone would need 4,000 on the single path.
-    run = fleet(daily_quota=400, activity_step_s=4.0,
-                settings_env={"LEADSYNC_BULK": "auto", "LEADSYNC_DAILY_QUOTA": "400",
-                              "LEADSYNC_QUOTA_RESERVE": "20"})
-    backlog_ids = run.push_raw(people(MIXED_BACKLOG, tag="backlog", consent=False))
-    run.start_worker("m1", concurrency=4)
-    run.start_beat()
-    keys = BulkKeys.of(run.stack.settings)
-    # The stream starts once the backlog is staged, and runs while it drains by import.
-    wait_for(lambda: redis_client.llen("leads") == 0 and (
-        redis_client.zcard(keys.staged) or redis_client.zcard(keys.batches)), 180,
-        "the backlog to be staged")
-    ledger = Ledger(run.stack.settings, redis_client)
-    pushed: dict[str, float] = {}
-    for n in range(CONSENTED):
-        (lead_id,) = run.push_raw([{"email": f"consented{n}@e2e.example", "consent": True}])
-        pushed[lead_id] = time.time()
-        time.sleep(1.0)  # the stream's own pace: one consented lead a second
-    run.wait_settled(list(pushed), 60)
-    during_imports = bool(redis_client.zcard(keys.batches) or imported(redis_client, run)
-                          < MIXED_BACKLOG)
-    run.wait_settled(backlog_ids, 180)
-    latencies = {}
-    for lead_id, at in pushed.items():
-        entry = ledger.get(lead_id)
-        assert entry["path"] == "sign_up_form", entry
-        latencies[lead_id] = float(entry["delivered_at"]) - at
-    stats = run.stack.sandbox.stats()
-    print(f"\nconsented latencies (s): max {max(latencies.values()):.2f}, "
-          f"{sorted(round(v, 2) for v in latencies.values())}; backlog still importing at the "
-          f"end of the stream: {during_imports}; {stats['activities']}, "
-          f"api_requests {stats['api_requests']}")
-    assert max(latencies.values()) <= 5.0
-    assert stats["sign_up_form"]["calls"] == CONSENTED
-    assert stats["throttled_429"]["quota_exceeded"] == 0
-    assert not redis_client.hlen(f"{run.stack.settings.key_prefix}:parked")
-    assert settled_states(run, redis_client, backlog_ids) == {
-        "delivered/imported": MIXED_BACKLOG}

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import redis
 
+from worker.account import Account
 from worker.base.keys import Keys
 from worker.base.names import LEADS_QUEUE
 from worker.bulk.plan import bulk_status, note_consented, quota_plan
@@ -20,7 +21,6 @@ from worker.bulk.staging import BulkGate
 from worker.cli.status_cmd import render_status
 from worker.delivery.ratelimit import utc_date
 from worker.leads.lead import parse_lead
-from worker.ledger.ledger import Ledger
 from worker.report.status import gather_status
 
 NOON = datetime(2026, 11, 30, 12, 0, tzinfo=UTC).timestamp()  # 12 h to midnight
@@ -29,25 +29,27 @@ NOON = datetime(2026, 11, 30, 12, 0, tzinfo=UTC).timestamp()  # 12 h to midnight
 def test_the_reserve_follows_the_consented_rate_and_imports_get_the_rest(
         make_settings: Any, redis_client: redis.Redis) -> None:
     settings = make_settings(redis_url="redis://unused", daily_quota=10_000, quota_reserve=200)
+    account = Account(settings, redis_client)
     redis_client.set(Keys().daily_quota(utc_date(NOON)), 1_000)
     for _ in range(360):  # 360 consented leads in the last hour: 0.1 a second
-        note_consented(settings, redis_client, NOON - 30)
-    plan = quota_plan(settings, redis_client, now=NOON)
+        note_consented(account, NOON - 30)
+    plan = quota_plan(account, account.limiter, now=NOON)
     assert plan.calls_left_today == 9_000
     assert plan.consented_per_s == pytest.approx(0.1)
     assert plan.reserve == 200 + 360 * 12  # 4,520: 0.1/s for the 12 h to midnight
     assert plan.bulk_budget == 9_000 - plan.reserve
     # Twice as many consented leads: the reserve grows, the bulk budget shrinks.
     for _ in range(360):
-        note_consented(settings, redis_client, NOON - 30)
-    assert quota_plan(settings, redis_client, now=NOON).bulk_budget < plan.bulk_budget
+        note_consented(account, NOON - 30)
+    assert quota_plan(account, account.limiter, now=NOON).bulk_budget < plan.bulk_budget
 
 
 def test_auto_mode_stages_below_the_threshold_when_single_calls_would_not_finish_today(
         make_settings: Any, redis_client: redis.Redis) -> None:
     settings = make_settings(redis_url="redis://unused", bulk_threshold=10_000,
                              daily_quota=1_000, quota_reserve=100, list_ids="l1")
-    gate = BulkGate(settings, redis_client, Ledger(settings, redis_client), clock=lambda: NOON)
+    account = Account(settings, redis_client)
+    gate = BulkGate(account, account.ledger, account.limiter, clock=lambda: NOON)
     lead = parse_lead({"email": "a@b.example"})
     redis_client.rpush(LEADS_QUEUE, *["x"] * 50)  # 50 leads x 2 calls fit the budget
     assert not gate.wants(lead)
@@ -60,10 +62,11 @@ def test_auto_mode_stages_below_the_threshold_when_single_calls_would_not_finish
 def test_status_shows_the_plan(make_settings: Any, redis_client: redis.Redis) -> None:
     settings = make_settings(redis_url="redis://unused")
     redis_client.rpush(LEADS_QUEUE, "x", "y")
-    status = gather_status(settings, redis_client)
+    account = Account(settings, redis_client)
+    status = gather_status(account)
     bulk = status["bulk"]
     assert bulk["mode"] == "auto" and bulk["plan"]["backlog"] == 2
-    assert bulk_status(settings, redis_client)["plan"]["calls_left_today"] == 10_000
+    assert bulk_status(account, account.limiter)["plan"]["calls_left_today"] == 10_000
     text = render_status(status)
     assert "bulk imports" in text and "calls left today 10000" in text and "reserve" in text
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
+from worker.base.backoff import backoff_s, ceiling_s, worst_case_total_s
 from worker.base.settings import Settings
-from worker.delivery.backoff import backoff_s, ceiling_s, worst_case_total_s
 
 
 def test_ceilings_double_then_stop_at_the_maximum() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import redis
 
+from worker.account import Account
 from worker.base.keys import Keys
 from worker.base.settings import Settings
 from worker.broker.guard import record_malformed
@@ -48,7 +49,7 @@ def counters(client: redis.Redis, keys: Keys) -> dict[str, int]:
 
 @pytest.fixture
 def store(make_settings: Any, redis_url: str, redis_client: redis.Redis) -> DeadLetters:
-    return DeadLetters(make_settings(redis_url=redis_url), redis_client)
+    return Account(make_settings(redis_url=redis_url), redis_client).dead_letters
 
 
 def test_counters_stay_exact_through_add_overwrite_replay_and_purge(
@@ -133,11 +134,11 @@ def test_status_reads_counters_not_every_letter(
     """Bytes Redis sends for one `lead_counts` stay the same at 0 and 3,000 letters of ~1 KB:
     a scan would send 3 MB."""
     settings: Settings = make_settings(redis_url=redis_url)
-    store = DeadLetters(settings, redis_client)
+    store = Account(settings, redis_client).dead_letters
 
     def sent_for_status() -> int:
         before = int(redis_client.info("stats")["total_net_output_bytes"])
-        counts = lead_counts(settings, redis_client)
+        counts = lead_counts(Account(settings, redis_client))
         after = int(redis_client.info("stats")["total_net_output_bytes"])
         assert counts["dead_letters"] == len(redis_client.hkeys(store.keys.dead_letters))
         return after - before

@@ -8,8 +8,11 @@ import time
 import pytest
 import redis
 
+from tests.fixtures.leads import pop_entry
+from worker.account import Account
 from worker.base.keys import Keys
 from worker.base.names import LEADS_QUEUE
+from worker.base.priority import queued
 from worker.base.settings import load_settings
 from worker.broker.guard import record_malformed
 from worker.cli import main
@@ -29,7 +32,7 @@ def letters(monkeypatch: pytest.MonkeyPatch, redis_url: str,
             redis_client: redis.Redis) -> DeadLetters:
     monkeypatch.setenv("LEADSYNC_REDIS_URL", redis_url)
     settings = load_settings(_env_file=None)
-    store = DeadLetters(settings, redis_client)
+    store = Account(settings, redis_client).dead_letters
     now = time.time()
     ada = parse_lead(ADA)
     store.add(DeadLetter(ada.lead_id, "HTTP 400 contacts.api.validation.error: bad", "http_400",
@@ -88,8 +91,8 @@ def test_replay_keeps_the_lead_id_and_resets_the_budget(
     ada = parse_lead(ADA)
     code, out, _ = run(capsys, "replay", ada.lead_id)
     assert code == ExitCode.OK and "replayed 1" in out
-    queued = parse_message(redis_client.rpop(LEADS_QUEUE))  # type: ignore[arg-type]
-    assert queued.lead_id == ada.lead_id and queued.email == ada.email
+    replayed = parse_message(pop_entry(redis_client))  # type: ignore[arg-type]
+    assert replayed.lead_id == ada.lead_id and replayed.email == ada.email
     record = letters.ledger.get(ada.lead_id)
     assert record["state"] == "queued" and "attempts" not in record
     assert "http_400" not in run(capsys, "list")[1]
@@ -102,7 +105,7 @@ def test_replay_refuses_what_never_was_a_lead(
     assert code == ExitCode.FAILURE
     assert "replayed 1, refused 2" in out  # bob replayed; the invalid and the malformed refused
     assert "only be purged" in err
-    assert redis_client.llen(LEADS_QUEUE) == 1
+    assert queued(redis_client, LEADS_QUEUE) == 1
 
 
 def test_purge_needs_a_choice_and_confirmation(

@@ -25,6 +25,7 @@ from tests.fixtures.fleet import alive, people
 from tests.fixtures.ops import wait_for
 from worker.base.keys import Keys
 from worker.base.names import LEADS_QUEUE
+from worker.base.priority import queued
 from worker.base.settings import Settings
 from worker.ledger.lead_state import LeadState
 
@@ -115,7 +116,7 @@ def test_kill_minus_nine_of_parents_groups_and_children_loses_nothing(
             os.kill(pid, signal.SIGKILL)
 
     # Nothing left anywhere: every message acknowledged, no lead between states.
-    wait_for(lambda: redis_client.hlen(UNACKED) == 0 and redis_client.llen(LEADS_QUEUE) == 0, 60,
+    wait_for(lambda: redis_client.hlen(UNACKED) == 0 and queued(redis_client, LEADS_QUEUE) == 0, 60,
              "every message to be acknowledged")
     assert redis_client.zcard(keys.lead_state_index(LeadState.IN_FLIGHT)) == 0
     assert redis_client.zcard(keys.lead_state_index(LeadState.RETRYING)) == 0

@@ -14,7 +14,7 @@ import redis
 
 from tests.fixtures.delivery import DEFAULT_RATE_ENV, Fleet
 from tests.fixtures.fleet import people, start_pool_worker
-from worker.ledger.ledger import Ledger
+from worker.account import Account
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -43,6 +43,6 @@ def test_four_thread_pool_workers_share_the_rate_and_a_429_spends_no_budget(
     assert refused["quota_exceeded"] == 0
     # One sign_up_form per lead; any other request was answered 429 and then repeated.
     assert stats["api_requests"] == LEADS + refused["throttled"]
-    ledger = Ledger(run.stack.settings, redis_client)
+    ledger = Account(run.stack.settings, redis_client).ledger
     spent = [lead for lead in lead_ids if int(ledger.get(lead).get("attempts", 0) or 0)]
     assert spent == [], f"{len(spent)} lead(s) spent retry budget on a 429"

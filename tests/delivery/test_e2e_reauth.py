@@ -16,10 +16,11 @@ import redis
 from tests.fixtures.delivery import DEFAULT_RATE_ENV, Fleet
 from tests.fixtures.fleet import people
 from tests.fixtures.ops import leadsync_bin, wait_for
+from worker.account import Account
 from worker.auth.access import token_state
 from worker.base.keys import Keys
 from worker.base.names import LEADS_QUEUE
-from worker.ledger.ledger import Ledger
+from worker.base.priority import queued
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -45,14 +46,14 @@ def test_refresh_token_revoked_mid_run_parks_then_auth_device_delivers_all(
     wait_for(lambda: sandbox.stats()["contacts"]["count"] >= REVOKE_AFTER, 60,
              f"{REVOKE_AFTER} contacts before the revocation")
     sandbox.revoke_refresh_tokens()
-    wait_for(lambda: token_state(settings, redis_client) == "reauth_required", 30,
+    wait_for(lambda: token_state(Account(settings, redis_client).tokens) == "reauth_required", 30,
              "the token state to turn reauth_required")
 
     # Whatever was not sent with the last good access token parks; nothing else happens to it.
     states = run.wait_settled(lead_ids, 60, settled=("delivered", "parked"))
-    wait_for(lambda: redis_client.llen(LEADS_QUEUE) == 0, 30, "the queue to drain")
+    wait_for(lambda: queued(redis_client, LEADS_QUEUE) == 0, 30, "the queue to drain")
     counts = Counter(states.values())
-    ledger = Ledger(settings, redis_client)
+    ledger = Account(settings, redis_client).ledger
     parked = [lead for lead, state in states.items() if state == "parked"]
     records = [ledger.get(lead) for lead in parked]
     delivered_before = sandbox.stats()["contacts"]["count"]
@@ -78,5 +79,5 @@ def test_refresh_token_revoked_mid_run_parks_then_auth_device_delivers_all(
     assert stats["sign_up_form"]["max_calls_per_contact"] == 1  # exactly once each
     # A 429 may happen on a loaded machine (bunched arrivals); it must not spend retry budget.
     assert [lead for lead in lead_ids if int(ledger.get(lead).get("attempts", 0) or 0)] == []
-    assert token_state(settings, redis_client) == "ok"
+    assert token_state(Account(settings, redis_client).tokens) == "ok"
     assert redis_client.hlen(Keys().dead_letters) == 0

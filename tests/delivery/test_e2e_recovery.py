@@ -20,6 +20,7 @@ from tests.fixtures.fleet import alive, people, start_pool_worker
 from tests.fixtures.ops import wait_for
 from worker.base.keys import Keys
 from worker.base.names import LEADS_QUEUE
+from worker.base.priority import queued
 from worker.base.settings import Settings
 from worker.ledger.lead_state import LeadState
 
@@ -77,7 +78,7 @@ def received_task_ids(run: Fleet, *names: str) -> Counter[str]:
 def assert_nothing_left(client: redis.Redis) -> None:
     # Task messages only: a control client's ping replies sit in `unacked` too (the reliable
     # fetch records no-ack consumers' messages; the sweep pushes them back to the reply queue).
-    wait_for(lambda: not held_lead_ids(client) and client.llen(LEADS_QUEUE) == 0, 30,
+    wait_for(lambda: not held_lead_ids(client) and queued(client, LEADS_QUEUE) == 0, 30,
              "every lead message to be acknowledged")
     keys = Keys()
     assert client.zcard(keys.lead_state_index(LeadState.IN_FLIGHT)) == 0

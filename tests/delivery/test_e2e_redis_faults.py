@@ -26,10 +26,11 @@ from tests.fixtures.crash_redis import CrashableRedis
 from tests.fixtures.delivery import Fleet
 from tests.fixtures.fleet import answers_ping, people
 from tests.fixtures.ops import wait_for
+from worker.account import Account
 from worker.base.keys import Keys
 from worker.base.names import LEADS_QUEUE
+from worker.base.priority import queued
 from worker.ledger.lead_state import LeadState
-from worker.ledger.ledger import Ledger
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -65,14 +66,14 @@ def tolerant(read: Callable[[], Any]) -> Any:
 
 
 def leftovers(client: redis.Redis, keys: Keys) -> dict[str, int]:
-    return {"queued": int(client.llen(LEADS_QUEUE)), "unacked": int(client.hlen(UNACKED)),
+    return {"queued": queued(client, LEADS_QUEUE), "unacked": int(client.hlen(UNACKED)),
             "scheduled": int(client.zcard(keys.schedule)),
             "in_flight": int(client.zcard(keys.lead_state_index(LeadState.IN_FLIGHT))),
             "retrying": int(client.zcard(keys.lead_state_index(LeadState.RETRYING)))}
 
 
 def settle(run: Fleet, client: redis.Redis, lead_ids: list[str], timeout_s: float) -> None:
-    ledger = Ledger(run.stack.settings, client)
+    ledger = Account(run.stack.settings, client).ledger
     keys = Keys()
 
     def done() -> bool:
@@ -192,7 +193,7 @@ def test_kill_minus_nine_and_an_outage_lose_nothing(
     drained = time.monotonic()
     seen = one_contact_each(run, [lead["email"] for lead in batch])
     assert sum(seen.values()) == leads
-    ledger = Ledger(run.stack.settings, redis_client)
+    ledger = Account(run.stack.settings, redis_client).ledger
     pipe = redis_client.pipeline(transaction=False)
     for lead_id in lead_ids:
         pipe.hmget(ledger.keys.lead_outcome(lead_id), "retry_at", "attempts")

@@ -16,10 +16,10 @@ import redis
 
 from tests.fixtures.delivery import DEFAULT_RATE_ENV, Fleet
 from tests.fixtures.fleet import RateSampler, people
+from worker.account import Account
 from worker.auth.access import token_state
 from worker.base.keys import Keys
 from worker.base.settings import Settings
-from worker.ledger.ledger import Ledger
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -68,10 +68,10 @@ def test_ten_second_tokens_two_minutes_four_workers_no_expired_token_sent(
     # A 429 on a busy machine (grant-to-arrival jitter) is a wait, never a spent retry: the
     # share and 429 count are bench_fleet.py's figures, not this test's.
     assert stats["throttled_429"]["quota_exceeded"] == 0
-    ledger = Ledger(run.stack.settings, redis_client)
+    ledger = Account(run.stack.settings, redis_client).ledger
     assert [i for i in lead_ids if int(ledger.get(i).get("attempts", 0) or 0)] == []
     assert stats["contacts"]["count"] == LEADS
     assert stats["sign_up_form"]["max_calls_per_contact"] == 1
     assert stats["refreshes"] >= elapsed / 10  # the 10 s token was kept fresh all along
     assert redis_client.hlen(Keys().dead_letters) == 0
-    assert token_state(run.stack.settings, redis_client) == "ok"
+    assert token_state(Account(run.stack.settings, redis_client).tokens) == "ok"

@@ -14,7 +14,8 @@ import redis
 
 from tests.fixtures.delivery import DEFAULT_RATE_ENV, Fleet
 from tests.fixtures.ops import leadsync_bin, wait_for
-from worker.ledger.ledger import Ledger
+from worker.account import Account
+from worker.base.priority import queued
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -44,7 +45,7 @@ def test_a_thousand_raw_pushed_leads_become_contacts_exactly_once(
     stats = assert_each_contact_once(fleet, 1000)
     assert stats["contacts"]["updated"] == 0
     assert stats["api_requests"] == 1000 + 500  # sign_up_form, or lookup + create
-    assert redis_client.llen("leads") == 0
+    assert queued(redis_client, "leads") == 0
 
 
 def test_four_workers_share_one_rate_limit_and_a_429_spends_no_budget(
@@ -68,7 +69,7 @@ def test_four_workers_share_one_rate_limit_and_a_429_spends_no_budget(
     assert throttled["quota_exceeded"] == 0
     # Consent: one sign_up_form per lead; every other request answered a 429 and was repeated.
     assert stats["api_requests"] == count + throttled["throttled"]
-    ledger = Ledger(fleet.stack.settings, redis_client)
+    ledger = Account(fleet.stack.settings, redis_client).ledger
     spent = {lead_id: int(ledger.get(lead_id).get("attempts", 0) or 0) for lead_id in lead_ids}
     assert {lead_id: n for lead_id, n in spent.items() if n} == {}, "a 429 spent retry budget"
     print(f"SHARED-RATE 429 throttled={throttled['throttled']} of {stats['api_requests']}")
@@ -91,7 +92,7 @@ def test_a_flaky_api_with_thirty_percent_failures_still_gets_every_lead(
     assert stats["contacts"]["count"] == 300
     faults = stats["faults_injected"]
     assert faults.get("500", 0) + faults.get("503", 0) > 50 and faults.get("timeout", 0) > 0
-    ledger = Ledger(fleet.stack.settings, redis_client)
+    ledger = Account(fleet.stack.settings, redis_client).ledger
     attempts = [int(ledger.get(lead_id).get("attempts", 0)) for lead_id in lead_ids]
     assert max(attempts) <= 12 and sum(attempts) > 50  # retries happened, and stayed bounded
     print(f"FLAKY faults={faults} failed tries={sum(attempts)} max per lead={max(attempts)}")
@@ -116,7 +117,7 @@ def test_rotating_ten_second_tokens_during_the_run_lose_nothing(
     assert stats["refreshes"] >= 3
     assert stats["invalid_grant"] == 0
     # A 429 may happen on a loaded machine (bunched arrivals); it must not spend retry budget.
-    ledger = Ledger(fleet.stack.settings, redis_client)
+    ledger = Account(fleet.stack.settings, redis_client).ledger
     assert [lead for lead in lead_ids if int(ledger.get(lead).get("attempts", 0) or 0)] == []
 
 
@@ -137,7 +138,7 @@ def test_a_revoked_refresh_token_parks_leads_until_auth_device(
     settings = fleet.stack.settings
     from worker.auth.access import token_state
 
-    wait_for(lambda: token_state(settings, redis_client) == "reauth_required", 60,
+    wait_for(lambda: token_state(Account(settings, redis_client).tokens) == "reauth_required", 60,
              "the token state to turn reauth_required")
     later = fleet.push_raw(people(20, tag="after"))
     states = fleet.wait_settled(later, 60, settled=("parked",))

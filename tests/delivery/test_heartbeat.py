@@ -14,6 +14,7 @@ import redis
 from kombu import Connection, Consumer, Queue
 from kombu.transport.redis import Transport as RedisTransport
 
+from worker.base.priority import queued
 from worker.broker.fetch import ReliableChannel
 from worker.broker.heartbeat import (
     UnackedHeartbeat,
@@ -24,7 +25,7 @@ from worker.broker.heartbeat import (
 )
 from worker.celery import make_app
 from worker.leads.lead import parse_lead
-from worker.leads.wire import encode_message
+from worker.leads.wire import encode_message, queue_list
 
 pytestmark = pytest.mark.redis
 VISIBILITY_S = 2.0
@@ -79,7 +80,8 @@ def sweep(redis_url: str) -> None:
 
 def push(client: redis.Redis, count: int) -> None:
     for n in range(count):
-        client.lpush("leads", encode_message(parse_lead({"email": f"hb{n}@beat.example"})))
+        lead = parse_lead({"email": f"hb{n}@beat.example"})
+        client.lpush(queue_list(lead), encode_message(lead))
 
 
 def test_a_beating_holder_keeps_its_messages_and_a_silent_one_loses_them(
@@ -96,7 +98,7 @@ def test_a_beating_holder_keeps_its_messages_and_a_silent_one_loses_them(
         assert refresh_unacked(holder.channel) == 3
         sweep(redis_url)
         assert redis_client.hlen("unacked") == 3
-        assert redis_client.llen("leads") == 0
+        assert queued(redis_client, "leads") == 0
         time.sleep(VISIBILITY_S / 5)  # a heartbeat cadence, not a wait for a result
 
     # Silent (the holder died): once the timeout has passed, a sweep gives all three back.
@@ -104,7 +106,7 @@ def test_a_beating_holder_keeps_its_messages_and_a_silent_one_loses_them(
     while time.time() < stale_since + VISIBILITY_S * 1.1:
         time.sleep(0.05)
     sweep(redis_url)
-    assert redis_client.llen("leads") == 3
+    assert queued(redis_client, "leads") == 3
     assert redis_client.hlen("unacked") == 0
 
 
@@ -164,4 +166,4 @@ def test_a_consumer_closing_warm_hands_back_what_it_holds_at_once(
     closing.conn.close()  # do_restore left on, as in a worker's warm shutdown
     assert redis_client.hlen("unacked") == 0
     assert redis_client.zcard("unacked_index") == 0
-    assert redis_client.llen("leads") == 2
+    assert queued(redis_client, "leads") == 2

@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 import redis
 
+from worker.account import Account
 from worker.base.names import LEADS_QUEUE
-from worker.delivery.run import Delivery, Result
+from worker.base.priority import queued
+from worker.delivery.run import Result
 from worker.leads.lead import parse_lead
 from worker.leads.wire import encode_message
 from worker.ledger.lead_state import ABSENT, TRANSITIONS, LeadState, allowed
 from worker.ledger.ledger import Ledger
-from worker.ledger.schedule import Schedule
 
 STATES = (ABSENT, *LeadState)
 LEASE_S = 60.0
@@ -40,7 +41,7 @@ def _put(ledger: Ledger, client: redis.Redis, lead_id: str, state: str) -> None:
 def test_every_move_is_checked_against_the_table(
     operation: str, make_settings: Any, redis_client: redis.Redis
 ) -> None:
-    ledger = Ledger(make_settings(), redis_client)
+    ledger = Account(make_settings(), redis_client).ledger
     for start in STATES:
         lead_id = f"walk-{operation}-{start or 'absent'}"
         _put(ledger, redis_client, lead_id, start)
@@ -49,7 +50,7 @@ def test_every_move_is_checked_against_the_table(
             moved, now_state = taken.outcome == "taken", ledger.state(lead_id)
         elif operation == "promote":
             redis_client.zadd(ledger.keys.schedule, {lead_id: 0})
-            Schedule(make_settings(), redis_client).promote()
+            Account(make_settings(), redis_client).schedule.promote()
             now_state = ledger.state(lead_id)
             moved = now_state != start
         else:
@@ -66,7 +67,7 @@ def test_every_move_is_checked_against_the_table(
 def test_settled_leads_are_never_left_and_keep_no_message(
     make_settings: Any, redis_client: redis.Redis
 ) -> None:
-    ledger = Ledger(make_settings(), redis_client)
+    ledger = Account(make_settings(), redis_client).ledger
     message = encode_message(parse_lead({"email": "s1@settled.example"}), task_id="t1")
     assert ledger.begin("s1", "t1", message, LEASE_S).outcome == "taken"
     assert ledger.message("s1") == message
@@ -87,8 +88,8 @@ def test_settled_leads_are_never_left_and_keep_no_message(
 def test_a_live_lease_holds_off_other_tasks_until_it_ends(
     make_settings: Any, redis_client: redis.Redis
 ) -> None:
-    ledger = Ledger(make_settings(), redis_client)
-    schedule = Schedule(make_settings(), redis_client)
+    ledger = Account(make_settings(), redis_client).ledger
+    schedule = Account(make_settings(), redis_client).schedule
     assert ledger.begin("h1", "holder", "m", LEASE_S, now=1000.0).outcome == "taken"
     busy = ledger.begin("h1", "copy", "m2", LEASE_S, now=1001.0)
     assert busy.outcome == "busy" and busy.lease_until == 1000.0 + LEASE_S
@@ -104,8 +105,9 @@ def test_eight_concurrent_copies_send_once_each_round(
     delivery_stack: Any, redis_client: redis.Redis
 ) -> None:
     stack = delivery_stack()
+    account = Account(stack.settings, redis_client)
     rounds, copies = 200, 8
-    deliveries = [Delivery(stack.settings, redis_client) for _ in range(copies)]
+    deliveries = [account.new_delivery() for _ in range(copies)]
     results: list[list[Result]] = []
     for n in range(rounds):
         lead = parse_lead({"email": f"dup{n}@race.example", "first_name": "Dup",
@@ -129,7 +131,7 @@ def test_eight_concurrent_copies_send_once_each_round(
     assert sent == [1] * rounds
     stats = stack.sandbox.stats()["sign_up_form"]
     assert stats["calls"] == rounds and stats["max_calls_per_contact"] == 1
-    assert Schedule(stack.settings, redis_client).size() == 0  # held-off copies dropped
+    assert account.schedule.size() == 0  # held-off copies dropped
     assert all(r.status in (LeadState.DELIVERED, LeadState.IN_FLIGHT)
                for found in results for r in found)
 
@@ -137,10 +139,10 @@ def test_eight_concurrent_copies_send_once_each_round(
 def test_replay_and_resume_push_the_message_with_the_move(
     make_settings: Any, redis_client: redis.Redis
 ) -> None:
-    ledger = Ledger(make_settings(), redis_client)
+    ledger = Account(make_settings(), redis_client).ledger
     lead = parse_lead({"email": "r@replay.example"})
     assert ledger.move(lead.lead_id, "dead")[0]
     assert ledger.move(lead.lead_id, "replay", message=encode_message(lead))[0]
-    assert redis_client.llen(LEADS_QUEUE) == 1
+    assert queued(redis_client, LEADS_QUEUE) == 1
     assert ledger.move(lead.lead_id, "replay", message=encode_message(lead))[0] is False
-    assert redis_client.llen(LEADS_QUEUE) == 1
+    assert queued(redis_client, LEADS_QUEUE) == 1

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from worker.base.errors import QuotaExhaustedError, RateLimitedLocallyError, RedisUnavailableError
+from worker.base.scope import Scope
 from worker.base.settings import Settings
 from worker.delivery.ratelimit import FleetLimiter
 from worker.demo.embedded_redis import free_port
@@ -44,7 +45,7 @@ def test_grants_are_spaced_one_interval_apart_and_the_wait_is_exact(
     make_settings: Any, redis_client: redis.Redis
 ) -> None:
     clock = Clock(NOON)
-    limiter = FleetLimiter(make_settings(rate_limit_per_s=4), redis_client, clock=clock)
+    limiter = FleetLimiter(Scope(make_settings(rate_limit_per_s=4), redis_client), clock=clock)
     assert limiter.try_acquire().used_today == 1
     with pytest.raises(RateLimitedLocallyError) as early:
         limiter.try_acquire()
@@ -62,7 +63,7 @@ def test_no_second_ever_holds_more_than_the_rate_under_jittered_demand(
     make_settings: Any, redis_client: redis.Redis
 ) -> None:
     clock = Clock(NOON)
-    limiter = FleetLimiter(make_settings(rate_limit_per_s=3.8), redis_client, clock=clock)
+    limiter = FleetLimiter(Scope(make_settings(rate_limit_per_s=3.8), redis_client), clock=clock)
     rng = random.Random(11)
     granted: list[float] = []
     while clock.now < NOON + 60:
@@ -81,7 +82,7 @@ def _sandbox_refusals(make_settings: Any, redis_client: redis.Redis, rate: float
     """Grants taken as soon as allowed, each arriving up to `jitter_s` later at the sandbox."""
     redis_client.flushdb()
     clock = Clock(NOON)
-    limiter = FleetLimiter(make_settings(rate_limit_per_s=rate), redis_client, clock=clock)
+    limiter = FleetLimiter(Scope(make_settings(rate_limit_per_s=rate), redis_client), clock=clock)
     rng = random.Random(7)
     arrivals: list[float] = []
     while clock.now < NOON + 300:
@@ -109,7 +110,7 @@ def test_daily_quota_keeps_a_reserve_and_resets_at_midnight_utc(
 ) -> None:
     clock = Clock(NOON)
     settings = make_settings(rate_limit_per_s=1000, daily_quota=10, quota_reserve=3)
-    limiter = FleetLimiter(settings, redis_client, clock=clock)
+    limiter = FleetLimiter(Scope(settings, redis_client), clock=clock)
     for _ in range(7):
         clock.now += 0.01
         limiter.try_acquire()
@@ -117,7 +118,7 @@ def test_daily_quota_keeps_a_reserve_and_resets_at_midnight_utc(
     with pytest.raises(QuotaExhaustedError) as spent:
         limiter.try_acquire()
     assert spent.value.resume_at == datetime(2026, 11, 29, tzinfo=UTC)
-    assert limiter.quota_left() == 0
+    assert limiter.used_today() == 7  # the lead quota (10 - reserve 3) is spent
     for _ in range(3):  # lookups may still use the reserve
         clock.now += 0.01
         limiter.try_acquire(reserve=True)
@@ -133,7 +134,7 @@ def test_daily_quota_keeps_a_reserve_and_resets_at_midnight_utc(
 def test_a_flushed_script_cache_is_reloaded(make_settings: Any,
                                             redis_client: redis.Redis) -> None:
     clock = Clock(NOON)
-    limiter = FleetLimiter(make_settings(rate_limit_per_s=10), redis_client, clock=clock)
+    limiter = FleetLimiter(Scope(make_settings(rate_limit_per_s=10), redis_client), clock=clock)
     limiter.try_acquire()
     redis_client.script_flush()
     clock.now += 1
@@ -143,7 +144,7 @@ def test_a_flushed_script_cache_is_reloaded(make_settings: Any,
 def test_acquire_waits_for_its_slot_without_failing(make_settings: Any,
                                                     redis_client: redis.Redis) -> None:
     clock = Clock(NOON)
-    limiter = FleetLimiter(make_settings(rate_limit_per_s=2), redis_client, clock=clock)
+    limiter = FleetLimiter(Scope(make_settings(rate_limit_per_s=2), redis_client), clock=clock)
     slept: list[float] = []
 
     def sleep(seconds: float) -> None:
@@ -160,7 +161,7 @@ def test_acquire_waits_for_its_slot_without_failing(make_settings: Any,
 def _hammer(url: str, ready: Any, go: Any, deadline: Any, out: Any) -> None:
     settings = Settings(_env_file=None, redis_url=url, rate_limit_per_s=3.8)  # type: ignore[call-arg]
     client = redis.Redis.from_url(url)
-    limiter = FleetLimiter(settings, client)
+    limiter = FleetLimiter(Scope(settings, client))
     limiter.used_today()  # connected before the start, so start-up cost is not measured
     ready.put(None)
     go.wait(60)
@@ -198,13 +199,14 @@ def test_processes_share_one_rate(make_settings: Any, redis_url: str) -> None:
     # starves the processes, so the exact spacing is checked on a fake clock above instead.
     assert 0 < len(grants) <= math.ceil(3.8 * seconds) + 1
     assert len(set(grants)) == len(grants)
-    limiter = FleetLimiter(make_settings(redis_url=redis_url), redis.Redis.from_url(redis_url))
+    client = redis.Redis.from_url(redis_url)
+    limiter = FleetLimiter(Scope(make_settings(redis_url=redis_url), client))
     assert limiter.used_today() == len(grants)  # every grant counted once, fleet-wide
-    limiter.redis.close()
+    client.close()
 
 
 def test_redis_down_is_a_clear_error(make_settings: Any) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
     client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
     with pytest.raises(RedisUnavailableError, match="rate limiter unavailable"):
-        FleetLimiter(make_settings(redis_url=url), client).try_acquire()
+        FleetLimiter(Scope(make_settings(redis_url=url), client)).try_acquire()

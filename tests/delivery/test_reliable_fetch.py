@@ -32,7 +32,8 @@ class ReliableTransport(RedisTransport):
 def test_a_popped_message_is_already_in_unacked_in_kombus_format(
     redis_client: redis.Redis, redis_url: str
 ) -> None:
-    message = encode_message(parse_lead({"email": "ada@engines.example"}), task_id="t-1")
+    message = encode_message(parse_lead({"email": "ada@engines.example", "consent": True}),
+                             task_id="t-1")  # priority 0: the list `leads` itself
     redis_client.lpush("leads", message)
     assert pop(redis_client, "leads") == [b"leads", message.encode(), 1]
     assert redis_client.llen("leads") == 0

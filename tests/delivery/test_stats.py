@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 import redis
 
+from worker.account import Account
 from worker.cli import main
-from worker.delivery.run import Delivery
 from worker.leads.enqueue import enqueue_leads
 from worker.leads.lead import parse_lead
-from worker.ledger.parking import QUOTA, REAUTH, ParkingLot
+from worker.ledger.parking import QUOTA, REAUTH
 
 pytestmark = pytest.mark.redis
 
@@ -22,16 +22,17 @@ def test_status_counts_delivered_parked_dead_letters_queue_and_quota(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     stack = delivery_stack()
+    account = Account(stack.settings, redis_client)
     for key, value in stack.env.items():
         monkeypatch.setenv(key, value)
-    delivery = Delivery(stack.settings, redis_client)
+    delivery = account.new_delivery()
     for n in range(3):
         assert delivery.run(parse_lead({"email": f"p{n}@ok.example", "consent": True})
                             ).status == "delivered"
     dead = parse_lead({"email": "d@ok.example", "consent": True,
                        "list_ids": ["00000000-0000-4000-8000-00000000dead"]})
     assert delivery.run(dead).status == "dead_lettered"
-    lot = ParkingLot(stack.settings, redis_client)
+    lot = account.parking
     lot.park(parse_lead({"email": "q@ok.example"}), QUOTA, resume_at=4_102_444_800.0)
     lot.park(parse_lead({"email": "r@ok.example"}), REAUTH, resume_at=0.0)
     enqueue_leads([{"email": "w@ok.example"}, {"email": "x@ok.example"}], redis=redis_client)

@@ -18,6 +18,8 @@ import requests
 from starlette.testclient import TestClient
 
 from tests.fixtures.ops import REPO, wait_for
+from worker.account import Account
+from worker.base.scope import Scope
 from worker.base.settings import Settings
 from worker.demo.embedded_redis import free_port
 from worker.intake.apikeys import ApiKeys
@@ -72,8 +74,9 @@ def make_intake(redis_url: str, redis_client: redis.Redis) -> Iterator[Callable[
 
     def build(**extra: str) -> Client:
         settings = settings_of(intake_env(redis_url, **extra))
-        keys = ApiKeys(settings, redis_client)
-        http = TestClient(create_app(settings))
+        account = Account(settings, redis_client)
+        keys = ApiKeys(account)
+        http = TestClient(create_app(account, account.ledger))
         http.__enter__()
         opened.append(http)
         return Client(http, "", keys.create("crm"), keys.create("site", "form"), settings)
@@ -116,7 +119,7 @@ def intake_process(redis_url: str, redis_client: redis.Redis, spawned: Any
     def build(**extra: str) -> Client:
         env = intake_env(redis_url, **extra)
         settings = settings_of(env)
-        keys = ApiKeys(settings, redis_client)
+        keys = ApiKeys(Scope(settings, redis_client))
         key, form_key = keys.create("crm"), keys.create("site", "form")
         base, proc = start_intake_process(spawned, env)
         return Client(requests.Session(), base, key, form_key, settings,

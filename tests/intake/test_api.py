@@ -7,8 +7,12 @@ import time
 
 import redis
 
+from tests.fixtures.leads import queue_entries
 from tests.intake.conftest import WEBHOOK_SECRET, Client
+from worker.account import Account
 from worker.base.names import LEADS_QUEUE
+from worker.base.priority import queued as queue_length
+from worker.base.scope import Scope
 from worker.intake.body import MAX_BATCH
 from worker.intake.signatures import sign
 from worker.leads.lead import parse_lead
@@ -16,8 +20,8 @@ from worker.leads.wire import parse_message
 
 
 def queued(client: redis.Redis) -> list[dict[str, object]]:
-    """Every lead on the queue, read back the way the worker reads a message."""
-    return [parse_message(raw).to_json_dict() for raw in client.lrange(LEADS_QUEUE, 0, -1)]
+    """Every lead on the queue (all its priority lists), read back as the worker reads it."""
+    return [parse_message(raw).to_json_dict() for raw in queue_entries(client)]
 
 
 def test_one_lead_is_queued_as_the_same_message_enqueue_leads_pushes(
@@ -30,7 +34,7 @@ def test_one_lead_is_queued_as_the_same_message_enqueue_leads_pushes(
     (lead,) = queued(redis_client)
     assert lead["email"] == "ada@example.com" and lead["first_name"] == "Ada"
     assert lead["lead_id"] == expected and lead["received_at"]
-    raw = json.loads(redis_client.lindex(LEADS_QUEUE, 0))
+    (raw,) = [json.loads(entry) for entry in queue_entries(redis_client)]
     assert raw["headers"]["task"] == "leadsync.sync_lead"
     assert "ada@example.com" not in raw["headers"]["argsrepr"]
 
@@ -77,7 +81,7 @@ def test_the_same_idempotency_key_answers_the_stored_answer_and_queues_nothing(
     assert first.status_code == again.status_code == 422
     assert first.json() == again.json()
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert redis_client.llen(LEADS_QUEUE) == 1
+    assert queue_length(redis_client, LEADS_QUEUE) == 1
     ttl = redis_client.ttl(next(iter(redis_client.scan_iter("leadsync:intake:answer:*"))))
     assert 0 < ttl <= intake.settings.intake_idempotency_ttl_s
 
@@ -92,7 +96,7 @@ def test_size_type_and_batch_limits(make_intake: object, redis_client: redis.Red
     assert text.status_code == 415
     broken = intake.post("/v1/leads", content=b"{", headers={"Content-Type": "application/json"})
     assert broken.status_code == 400
-    assert redis_client.llen(LEADS_QUEUE) == 0
+    assert queue_length(redis_client, LEADS_QUEUE) == 0
 
 
 def test_a_batch_over_the_limit_is_refused_whole(
@@ -101,7 +105,7 @@ def test_a_batch_over_the_limit_is_refused_whole(
     leads = [{"email": f"n{i}@example.com"} for i in range(MAX_BATCH + 1)]
     assert intake.post("/v1/leads", leads).status_code == 413
     assert intake.post("/v1/leads", leads[:MAX_BATCH]).status_code == 202
-    assert redis_client.llen(LEADS_QUEUE) == MAX_BATCH
+    assert queue_length(redis_client, LEADS_QUEUE) == MAX_BATCH
 
 
 def test_credentials_missing_unknown_revoked_or_of_the_wrong_scope(
@@ -113,11 +117,11 @@ def test_credentials_missing_unknown_revoked_or_of_the_wrong_scope(
     assert none.status_code == 401
     assert intake.post("/v1/leads", lead, key="lsk_not-a-key").status_code == 401
     assert intake.post("/v1/leads", lead, key=intake.form_key).status_code == 403
-    ApiKeys(intake.settings, redis_client).revoke("crm")
+    ApiKeys(Scope(intake.settings, redis_client)).revoke("crm")
     revoked = intake.post("/v1/leads", lead)
     assert revoked.status_code == 403 and revoked.json() == {"error": "API key revoked"}
     assert intake.get("/v1/leads/ld_x").status_code == 403
-    assert redis_client.llen(LEADS_QUEUE) == 0
+    assert queue_length(redis_client, LEADS_QUEUE) == 0
 
 
 def test_keys_are_stored_only_as_hashes(intake: Client, redis_client: redis.Redis) -> None:
@@ -136,7 +140,7 @@ def test_rate_limit_per_key_answers_429_with_retry_after(
     assert codes[:3] == [202, 202, 202] and 429 in codes[3:]
     limited = next(a for a in answers if a.status_code == 429)
     assert 1 <= int(limited.headers["Retry-After"]) <= 2
-    assert redis_client.llen(LEADS_QUEUE) == codes.count(202)
+    assert queue_length(redis_client, LEADS_QUEUE) == codes.count(202)
 
 
 def test_signed_webhook_fresh_once_and_refused_when_wrong_old_or_replayed(
@@ -159,12 +163,11 @@ def test_signed_webhook_fresh_once_and_refused_when_wrong_old_or_replayed(
 
 def test_get_lead_state_from_the_ledger_without_personal_data(
         intake: Client, redis_client: redis.Redis) -> None:
-    from worker.ledger.ledger import Ledger
 
     lead_id = intake.post("/v1/leads", {"email": "s@example.com", "phone": "+1 555 0100"}
                           ).json()["lead_id"]
     assert intake.get(f"/v1/leads/{lead_id}").json() == {"lead_id": lead_id, "state": "queued"}
-    assert Ledger(intake.settings, redis_client).move(
+    assert Account(intake.settings, redis_client).ledger.move(
         lead_id, "dead", reason_code="invalid_email", last_status=400) == (True, "dead_lettered")
     state = intake.get(f"/v1/leads/{lead_id}")
     assert state.status_code == 200

@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 import redis
 
+from tests.fixtures.leads import queue_entries
 from tests.fixtures.ops import wait_for
 from tests.intake.conftest import intake_env, settings_of, start_intake_process
 from tests.intake.load import burst
-from worker.base.names import LEADS_QUEUE
+from worker.base.scope import Scope
 from worker.demo.embedded_redis import find_redis_server, free_port
 from worker.intake.apikeys import ApiKeys
 from worker.leads.lead import parse_lead
@@ -41,14 +42,14 @@ def mixed(count: int, tag: str) -> tuple[list[dict[str, Any]], set[int]]:
 
 
 def queued_ids(client: redis.Redis) -> list[str]:
-    return [parse_message(raw).lead_id for raw in client.lrange(LEADS_QUEUE, 0, -1)]
+    return [parse_message(raw).lead_id for raw in queue_entries(client)]
 
 
 def test_ten_thousand_posts_from_sixteen_clients_each_valid_lead_once_then_delivered(
         fleet: Any, spawned: Any, redis_client: redis.Redis) -> None:
     team = fleet(settings_env={"LEADSYNC_DAILY_QUOTA": "100000"})  # 9,500 calls > 10,000-200
     env = {**team.stack.env, **intake_env(team.stack.env["LEADSYNC_REDIS_URL"]), **NO_LIMIT}
-    key = ApiKeys(settings_of(env), redis_client).create("burst")
+    key = ApiKeys(Scope(settings_of(env), redis_client)).create("burst")
     base, _ = start_intake_process(spawned, env)
     payloads, invalid = mixed(10_000, "b")
     started = time.monotonic()
@@ -135,7 +136,7 @@ def test_redis_killed_mid_burst_every_202_is_in_redis_and_the_rest_are_503(
     try:
         env = intake_env(own.url, **NO_LIMIT)
         client = redis.Redis.from_url(own.url)
-        key = ApiKeys(settings_of(env), client).create("kill")
+        key = ApiKeys(Scope(settings_of(env), client)).create("kill")
         base, _ = start_intake_process(spawned, env)
         payloads = [{"email": f"k{n}@kill.example"} for n in range(3_000)]
         killed, restarted = threading.Event(), threading.Event()

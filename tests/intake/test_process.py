@@ -11,6 +11,8 @@ import requests
 from tests.fixtures.ops import wait_for
 from tests.intake.conftest import intake_env, start_intake_process
 from worker.base.names import LEADS_QUEUE
+from worker.base.priority import queued
+from worker.base.scope import Scope
 from worker.cli import main
 from worker.demo.embedded_redis import EmbeddedRedis
 
@@ -59,7 +61,7 @@ def test_redis_down_answers_503_with_retry_after_then_recovers(
     with EmbeddedRedis() as own:
         env = intake_env(own.url)
         client = redis.Redis.from_url(own.url)
-        key = ApiKeys(settings_of(env), client).create("crm")
+        key = ApiKeys(Scope(settings_of(env), client)).create("crm")
         base, _ = start_intake_process(spawned, env)
         session = requests.Session()
         auth = {"Authorization": f"Bearer {key}"}
@@ -76,10 +78,10 @@ def test_redis_down_answers_503_with_retry_after_then_recovers(
         try:
             wait_for(lambda: session.get(base + "/readyz", timeout=10).status_code == 200, 30,
                      "readiness after Redis came back")
-            key = ApiKeys(settings_of(env), client).create("crm")  # the new server is empty
+            key = ApiKeys(Scope(settings_of(env), client)).create("crm")  # the new server is empty
             back = session.post(base + "/v1/leads", json={"email": "c@example.com"},
                                 headers={"Authorization": f"Bearer {key}"}, timeout=30)
-            assert back.status_code == 202 and client.llen(LEADS_QUEUE) == 1
+            assert back.status_code == 202 and queued(client, LEADS_QUEUE) == 1
         finally:
             again.stop()
         client.close()
@@ -108,7 +110,7 @@ def test_no_email_phone_or_key_in_the_intake_logs(
                 timeout=30)
     intake.http.post(intake.base + "/v1/forms/site", timeout=30,
                      data={"_key": intake.form_key, "email": canary_email, "phone": canary_phone})
-    assert redis_client.llen(LEADS_QUEUE) >= 1
+    assert queued(redis_client, LEADS_QUEUE) >= 1
     log = spawned.log("intake")
     assert "rejected" in log  # the log line was written (so its absence of data means something)
     for secret in (canary_email, canary_phone, "0199", intake.key, intake.form_key,
@@ -134,7 +136,7 @@ def test_concurrent_retries_with_one_idempotency_key_queue_once_and_answer_alike
         answers = list(pool.map(send, range(24)))
     assert {status for status, _ in answers} == {422}
     assert len({text for _, text in answers}) == 1
-    assert redis_client.llen(LEADS_QUEUE) == 20
+    assert queued(redis_client, LEADS_QUEUE) == 20
     # A 413 on a kept-alive connection leaves it usable for the next request.
     with requests.Session() as session:
         auth = {"Authorization": f"Bearer {intake.key}"}

@@ -17,6 +17,7 @@ from tests.fixtures.ops import REPO
 from tests.intake.conftest import Client, intake_env, settings_of, start_intake_process
 from tests.intake.formpage import submission
 from tests.intake.test_api import queued
+from worker.base.scope import Scope
 from worker.intake.apikeys import ApiKeys
 from worker.leads.lead import parse_lead
 
@@ -78,7 +79,7 @@ def test_a_java_lead_and_a_sample_form_post_become_contacts(
         fleet: Any, spawned: Any, redis_client: redis.Redis, tmp_path: Path) -> None:
     team = fleet()
     env = {**team.stack.env, **intake_env(team.stack.env["LEADSYNC_REDIS_URL"])}
-    keys = ApiKeys(settings_of(env), redis_client)
+    keys = ApiKeys(Scope(settings_of(env), redis_client))
     key, form_key = keys.create("java"), keys.create("website", "form")
     base, _ = start_intake_process(spawned, env)
     team.start_worker("w1", concurrency=2)

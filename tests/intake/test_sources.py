@@ -11,6 +11,7 @@ from tests.intake.conftest import GOOGLE_KEY, Client
 from tests.intake.formpage import submission
 from tests.intake.test_api import queued
 from worker.base.errors import InvalidLeadError
+from worker.base.priority import queued as queue_length
 from worker.intake.sources import form_to_lead, google_to_lead
 from worker.leads.lead import parse_lead
 
@@ -112,4 +113,4 @@ def test_form_honeypot_drops_bots_quietly_and_keys_are_checked(
     path, fields = submission({"email": "not an email"}, intake.form_key)
     invalid = intake.http.post(path, data=fields, follow_redirects=False)
     assert invalid.status_code == 422 and invalid.json()["rejected"][0]["field"] == "email"
-    assert redis_client.llen("leads") == 0
+    assert queue_length(redis_client, "leads") == 0

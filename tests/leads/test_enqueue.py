@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import redis
 
-from tests.fixtures.leads import REPO
+from tests.fixtures.leads import REPO, queue_entries
 from worker.base.errors import InvalidLeadError, RedisUnavailableError
+from worker.base.priority import queued
 from worker.cli import main
 from worker.cli.exit_codes import ExitCode
 from worker.demo.embedded_redis import free_port
@@ -30,8 +31,8 @@ LIST_B = "1d5b7d47-4b6c-11ee-9d66-0b274f67dac1"
 
 
 def _queued(client: redis.Redis) -> list[Any]:
-    """Leads on the list, oldest first (LPUSH puts the newest at the head)."""
-    return [parse_message(raw) for raw in reversed(client.lrange("leads", 0, -1))]
+    """Leads on queue `leads` in the order the fetch takes them (consented first)."""
+    return [parse_message(raw) for raw in queue_entries(client)]
 
 
 def test_enqueue_lead_pushes_one_plain_json_message(
@@ -42,6 +43,7 @@ def test_enqueue_lead_pushes_one_plain_json_message(
     message = json.loads(raw)
     assert message["headers"]["task"] == "leadsync.sync_lead"
     assert message["properties"]["delivery_info"]["routing_key"] == "leads"
+    assert message["properties"]["priority"] == 0  # consented: ahead of any backlog
     assert "body_encoding" not in message["properties"]  # plain JSON, no base64
     lead = parse_message(raw)
     assert lead.lead_id == lead_id and lead == parse_lead(lead_data)
@@ -63,7 +65,7 @@ def test_an_invalid_lead_raises_and_pushes_nothing(redis_client: redis.Redis) ->
     with pytest.raises(InvalidLeadError) as caught:
         enqueue_lead({"email": "not-an-address", "first_name": "X"}, redis=redis_client)
     assert caught.value.field == "email"
-    assert redis_client.llen("leads") == 0
+    assert queued(redis_client, "leads") == 0
 
 
 def test_redis_down_is_one_clear_error() -> None:
@@ -97,7 +99,7 @@ def test_ten_thousand_mixed_rows_in_one_run(redis_client: redis.Redis) -> None:
     assert {r.index for r in report.rejected} == bad_indexes  # never stopped at the first
     assert {r.field for r in report.rejected} == {"email", "list_ids"}
     assert report.truncated == good  # every good row had its first_name cut, and says so
-    assert redis_client.llen("leads") == good
+    assert queued(redis_client, "leads") == good
     assert len(set(report.lead_ids)) == good
     assert batches[-1] == good and len(batches) == -(-good // 1000)  # pipelined in batches
 
@@ -110,7 +112,7 @@ def test_celery_publishes_redacted_reprs(redis_url: str, make_settings: Any) -> 
     app.send_task("leadsync.sync_lead", args=[lead])
     app.close()
     client = redis.Redis.from_url(redis_url)
-    (raw,) = client.lrange("leads", 0, -1)
+    (raw,) = queue_entries(client)
     headers = json.loads(raw)["headers"]
     assert "through.celery" not in headers["argsrepr"]
     assert "987 6543" not in headers["argsrepr"]
@@ -201,7 +203,7 @@ def test_unknown_csv_column_stops_before_enqueuing(
     assert main(["enqueue", str(path)]) == ExitCode.INVALID_INPUT
     captured = capsys.readouterr()
     assert "unknown column 'favourite_food'" in captured.err
-    assert env_redis.llen("leads") == 0
+    assert queued(env_redis, "leads") == 0
 
 
 def test_redis_down_exit_code_and_one_line(

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 import redis
 
+from tests.fixtures.leads import queue_entries
 from tests.fixtures.ops import Spawned, leadsync_bin, wait_for
+from worker.base.priority import queued
 from worker.cli import main
 from worker.cli.exit_codes import ExitCode
 from worker.leads.wire import parse_message
@@ -29,7 +31,7 @@ def env_redis(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> redis.Redis:
 
 
 def _queued(client: redis.Redis) -> list[Any]:
-    return [parse_message(raw) for raw in reversed(client.lrange("leads", 0, -1))]
+    return [parse_message(raw) for raw in queue_entries(client)]
 
 
 def test_latin1_csv_is_refused_whole_naming_the_line(
@@ -43,7 +45,7 @@ def test_latin1_csv_is_refused_whole_naming_the_line(
     assert err.count("\n") == 1, err
     assert "line 3: not valid utf-8 (byte 0xfc at column 21)" in err
     assert "--encoding" in err and "nothing was enqueued" in err
-    assert env_redis.llen("leads") == 0  # line 2 was fine, but the file is refused whole
+    assert queued(env_redis, "leads") == 0  # line 2 was fine, but the file is refused whole
 
 
 def test_encoding_option_reads_latin1(
@@ -76,7 +78,7 @@ def test_jsonl_not_utf8_names_the_line(
 
     assert main(["enqueue", str(path)]) == ExitCode.INVALID_INPUT
     assert "line 2: not valid utf-8" in capsys.readouterr().err
-    assert env_redis.llen("leads") == 0
+    assert queued(env_redis, "leads") == 0
     assert main(["enqueue", str(path), "--encoding", "cp1252"]) == ExitCode.OK
     assert _queued(env_redis)[1].first_name == "Zoë"
 
@@ -93,7 +95,7 @@ def test_unusable_encodings_are_one_clear_line(
     path.write_text("email\na@example.com\n", encoding="utf-8")
     assert main(["enqueue", str(path), "--encoding", name]) == ExitCode.INVALID_INPUT
     assert message in capsys.readouterr().err
-    assert env_redis.llen("leads") == 0
+    assert queued(env_redis, "leads") == 0
 
 
 def test_piped_stdin_is_checked_before_anything_is_queued(
@@ -106,7 +108,7 @@ def test_piped_stdin_is_checked_before_anything_is_queued(
                              input=data, env=env, capture_output=True, timeout=60)
     assert refused.returncode == ExitCode.INVALID_INPUT
     assert b"line 3: not valid utf-8" in refused.stderr
-    assert redis_client.llen("leads") == 0
+    assert queued(redis_client, "leads") == 0
     accepted = subprocess.run([leadsync_bin("leadsync"), "enqueue", "-", "--encoding",
                                "latin-1"], input=data, env=env, capture_output=True, timeout=60)
     assert accepted.returncode == ExitCode.OK, accepted.stderr

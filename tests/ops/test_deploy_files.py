@@ -285,6 +285,9 @@ def test_k8s_manifests_match_the_code() -> None:
 def check_intake_container(container: dict[str, Any]) -> None:
     """The intake's command parses, it binds all interfaces on its port, and its probes hit
     the app's real /healthz (liveness) and /readyz (readiness: Redis answers)."""
+    import redis
+
+    from worker.account import Account
     from worker.base.settings import Settings
     from worker.intake.app import create_app
 
@@ -292,7 +295,8 @@ def check_intake_container(container: dict[str, Any]) -> None:
     assert args.command == "intake" and args.host == "0.0.0.0"
     (port,) = container["ports"]
     assert port["containerPort"] == args.port
-    paths = {route.path for route in create_app(Settings(_env_file=None)).routes}
+    account = Account(Settings(_env_file=None), redis.Redis())  # no connection: routes only
+    paths = {route.path for route in create_app(account, account.ledger).routes}
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     for probe in ("livenessProbe", "readinessProbe"):

@@ -24,6 +24,7 @@ from tests.fixtures.ops import (
     processes_in_groups,
     wait_for,
 )
+from worker.account import Account
 from worker.demo.embedded_redis import free_port
 from worker.leads.enqueue import enqueue_leads
 
@@ -125,13 +126,13 @@ def test_full_run_logs_one_line_per_outcome_and_no_secret_or_personal_data(
 ) -> None:
     """Worker + beat + sandbox, valid and invalid leads, at least one refresh: the logs name
     every lead's outcome and contain none of the values a leak would show."""
-    from worker.auth.token_store import TokenStore
     from worker.base.settings import load_settings
 
     _sandbox, env = ops_stack
     env = {**env, "LEADSYNC_LOG_FORMAT": "json"}
     settings = load_settings(_env_file=None, redis_url=env["LEADSYNC_REDIS_URL"])
-    first = TokenStore(settings, redis_client).read()
+    tokens = Account(settings, redis_client).tokens
+    first = tokens.read()
     assert first is not None
     secrets = [first.access_token, first.refresh_token, env["LEADSYNC_CLIENT_SECRET"]]
     spawned.start("worker", WORKER, env)
@@ -144,14 +145,14 @@ def test_full_run_logs_one_line_per_outcome_and_no_secret_or_personal_data(
     def refreshed_and_done() -> bool:
         # A final line per lead: a `retrying` line (a 401 while the short-lived token is being
         # refreshed, more likely on a busy machine) is not the end of that lead's story.
-        record = TokenStore(settings, redis_client).read()
+        record = tokens.read()
         final = [line for line in _json_lines(spawned) if line.get("lead_id")
                  and line.get("status") in ("delivered", "dead_lettered")]
         return bool(record and record.refresh_count >= 1
                     and {o["lead_id"] for o in final} >= set(report.lead_ids))
 
     wait_for(refreshed_and_done, 120, "every lead's final outcome line and one token refresh")
-    latest = TokenStore(settings, redis_client).read()
+    latest = tokens.read()
     assert latest is not None
     secrets += [latest.access_token, latest.refresh_token]
     text = spawned.log("worker") + spawned.log("beat")

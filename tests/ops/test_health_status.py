@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import redis
 
+from worker.account import Account
 from worker.auth.token_record import STATE_REAUTH_REQUIRED, TokenRecord
-from worker.auth.token_store import TokenStore
 from worker.cli import main
 from worker.cli.exit_codes import ExitCode
 from worker.demo.embedded_redis import free_port
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.redis
 
 def _store_tokens(settings: Any, client: redis.Redis, lifetime_s: float = 3600) -> None:
     now = time.time()
-    TokenStore(settings, client).replace(0, TokenRecord(
+    Account(settings, client).tokens.replace(0, TokenRecord(
         access_token="access-secret-xyz", refresh_token="refresh-secret-xyz", issued_at=now,
         expires_at=now + lifetime_s, scopes="contact_data offline_access", authorized_at=now))
 
@@ -66,7 +66,7 @@ def test_health_fails_when_a_person_must_reauthorize(
     _store_tokens(settings, redis_client)
     code, lines = _run(capsys, "health", "--no-worker-check")
     assert code == ExitCode.OK and lines[-1].split()[:3] == ["ok", "token", "ok"]
-    TokenStore(settings, redis_client).update(1, state=STATE_REAUTH_REQUIRED,
+    Account(settings, redis_client).tokens.update(1, state=STATE_REAUTH_REQUIRED,
                                               state_reason="invalid_grant")
     code, lines = _run(capsys, "health", "--no-worker-check")
     assert code == ExitCode.UNHEALTHY

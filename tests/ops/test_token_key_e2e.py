@@ -15,11 +15,12 @@ import redis
 from cryptography.fernet import Fernet
 
 from tests.fixtures.ops import Spawned, leadsync_bin, wait_for
+from worker.account import Account
 from worker.base.keys import Keys
 from worker.base.settings import load_settings
 from worker.demo.demo import authorize_device, start_sandbox
 from worker.leads.enqueue import enqueue_leads
-from worker.ledger.parking import TOKEN_KEY, ParkingLot
+from worker.ledger.parking import TOKEN_KEY
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -53,7 +54,7 @@ def test_wrong_key_parks_with_one_error_then_the_right_key_delivers_once(
     sandbox, env, _right = keyed_stack
     wrong = {**env, "LEADSYNC_TOKEN_KEY": Fernet.generate_key().decode()}
     settings = load_settings(_env_file=None, redis_url=env["LEADSYNC_REDIS_URL"])
-    parking = ParkingLot(settings, redis_client)
+    parking = Account(settings, redis_client).parking
     raw = redis_client.hgetall(Keys().token)
     assert raw and all(raw[f].startswith(b"fernet:") for f in (b"access_token", b"sub"))
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from worker.account import Account
 from worker.auth.access import current_access_token, token_state
 from worker.auth.refresher import refresh
 from worker.base.settings import Settings
@@ -34,16 +35,17 @@ def test_auth_device_refresh_and_revocation_against_the_sandbox(
     settings = Settings(_env_file=None, **{k.removeprefix("LEADSYNC_").lower(): v
                                            for k, v in env.items()
                                            if k.startswith("LEADSYNC_")})
-    first = current_access_token(settings, redis_client)
+    first = current_access_token(Account(settings, redis_client).tokens)
     assert sandbox.state.tokens.check_access(first.value, sandbox.state.clock.now())
     for _ in range(2):
-        refresh(settings, redis_client, force=True)
-    assert current_access_token(settings, redis_client).generation == first.generation + 2
+        refresh(Account(settings, redis_client).tokens, force=True)
+    latest = current_access_token(Account(settings, redis_client).tokens)
+    assert latest.generation == first.generation + 2
     stats = sandbox.stats()
     assert stats["refreshes"] == 2 and stats["invalid_grant"] == 0
     assert stats["refresh_token_generation"] == 3
 
     sandbox.revoke_refresh_tokens()
-    refresh(settings, redis_client, force=True)
+    refresh(Account(settings, redis_client).tokens, force=True)
     assert sandbox.stats()["invalid_grant"] == 1
-    assert token_state(settings, redis_client) == "reauth_required"
+    assert token_state(Account(settings, redis_client).tokens) == "reauth_required"

@@ -8,14 +8,14 @@ calls `request_refresh`; the one locked refresher (task `leadsync.refresh_token`
 
 Reading the record costs an HGETALL and, with LEADSYNC_TOKEN_KEY, a decryption; it changes only
 with a new pair or its state. So delivery reads just those two fields, in the batch that starts
-a lead (`probe_in`), and each process keeps the last record it opened, keyed by the stored token
-field and the state (`_opened`). The check right before a request skips Redis when that probe is
+a lead (`probe_in`), and each process keeps the last record it opened with the stored token
+field (`TokenStore.kept`: the Account shares one store per process) and reuses it while that
+field and the state are unchanged. The check right before a request skips Redis when that probe is
 a moment old (FRESH_S) and the token is not expiring; otherwise it probes again.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +25,6 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from worker.auth.timing import EXPIRY_SKEW_S, beat_can_serve, refresh_lead_s
-from worker.auth.token_key import key_fingerprint
 from worker.auth.token_record import (
     STATE_NOT_AUTHORIZED,
     STATE_OK,
@@ -41,10 +40,8 @@ from worker.base.errors import (
     RefreshLockTimeoutError,
     TokenKeyError,
 )
-from worker.base.keys import Keys
 from worker.base.names import CONTROL_QUEUE, REFRESH_TOKEN
 from worker.base.redis_text import text
-from worker.base.settings import Settings
 from worker.leads.wire import encode_task_message
 from worker.lua import Batch, script
 
@@ -56,10 +53,6 @@ class AccessToken:
     expires_at: float  # epoch seconds, from the JWT `exp`
 
 
-def _read(settings: Settings, redis: Redis) -> TokenRecord | None:
-    return TokenStore(settings, redis).read()
-
-
 POLL_S = 0.05  # how often a worker waiting for a refreshed token re-reads Redis
 FRESH_S = 0.5  # a probe this recent stands for the check before the next request
 # What identifies the record: the access token as stored (with a key, a ciphertext made afresh
@@ -67,54 +60,35 @@ FRESH_S = 0.5  # a probe this recent stands for the check before the next reques
 PROBED = ("access_token", "state")
 
 
-@dataclass(frozen=True)
-class _Opened:
-    stored: str  # the access_token field as stored when it was read
-    record: TokenRecord
-
-
-# (token key, key fingerprint) -> the record this process last opened
-_opened: dict[tuple[str, str], _Opened] = {}
-_probed = threading.local()  # (token value, monotonic time) of this thread's last probe
-
-
-def _cache_key(settings: Settings) -> tuple[str, str]:
-    return Keys(settings.key_prefix, settings.account).token, key_fingerprint(settings)
-
-
-def probe_in(settings: Settings, batch: Batch) -> None:
+def probe_in(store: TokenStore, batch: Batch) -> None:
     """Add the probe (stored token and state) to `batch`; hand its reply to `usable_from_probe`."""
-    batch.pipe.hmget(_cache_key(settings)[0], *PROBED)
+    batch.pipe.hmget(store.key, *PROBED)
 
 
-def _from_probe(settings: Settings, redis: Redis, reply: Sequence[Any]) -> TokenRecord | None:
+def _from_probe(store: TokenStore, reply: Sequence[Any]) -> TokenRecord | None:
     """The record the probe names: the one this process opened if it is still the stored one,
     else read (and kept, unless found in clear under a key: that is reported per read)."""
     stored, state = reply
-    cache_key = _cache_key(settings)
-    opened = _opened.get(cache_key)
-    if (stored is not None and opened is not None and opened.stored == text(stored)
-            and opened.record.state == (text(state) if state is not None else STATE_OK)):
-        return opened.record
-    record, at_rest = TokenStore(settings, redis).read_checked()
-    if record is not None and at_rest is not None:
-        _opened[cache_key] = _Opened(at_rest, record)
-    else:
-        _opened.pop(cache_key, None)
+    kept = store.kept
+    if (stored is not None and kept is not None and kept[0] == text(stored)
+            and kept[1].state == (text(state) if state is not None else STATE_OK)):
+        return kept[1]
+    record, at_rest = store.read_checked()
+    store.kept = (at_rest, record) if record is not None and at_rest is not None else None
     return record
 
 
-def _probe(settings: Settings, redis: Redis) -> TokenRecord | None:
+def _probe(store: TokenStore) -> TokenRecord | None:
     try:
-        reply = redis.hmget(_cache_key(settings)[0], list(PROBED))
+        reply = store.redis.hmget(store.key, list(PROBED))
     except RedisError as exc:
         raise RedisUnavailableError(f"cannot read the token record: {exc}") from None
-    return _from_probe(settings, redis, reply)
+    return _from_probe(store, reply)
 
 
-def _sendable(settings: Settings, redis: Redis) -> TokenRecord:
+def _sendable(store: TokenStore) -> TokenRecord:
     """The stored record, if a token may be sent at all; raises NotAuthorized/ReauthRequired."""
-    return _checked(_read(settings, redis))
+    return _checked(store.read())
 
 
 def _checked(record: TokenRecord | None) -> TokenRecord:
@@ -130,26 +104,26 @@ def _checked(record: TokenRecord | None) -> TokenRecord:
     return record
 
 
-def current_access_token(settings: Settings, redis: Redis) -> AccessToken:
+def current_access_token(store: TokenStore) -> AccessToken:
     """The shared access token; raises NotAuthorizedError or ReauthRequiredError."""
-    record = _sendable(settings, redis)
+    record = _sendable(store)
     return AccessToken(record.access_token, record.generation, record.expires_at)
 
 
-def newer_token(settings: Settings, redis: Redis, refused_generation: int,
+def newer_token(store: TokenStore, refused_generation: int,
                 wait_s: float) -> AccessToken | None:
     """After a 401 (and `request_refresh`): a token newer than the refused one, polled for up
     to `wait_s`; None if none came."""
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
-        token = current_access_token(settings, redis)
+        token = current_access_token(store)
         if token.generation > refused_generation:
             return token
         time.sleep(0.1)
     return None
 
 
-def usable_access_token(settings: Settings, redis: Redis, wait_s: float) -> AccessToken:
+def usable_access_token(store: TokenStore, wait_s: float) -> AccessToken:
     """A token not known to be expired: more than EXPIRY_SKEW_S of it is left.
 
     A short-lived token (beat ticks cannot refresh it in time, worker/auth/timing.py) inside its
@@ -157,30 +131,30 @@ def usable_access_token(settings: Settings, redis: Redis, wait_s: float) -> Acce
     the request too, and the caller waits up to `wait_s` for the new generation, polling Redis;
     if none comes, RefreshLockTimeoutError: a wait that spends no retry and no API request.
     """
-    return _usable(settings, redis, _sendable(settings, redis), wait_s)
+    return _usable(store, _sendable(store), wait_s)
 
 
-def usable_from_probe(settings: Settings, redis: Redis, reply: Sequence[Any], wait_s: float,
+def usable_from_probe(store: TokenStore, reply: Sequence[Any], wait_s: float,
                       *, probed_at: float) -> AccessToken:
     """`usable_access_token`, starting from a `probe_in` reply taken at `probed_at`
-    (time.monotonic()): no read when this process has that generation open already, and a
+    (time.monotonic()): no read when this process has that record open already, and a
     new probe when that one is more than FRESH_S old."""
     if time.monotonic() - probed_at > FRESH_S:
-        record, probed_at = _probe(settings, redis), time.monotonic()
+        record, probed_at = _probe(store), time.monotonic()
     else:
-        record = _from_probe(settings, redis, reply)
-    token = _usable(settings, redis, _checked(record), wait_s)
-    _probed.token = (token.value, probed_at)
+        record = _from_probe(store, reply)
+    token = _usable(store, _checked(record), wait_s)
+    store.probed.token = (token.value, probed_at)
     return token
 
 
-def _usable(settings: Settings, redis: Redis, record: TokenRecord,
-            wait_s: float) -> AccessToken:
+def _usable(store: TokenStore, record: TokenRecord, wait_s: float) -> AccessToken:
+    settings = store.settings
     left = record.expires_at - time.time()
     lifetime = record.lifetime_s
     early = not beat_can_serve(settings, lifetime) and left < refresh_lead_s(settings, lifetime)
     if early or left <= EXPIRY_SKEW_S:
-        request_refresh(settings, redis, record.generation)
+        request_refresh(store, record.generation)
     deadline = time.monotonic() + wait_s
     while record.expires_at - time.time() <= EXPIRY_SKEW_S:
         if time.monotonic() >= deadline:
@@ -189,11 +163,11 @@ def _usable(settings: Settings, redis: Redis, record: TokenRecord,
                 "(the refresh was requested; trying again shortly)"
             )
         time.sleep(POLL_S)
-        record = _sendable(settings, redis)
+        record = _sendable(store)
     return AccessToken(record.access_token, record.generation, record.expires_at)
 
 
-def token_checker(settings: Settings, redis: Redis, wait_s: float) -> Callable[[str], str]:
+def token_checker(store: TokenStore, wait_s: float) -> Callable[[str], str]:
     """For `ContactsClient(token_check=...)`: called right before each request, after the
     limiter's wait, with the token about to be sent; answers the token to send instead.
 
@@ -203,55 +177,59 @@ def token_checker(settings: Settings, redis: Redis, wait_s: float) -> Callable[[
     """
 
     def check(value: str) -> str:
-        probed = getattr(_probed, "token", None)
-        _probed.token = None  # stands for one check only: the lead's first request
+        probed = getattr(store.probed, "token", None)
+        store.probed.token = None  # stands for one check only: the lead's first request
         if probed is not None and probed[0] == value and time.monotonic() - probed[1] <= FRESH_S:
-            opened = _opened.get(_cache_key(settings))
-            if (opened is not None and opened.record.access_token == value
-                    and opened.record.expires_at - time.time() > EXPIRY_SKEW_S):
+            kept = store.kept
+            if (kept is not None and kept[1].access_token == value
+                    and kept[1].expires_at - time.time() > EXPIRY_SKEW_S):
                 return value
-        record = _checked(_probe(settings, redis))
+        record = _checked(_probe(store))
         if record.expires_at - time.time() > EXPIRY_SKEW_S:
             return record.access_token  # the one given, or a newer one (later exp)
-        return usable_access_token(settings, redis, wait_s).value
+        return usable_access_token(store, wait_s).value
 
     return check
 
 
-def sending_possible(settings: Settings, redis: Redis) -> bool:
+def sending_possible(store: TokenStore) -> bool:
     """False when nothing is stored, a person must re-authorize, or the key cannot open it."""
     try:
-        record = _read(settings, redis)
+        record = store.read()
     except TokenKeyError:
         return False
     return bool(record and record.access_token and record.state != STATE_REAUTH_REQUIRED)
 
 
-def token_state(settings: Settings, redis: Redis) -> str:
+def token_state(store: TokenStore) -> str:
     """"ok" | "refresh_failing" | "reauth_required" | "not_authorized" | "token_key_invalid"."""
     try:
-        record = _read(settings, redis)
+        record = store.read()
     except TokenKeyError:
         return STATE_TOKEN_KEY_INVALID
+    return state_of(record)
+
+
+def state_of(record: TokenRecord | None) -> str:
+    """`token_state` of a record already read (a readable one, or None when nothing is stored)."""
     if record is None or (not record.access_token and record.state != STATE_REAUTH_REQUIRED):
         return STATE_NOT_AUTHORIZED
     return record.state
 
 
-def request_refresh(settings: Settings, redis: Redis, seen_generation: int) -> None:
+def request_refresh(store: TokenStore, seen_generation: int) -> None:
     """A token of `seen_generation` got a 401: ask the refresher once, fleet-wide."""
-    record = _read(settings, redis)
+    record = store.read()
     if record is not None and record.generation > seen_generation:
         return  # a newer token is already stored; the caller just needs to re-read
-    keys = Keys(settings.key_prefix, settings.account)
-    ttl_ms = int(settings.refresh_lock_ttl_s * 1000)
+    ttl_ms = int(store.settings.refresh_lock_ttl_s * 1000)
     try:
         send = script("refresh_request").run(
-            redis, [keys.token_refresh_requested], [seen_generation, ttl_ms])
+            store.redis, [store.scope.keys.token_refresh_requested], [seen_generation, ttl_ms])
     except RedisError as exc:
         raise RedisUnavailableError(f"cannot request a token refresh: {exc}") from None
     if int(send):
-        send_refresh_task(redis, seen_generation)
+        send_refresh_task(store.redis, seen_generation)
 
 
 def send_refresh_task(redis: Redis, seen_generation: int) -> None:

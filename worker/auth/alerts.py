@@ -12,17 +12,17 @@ import time
 from typing import Any
 
 import requests
-from redis import Redis
 
-from worker.base.keys import Keys
 from worker.base.redaction import scrub
+from worker.base.scope import Scope
 from worker.base.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-def raise_alert(settings: Settings, redis: Redis, *, reason: str, generation: int) -> bool:
+def raise_alert(scope: Scope, *, reason: str, generation: int) -> bool:
     """Alert once for this incident; True when this call was the one that alerted."""
+    settings = scope.settings
     payload: dict[str, Any] = {
         "event": "leadsync.token.reauth_required",
         "account": settings.account,
@@ -31,8 +31,7 @@ def raise_alert(settings: Settings, redis: Redis, *, reason: str, generation: in
         "at": time.time(),
         "action": "run `leadsync auth device` (or `auth login` / `auth import`)",
     }
-    key = Keys(settings.key_prefix, settings.account).token_alert_sent
-    if not redis.set(key, json.dumps(payload), nx=True):
+    if not scope.redis.set(scope.keys.token_alert_sent, json.dumps(payload), nx=True):
         return False
     log.error(
         "Constant Contact authorization lost for account %s: %s. Sending is paused; run "
@@ -57,10 +56,10 @@ def _post(settings: Settings, payload: dict[str, Any]) -> None:
         log.warning("alert webhook answered %s", response.status_code)
 
 
-def clear_alert(settings: Settings, redis: Redis) -> None:
+def clear_alert(scope: Scope) -> None:
     """Close the incident (after a successful re-authorization)."""
-    redis.delete(Keys(settings.key_prefix, settings.account).token_alert_sent)
+    scope.redis.delete(scope.keys.token_alert_sent)
 
 
-def alert_active(settings: Settings, redis: Redis) -> bool:
-    return bool(redis.exists(Keys(settings.key_prefix, settings.account).token_alert_sent))
+def alert_active(scope: Scope) -> bool:
+    return bool(scope.redis.exists(scope.keys.token_alert_sent))

@@ -10,10 +10,8 @@ import logging
 import time
 from typing import Any
 
-from redis import Redis
-
-from worker.auth import alerts, token_key
-from worker.auth.jwt_verify import verify_access_token
+from worker.auth import alerts
+from worker.auth.jwt_verify import JwksCache, verify_access_token
 from worker.auth.lock import refresh_lock
 from worker.auth.oauth_client import TokenResponse
 from worker.auth.token_record import (
@@ -25,9 +23,7 @@ from worker.auth.token_record import (
 )
 from worker.auth.token_store import StaleWriteError, TokenStore
 from worker.base.errors import OAuthServerError, TokenKeyError
-from worker.base.keys import Keys
 from worker.base.redaction import redact_token
-from worker.base.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +75,15 @@ def build_record(
     )
 
 
-def store_authorization(settings: Settings, redis: Redis, answer: TokenResponse) -> TokenRecord:
+def store_authorization(store: TokenStore, answer: TokenResponse, *,
+                        jwks: JwksCache | None = None) -> TokenRecord:
     """Verify and store the answer of a one-time authorization; state becomes ok."""
+    settings = store.settings
     if not answer.refresh_token:
         raise OAuthServerError(MISSING_OFFLINE_ACCESS, error="missing_refresh_token")
-    claims = verify_access_token(settings, answer.access_token)  # never store what fails
-    store = TokenStore(settings, redis)
-    with refresh_lock(settings, redis, wait_s=settings.refresh_lock_ttl_s):
+    # never store what fails
+    claims = verify_access_token(settings, answer.access_token, cache=jwks)
+    with refresh_lock(store.scope, wait_s=settings.refresh_lock_ttl_s):
         for _ in range(5):
             previous, expected = _previous(store)
             record = build_record(previous, answer, claims, refreshed=False, now=time.time())
@@ -96,10 +94,9 @@ def store_authorization(settings: Settings, redis: Redis, answer: TokenResponse)
                 continue
         else:  # pragma: no cover - five writers racing a held lock
             raise OAuthServerError("token record kept changing; try again", error="conflict")
-    keys = Keys(settings.key_prefix, settings.account)
-    redis.delete(keys.token_refresh_requested)
-    alerts.clear_alert(settings, redis)
-    token_key.forget(settings, redis)
+    store.redis.delete(store.scope.keys.token_refresh_requested)
+    alerts.clear_alert(store.scope)
+    store.incidents.forget()
     log.info(
         "authorization stored: generation %s, refresh token %s",
         generation,
@@ -108,15 +105,14 @@ def store_authorization(settings: Settings, redis: Redis, answer: TokenResponse)
     return record.with_(generation=generation)
 
 
-def store_imported_refresh_token(settings: Settings, redis: Redis, refresh_token: str) -> int:
+def store_imported_refresh_token(store: TokenStore, refresh_token: str) -> int:
     """Seed the record with a refresh token obtained elsewhere (no access token yet)."""
-    store = TokenStore(settings, redis)
-    with refresh_lock(settings, redis, wait_s=settings.refresh_lock_ttl_s):
+    with refresh_lock(store.scope, wait_s=store.settings.refresh_lock_ttl_s):
         _, expected = _previous(store)
         record = TokenRecord(refresh_token=refresh_token, authorized_at=time.time())
         generation = store.replace(expected, record)
-    alerts.clear_alert(settings, redis)
-    token_key.forget(settings, redis)
+    alerts.clear_alert(store.scope)
+    store.incidents.forget()
     return generation
 
 

@@ -1,8 +1,9 @@
 """Verify access tokens (JWT) before they are stored: signature against the JWKS by `kid`,
 `iss`, `aud`, `exp` with leeway, `cid` equal to our client id, and `platform_user_id` present.
 
-The JWKS is cached per process and re-fetched when a token names an unknown `kid` (Constant
-Contact rotates keys), at most once a second so a forged `kid` cannot make us hammer the server.
+The JWKS is cached per process (the Account's `jwks`, worker/account.py) and re-fetched when a
+token names an unknown `kid` (Constant Contact rotates keys), at most once a second so a forged
+`kid` cannot make us hammer the server.
 """
 
 from __future__ import annotations
@@ -72,25 +73,17 @@ class JwksCache:
         return key
 
 
-_caches: dict[str, JwksCache] = {}
-_caches_lock = threading.Lock()
-
-
-def jwks_cache_for(settings: Settings) -> JwksCache:
-    """The process-wide cache for `settings.jwks_url`."""
-    with _caches_lock:
-        cache = _caches.get(settings.jwks_url)
-        if cache is None:
-            client = OAuthClient(settings)
-            cache = _caches[settings.jwks_url] = JwksCache(client.fetch_jwks)
-        return cache
+def jwks_cache(settings: Settings) -> JwksCache:
+    """A new cache for `settings.jwks_url` (keep it: the Account holds the process's one)."""
+    return JwksCache(OAuthClient(settings).fetch_jwks)
 
 
 def verify_access_token(
     settings: Settings, token: str, *, cache: JwksCache | None = None
 ) -> dict[str, Any]:
-    """The verified claims, or TokenVerificationError (whose message never holds the token)."""
-    cache = cache or jwks_cache_for(settings)
+    """The verified claims, or TokenVerificationError (whose message never holds the token).
+    Without `cache`, the JWKS is fetched for this call alone (one-shot commands)."""
+    cache = cache or jwks_cache(settings)
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError as exc:

@@ -1,27 +1,27 @@
 """The refresh lock and the token-endpoint gate, both in Redis so they hold fleet-wide.
 
 The lock is redis-py's `Lock`: an owner token, release only if still owned (Lua). Its TTL is a
-short lease (LEASE_S) that a keeper thread renews while the holder lives, for at most
-LEADSYNC_REFRESH_LOCK_TTL_S: a holder killed mid-refresh (kill -9, OOM) frees the lock within
-the lease, so the next refresher can retry its refresh token inside a server's rotation grace
-period (Okta: 0-60 s) instead of after the whole TTL. The gate is a `SET NX PX 1000` key: at
-most one token request per second across every process (Constant Contact's documented limit).
+short lease (LEASE_S) that a keeper thread renews while the holder lives (worker/base/lease.py),
+for at most LEADSYNC_REFRESH_LOCK_TTL_S: a holder killed mid-refresh (kill -9, OOM) frees the
+lock within the lease, so the next refresher can retry its refresh token inside a server's
+rotation grace period (Okta: 0-60 s) instead of after the whole TTL. The gate is a `SET NX PX
+1000` key: at most one token request per second across every process (Constant Contact's
+documented limit).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from redis import Redis
 from redis.exceptions import LockError, RedisError
 from redis.lock import Lock
 
 from worker.base.errors import RedisUnavailableError, RefreshLockTimeoutError
-from worker.base.keys import Keys
+from worker.base.lease import LeaseKeeper
+from worker.base.scope import Scope
 from worker.base.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,40 +32,17 @@ LEASE_S = 5.0  # the lock's TTL while its holder lives; renewed every RENEW_EVER
 RENEW_EVERY_S = 1.0
 
 
-class _Keeper(threading.Thread):
-    """Renews the lease until stopped, the lock is lost, or `hold_s` has passed."""
-
-    def __init__(self, lock: Lock, hold_s: float) -> None:
-        super().__init__(name="leadsync-refresh-lock-keeper", daemon=True)
-        self.lock = lock
-        self.until = time.monotonic() + hold_s
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopped.wait(RENEW_EVERY_S) and time.monotonic() < self.until:
-            try:
-                self.lock.reacquire()
-            except LockError:
-                return  # lost (expired under a stalled process): never take it back
-            except RedisError:
-                continue  # Redis blinked; the lease may still be renewed next second
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.join(RENEW_EVERY_S * 2)
-
-
 def lease_s(settings: Settings) -> float:
     """The lock's TTL between renewals (never more than the whole hold time)."""
     return min(LEASE_S, settings.refresh_lock_ttl_s)
 
 
 @contextmanager
-def refresh_lock(settings: Settings, redis: Redis, *, wait_s: float) -> Iterator[Lock]:
+def refresh_lock(scope: Scope, *, wait_s: float) -> Iterator[Lock]:
     """Hold the account's refresh lock, or raise RefreshLockTimeoutError after `wait_s`."""
-    keys = Keys(settings.key_prefix, settings.account)
-    lock = redis.lock(
-        keys.token_lock,
+    settings = scope.settings
+    lock = scope.redis.lock(
+        scope.keys.token_lock,
         timeout=lease_s(settings),
         sleep=0.05,
         blocking_timeout=wait_s,
@@ -77,8 +54,8 @@ def refresh_lock(settings: Settings, redis: Redis, *, wait_s: float) -> Iterator
         raise RedisUnavailableError(f"cannot take the refresh lock: {exc}") from None
     if not acquired:
         raise RefreshLockTimeoutError(f"another process holds the refresh lock ({wait_s:g} s)")
-    keeper = _Keeper(lock, settings.refresh_lock_ttl_s)
-    keeper.start()
+    keeper = LeaseKeeper.start_for(lock, lease_s=lease_s(settings), every_s=RENEW_EVERY_S,
+                                   hold_s=settings.refresh_lock_ttl_s, what="refresh lock")
     try:
         yield lock
     finally:
@@ -99,9 +76,9 @@ def still_owned(lock: Lock) -> bool:
     return True
 
 
-def pass_token_endpoint_gate(settings: Settings, redis: Redis, *, wait_s: float = 5.0) -> None:
+def pass_token_endpoint_gate(scope: Scope, *, wait_s: float = 5.0) -> None:
     """Wait for this second's single token-request slot (fleet-wide)."""
-    key = Keys(settings.key_prefix, settings.account).token_endpoint_gate
+    key, redis = scope.keys.token_endpoint_gate, scope.redis
     deadline = time.monotonic() + wait_s
     while True:
         try:

@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 
 from worker.auth import alerts
 from worker.auth.grant import build_record
-from worker.auth.jwt_verify import JwksCache, jwks_cache_for, verify_access_token
+from worker.auth.jwt_verify import JwksCache, jwks_cache, verify_access_token
 from worker.auth.lock import pass_token_endpoint_gate, refresh_lock, still_owned
 from worker.auth.oauth_client import OAuthClient
 from worker.auth.timing import refresh_lead_s
@@ -37,13 +37,13 @@ from worker.auth.token_record import (
     TokenRecord,
 )
 from worker.auth.token_store import StaleWriteError, TokenStore
+from worker.base.backoff import ceiling_s
 from worker.base.errors import (
     OAuthServerError,
     OAuthTransientError,
     RefreshLockTimeoutError,
     TokenVerificationError,
 )
-from worker.base.keys import Keys
 from worker.base.redaction import redact_token
 from worker.base.settings import Settings
 
@@ -61,9 +61,10 @@ class RefreshOutcome:
 
 
 def backoff_s(failures: int, retry_after_s: float | None = None) -> float:
-    """Wait before the next attempt after `failures` transient failures (1, 2, 4 … 300 s)."""
-    wait = min(2.0 ** max(failures - 1, 0), BACKOFF_CAP_S)
-    return max(wait, retry_after_s or 0.0)
+    """Wait before the next attempt after `failures` transient failures (1, 2, 4 … 300 s): the
+    exponential ceiling itself, no jitter (one refresher, nobody to spread out), or longer
+    when the server said so."""
+    return max(ceiling_s(failures, 1.0, BACKOFF_CAP_S), retry_after_s or 0.0)
 
 
 # What the token endpoint may have done with a request whose answer never arrived.
@@ -114,8 +115,7 @@ def _decide(record: TokenRecord, settings: Settings, now: float, *, force: bool,
 
 
 def refresh(
-    settings: Settings,
-    redis: Redis,
+    store: TokenStore,
     *,
     force: bool = False,
     seen_generation: int | None = None,
@@ -125,7 +125,7 @@ def refresh(
     clock: Callable[[], float] = time.time,
 ) -> RefreshOutcome:
     """Refresh if needed (or forced); safe to call from any number of processes at once."""
-    store = TokenStore(settings, redis)
+    settings = store.settings
     record = store.read()
     if record is None:
         return RefreshOutcome("not_authorized", 0)
@@ -140,7 +140,7 @@ def refresh(
         return early
     wait = settings.http_timeout_s if lock_wait_s is None else lock_wait_s
     try:
-        with refresh_lock(settings, redis, wait_s=wait) as lock:
+        with refresh_lock(store.scope, wait_s=wait) as lock:
             record = store.read()  # someone may have refreshed while we waited
             if record is None:
                 return RefreshOutcome("not_authorized", 0)
@@ -154,24 +154,24 @@ def refresh(
                             extra={"event": "token_refresh_interrupted"})
                 record = record.with_(
                     interrupted_at=record.interrupted_at or record.attempt_started_at)
-            keys = jwks or jwks_cache_for(settings)
+            keys = jwks or jwks_cache(settings)
             try:
                 keys.warm()  # a JWKS outage must fail *before* a rotating refresh token is spent
             except OAuthServerError as exc:
-                return _failing(settings, store, record, exc, clock())
-            pass_token_endpoint_gate(settings, redis)  # last before the request: exact spacing
+                return _failing(store, record, exc, clock())
+            pass_token_endpoint_gate(store.scope)  # last before the request: exact spacing
             if not still_owned(lock):
                 return RefreshOutcome("busy", record.generation, "refresh lock lost")
-            return _refresh_locked(settings, redis, store, record,
-                                   client or OAuthClient(settings), keys, clock)
+            return _refresh_locked(store, record, client or OAuthClient(settings), keys, clock)
     except RefreshLockTimeoutError as exc:
         return RefreshOutcome("busy", first, str(exc))
 
 
 def _refresh_locked(
-    settings: Settings, redis: Redis, store: TokenStore, record: TokenRecord,
-    client: OAuthClient, jwks: JwksCache, clock: Callable[[], float],
+    store: TokenStore, record: TokenRecord, client: OAuthClient, jwks: JwksCache,
+    clock: Callable[[], float],
 ) -> RefreshOutcome:
+    settings, redis = store.settings, store.redis
     gen = record.generation
     started = clock()
     try:
@@ -183,17 +183,17 @@ def _refresh_locked(
     except OAuthTransientError as exc:
         if exc.error in ANSWER_MAYBE_LOST:  # it may have rotated the token: keep the trace
             record = record.with_(interrupted_at=record.interrupted_at or started)
-        return _failing(settings, store, record, exc, clock())
+        return _failing(store, record, exc, clock())
     except OAuthServerError as exc:
         if exc.error == "invalid_grant":
-            return _invalid_grant(settings, redis, store, record)
-        return _failing(settings, store, record, exc, clock())
+            return _invalid_grant(store, record)
+        return _failing(store, record, exc, clock())
     # The answer is in hand: from here the new pair must reach Redis before anything else.
     try:
         claims = verify_access_token(settings, answer.access_token, cache=jwks)
     except TokenVerificationError as exc:
         reason = f"the refreshed access token failed verification and was not stored ({exc})"
-        return _reauth(settings, redis, store, record, reason)
+        return _reauth(store, record, reason)
     now = clock()
     new = build_record(record, answer, claims, refreshed=True, now=now)
     try:
@@ -202,7 +202,7 @@ def _refresh_locked(
         log.error("token record changed under the refresh lock (generation %s)",
                   exc.current_generation)
         return RefreshOutcome("already_refreshed", exc.current_generation, "lost a race")
-    redis.delete(Keys(settings.key_prefix, settings.account).token_refresh_requested)
+    redis.delete(store.scope.keys.token_refresh_requested)
     if record.interrupted_at:
         log.warning("recovered the refresh interrupted at %s: the server still accepted the "
                     "previous refresh token (rotation grace period)",
@@ -215,8 +215,8 @@ def _refresh_locked(
     return RefreshOutcome("refreshed", written, new.refresh_token_mode)
 
 
-def _failing(settings: Settings, store: TokenStore, record: TokenRecord,
-             exc: OAuthServerError, now: float) -> RefreshOutcome:
+def _failing(store: TokenStore, record: TokenRecord, exc: OAuthServerError,
+             now: float) -> RefreshOutcome:
     failures = record.failure_count + 1
     wait = backoff_s(failures, exc.retry_after_s)
     reason = f"{exc.error} (attempt {failures}): {exc}"
@@ -231,8 +231,7 @@ def _failing(settings: Settings, store: TokenStore, record: TokenRecord,
     return RefreshOutcome("failing", record.generation, reason)
 
 
-def _invalid_grant(settings: Settings, redis: Redis, store: TokenStore,
-                   record: TokenRecord) -> RefreshOutcome:
+def _invalid_grant(store: TokenStore, record: TokenRecord) -> RefreshOutcome:
     latest = store.read()  # another process may have won the race: that is not an incident
     if latest is not None and latest.generation != record.generation:
         return RefreshOutcome("already_refreshed", latest.generation)
@@ -242,7 +241,7 @@ def _invalid_grant(settings: Settings, redis: Redis, store: TokenStore,
                   "with `leadsync auth device`")
     else:
         reason = "invalid_grant: the refresh token was rejected and no newer one is stored"
-    return _reauth(settings, redis, store, record, reason)
+    return _reauth(store, record, reason)
 
 
 def _wait_durable(redis: Redis) -> None:
@@ -258,12 +257,11 @@ def _wait_durable(redis: Redis) -> None:
         return  # unknown command (< 7.2) or AOF off: nothing more to wait for
 
 
-def _reauth(settings: Settings, redis: Redis, store: TokenStore, record: TokenRecord,
-            reason: str) -> RefreshOutcome:
+def _reauth(store: TokenStore, record: TokenRecord, reason: str) -> RefreshOutcome:
     try:
         store.update(record.generation, state=STATE_REAUTH_REQUIRED, state_reason=reason,
                      attempt_started_at=0)
     except StaleWriteError:
         return RefreshOutcome("already_refreshed", store.generation())
-    alerts.raise_alert(settings, redis, reason=reason, generation=record.generation)
+    alerts.raise_alert(store.scope, reason=reason, generation=record.generation)
     return RefreshOutcome("reauth_required", record.generation, reason)

@@ -9,43 +9,39 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from redis import Redis
-
 from worker.auth import alerts, token_key
-from worker.auth.access import token_state
+from worker.auth.access import state_of
 from worker.auth.refresher import refresh_reason
 from worker.auth.timing import beat_can_serve, refresh_lead_s
 from worker.auth.token_record import SEALED_FIELDS, STATE_TOKEN_KEY_INVALID
 from worker.auth.token_store import TokenStore
 from worker.base.errors import TokenKeyError
-from worker.base.keys import Keys
-from worker.base.redis_text import text as _text
-from worker.base.settings import Settings
 
 
-def key_facts(settings: Settings, redis: Redis) -> dict[str, Any]:
-    """Is a key set, how the record is stored, which keys failed to open it lately."""
-    raw = redis.hgetall(Keys(settings.key_prefix, settings.account).token)
-    data = {_text(k): _text(v) for k, v in raw.items()}
+def key_facts(store: TokenStore, raw: dict[str, str]) -> dict[str, Any]:
+    """Is a key set, how the record (`raw`, as read) is stored, which keys failed to open it
+    lately."""
     return {
-        "token_key_set": settings.token_key is not None,
-        "token_key": token_key.key_fingerprint(settings),
-        "tokens_at_rest": token_key.at_rest(data, SEALED_FIELDS),
-        "token_key_incidents": token_key.open_incidents(settings, redis),
+        "token_key_set": store.settings.token_key is not None,
+        "token_key": store.incidents.fingerprint,
+        "tokens_at_rest": token_key.at_rest(raw, SEALED_FIELDS),
+        "token_key_incidents": store.incidents.open(),
     }
 
 
-def token_status(settings: Settings, redis: Redis, *, now: float | None = None) -> dict[str, Any]:
-    """JSON-ready facts about the stored tokens; never a token value."""
+def token_status(store: TokenStore, *, now: float | None = None) -> dict[str, Any]:
+    """JSON-ready facts about the stored tokens (the record read once); never a token value."""
     now = time.time() if now is None else now
-    keys = key_facts(settings, redis)
+    settings = store.settings
+    raw = store.raw()
+    keys = key_facts(store, raw)
     try:
-        record = TokenStore(settings, redis).read()
+        record = store.opened(raw)
     except TokenKeyError as exc:
         return {"state": STATE_TOKEN_KEY_INVALID, "state_reason": str(exc),
                 "account": settings.account, "sending_possible": False,
                 "encrypted_at_rest": keys["tokens_at_rest"] == "encrypted", **keys}
-    state = token_state(settings, redis)
+    state = state_of(record)
     if record is None:
         return {"state": state, "account": settings.account, "sending_possible": False, **keys}
     lifetime = record.lifetime_s
@@ -81,7 +77,7 @@ def token_status(settings: Settings, redis: Redis, *, now: float | None = None) 
         "refresh_in_flight_since": record.attempt_started_at or None,
         "failure_count": record.failure_count,
         "next_attempt_at": record.next_attempt_at or None,
-        "alert_active": alerts.alert_active(settings, redis),
+        "alert_active": alerts.alert_active(store.scope),
         "sending_possible": state in ("ok", "refresh_failing"),
         "encrypted_at_rest": keys["tokens_at_rest"] == "encrypted",
         **keys,

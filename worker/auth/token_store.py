@@ -10,18 +10,17 @@ and a record found in clear under a key is reported and encrypted by the next `r
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, NoReturn
 
 from cryptography.fernet import Fernet, InvalidToken
-from redis import Redis
 from redis.exceptions import RedisError
 
 from worker.auth import token_key
 from worker.auth.token_record import SEALED_FIELDS, TokenRecord
 from worker.base.errors import RedisUnavailableError, TokenKeyError
-from worker.base.keys import Keys
 from worker.base.redis_text import text as _text
-from worker.base.settings import Settings
+from worker.base.scope import Scope
 from worker.lua import script
 
 _ENC_PREFIX = token_key.ENCRYPTED_PREFIX
@@ -37,23 +36,37 @@ class StaleWriteError(Exception):
 
 
 class TokenStore:
-    """Read and compare-and-set the account's token record."""
+    """Read and compare-and-set the account's token record (one per Account: built once, the
+    key and script with it)."""
 
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        self.settings = settings
-        self.redis = redis
-        self.key = Keys(settings.key_prefix, settings.account).token
-        secret = settings.token_key.get_secret_value() if settings.token_key else ""
+    def __init__(self, scope: Scope) -> None:
+        self.scope = scope
+        self.settings = scope.settings
+        self.redis = scope.redis
+        self.key = scope.keys.token
+        self.incidents = token_key.Incidents(scope)
+        secret = self.settings.token_key.get_secret_value() if self.settings.token_key else ""
+        self._bad_key = ""
         try:
             self._fernet = Fernet(secret.encode()) if secret else None
-        except ValueError:
-            self._unreadable("LEADSYNC_TOKEN_KEY: not a Fernet key (make one with "
+        except ValueError:  # raised (and reported) by the first read or write, not here
+            self._fernet = None
+            self._bad_key = ("LEADSYNC_TOKEN_KEY: not a Fernet key (make one with "
                              "`leadsync auth genkey`)")
-        self._cas = script("token_cas").register(redis)
+        self._cas = script("token_cas").register(self.redis)
+        # The record this process last opened, with its access_token field as stored: delivery
+        # probes that field and reuses the record while it is unchanged (worker/auth/access.py);
+        # and each thread's last probe (token value, time.monotonic()).
+        self.kept: tuple[str, TokenRecord] | None = None
+        self.probed = threading.local()
 
     def _unreadable(self, reason: str) -> NoReturn:
-        token_key.report_unreadable(self.settings, self.redis, reason)
+        self.incidents.unreadable(reason)
         raise TokenKeyError(reason)
+
+    def _check_key(self) -> None:
+        if self._bad_key:
+            self._unreadable(self._bad_key)
 
     # --- encryption -------------------------------------------------------------------
     def _seal(self, value: str) -> str:
@@ -74,7 +87,8 @@ class TokenStore:
                              "key encrypted them)")
 
     # --- reads and writes ---------------------------------------------------------------
-    def _raw(self) -> dict[str, str]:
+    def raw(self) -> dict[str, str]:
+        """The stored hash as it is (sealed fields still sealed): one HGETALL."""
         try:
             raw = self.redis.hgetall(self.key)
         except RedisError as exc:
@@ -89,28 +103,37 @@ class TokenStore:
     def read_checked(self) -> tuple[TokenRecord | None, str | None]:
         """`read`, and the access token as stored (the ciphertext, fresh with every write)
         when the record sat at rest as it should: a caller may keep the record while that
-        field is unchanged. None for one found in clear under a key (reported at each read)."""
-        data = self._raw()
-        if not data:
-            return None, None
-        stored: str | None = data.get("access_token", "")
+        field is unchanged (worker/auth/access.py). None for one found in clear under a key
+        (reported at each read)."""
+        raw = self.raw()
+        record = self.opened(raw)
+        if record is None or (self._fernet is not None and token_key.at_rest(
+                raw, SEALED_FIELDS) in ("clear", "partly clear")):
+            return record, None
+        return record, raw.get("access_token", "")
+
+    def opened(self, raw: dict[str, str]) -> TokenRecord | None:
+        """`raw()`'s hash as a record (None when empty); TokenKeyError as `read`."""
+        self._check_key()
+        if not raw:
+            return None
+        data = dict(raw)
         if self._fernet is not None and token_key.at_rest(data, SEALED_FIELDS) in (
                 "clear", "partly clear"):
-            token_key.report_clear(self.settings, self.redis)
-            stored = None
+            self.incidents.clear_tokens()
         for name in SEALED_FIELDS:
             if name in data:
                 data[name] = self._open(data[name])
-        token_key.report_readable(self.settings, self.redis)
-        return TokenRecord.from_hash(data), stored
+        self.incidents.readable()
+        return TokenRecord.from_hash(data)
 
     def at_rest(self) -> str:
         """encrypted | clear | partly clear | none (nothing secret stored)."""
-        return token_key.at_rest(self._raw(), SEALED_FIELDS)
+        return token_key.at_rest(self.raw(), SEALED_FIELDS)
 
     def raw_generation(self) -> int:
         """The stored generation without opening anything (to replace an unreadable record)."""
-        return int(self._raw().get("generation") or 0)
+        return int(self.raw().get("generation") or 0)
 
     def generation(self) -> int:
         record = self.read()
@@ -118,6 +141,7 @@ class TokenStore:
 
     def replace(self, expected_generation: int, record: TokenRecord) -> int:
         """Write a whole new pair (authorization or refresh); the generation goes up by one."""
+        self._check_key()
         fields = record.to_hash()
         fields.pop("generation")
         for name in SEALED_FIELDS:
@@ -132,6 +156,7 @@ class TokenStore:
 
     def update(self, expected_generation: int, **changes: Any) -> int:
         """Change bookkeeping fields (state, failures) only if nobody wrote a new pair since."""
+        self._check_key()
         fields = {name: str(value) for name, value in changes.items()}
         if set(fields) & {"generation", *SEALED_FIELDS}:
             raise ValueError("update() never changes tokens or the generation; use replace()")

@@ -78,7 +78,18 @@ class Keys:
 
     @property
     def parked(self) -> str:
+        """Every parked lead by resume time, as versions before issue 10 kept them; emptied into
+        `parked_due` by worker/ledger/parking.py's recount."""
         return self._k("parked")
+
+    def parked_due(self, reason: str) -> str:
+        """Parked leads of one reason, scored by resume time: their count is the ZCARD."""
+        return self._k("parked", "due", reason)
+
+    @property
+    def parked_recounted(self) -> str:
+        """Set (with a TTL) when the parked sets were last checked lead by lead."""
+        return self._k("parked", "recounted")
 
     @property
     def parked_index(self) -> str:
@@ -154,6 +165,52 @@ class Keys:
         return self._k("intake", "sig", digest)
 
     @property
+    def bulk(self) -> BulkKeys:
+        """The bulk path's keys (worker/bulk/), under `<prefix>:bulk:<account>`."""
+        return BulkKeys(self._k("bulk", self.account))
+
+    @property
     def pattern(self) -> str:
         """Matches every key above (for tests and `purge` helpers)."""
         return self._k("*")
+
+
+@dataclass(frozen=True)
+class BulkKeys:
+    """Keys of the bulk path (worker/bulk/), under the same prefix as every other key."""
+
+    prefix: str
+
+    @property
+    def staged(self) -> str:  # zset: lead_id -> staged at (epoch s), not yet in a batch
+        return f"{self.prefix}:staged"
+
+    @property
+    def groups(self) -> str:  # hash: lead_id -> its list ids (the batch group), while staged
+        return f"{self.prefix}:groups"
+
+    @property
+    def batches(self) -> str:  # zset: batch_id -> created at
+        return f"{self.prefix}:batches"
+
+    def batch(self, batch_id: str) -> str:  # hash: list_ids, lead_ids, body, activity_id ...
+        return f"{self.prefix}:batch:{batch_id}"
+
+    @property
+    def holding(self) -> str:  # list: backlog entries the stager took and has not dropped yet
+        return f"{self.prefix}:holding"
+
+    @property
+    def lock(self) -> str:  # the batcher/poller's lock (owner token + TTL)
+        return f"{self.prefix}:lock"
+
+    @property
+    def active_until(self) -> str:  # auto mode stays on this long after the last staging
+        return f"{self.prefix}:active-until"
+
+    def consented(self, minute: int) -> str:  # consented leads seen in that minute (counter)
+        return f"{self.prefix}:consented:{minute}"
+
+    @property
+    def counters(self) -> str:  # hash: imports, polls, throttled, resent ... (status, tests)
+        return f"{self.prefix}:counters"

@@ -134,10 +134,6 @@ class Settings(BaseSettings):
             raise ValueError("refresh_lock_ttl_s must exceed http_timeout_s")
         return self
 
-    @property
-    def scope_list(self) -> list[str]:
-        return self.scopes.split()
-
 
 def load_settings(**overrides: Any) -> Settings:
     """Build settings, turning a validation error into one line that names the variable."""

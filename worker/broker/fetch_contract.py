@@ -15,6 +15,7 @@ from kombu.transport import virtual
 from kombu.transport.redis import Channel, MultiChannelPoller, QoS
 
 from worker.base.errors import ConfigError
+from worker.base.priority import PRIORITY_STEPS, SEP
 
 
 class BrokerContractError(ConfigError):
@@ -51,6 +52,10 @@ def kombu_contract_problem() -> str | None:
     if register is None or "_brpop_start" not in register.__code__.co_names:
         missing.append("kombu.transport.redis.MultiChannelPoller._register_BRPOP calling "
                        "_brpop_start")
+    # Producers and the Lua scripts name the priority lists themselves (worker/base/priority.py).
+    if (getattr(Channel, "sep", SEP), tuple(getattr(Channel, "priority_steps", PRIORITY_STEPS))
+            ) != (SEP, PRIORITY_STEPS):
+        missing.append(f"priority lists named with sep {SEP!r} and steps {PRIORITY_STEPS}")
     if not missing:
         return None
     return (f"leadsync's reliable fetch needs {', '.join(missing)}, which kombu "

@@ -15,6 +15,7 @@ import redis
 from celery import bootsteps
 
 from worker.base.redis_conn import get_redis
+from worker.base.scope import Scope
 from worker.base.settings import Settings
 from worker.ledger.schedule import Schedule
 
@@ -54,7 +55,7 @@ def promoter_step(settings: Settings) -> type[bootsteps.StartStopStep]:
         def tick(self) -> None:
             try:
                 if self.schedule is None:
-                    self.schedule = Schedule(settings, _client(settings))
+                    self.schedule = Schedule(Scope(settings, _client(settings)))
                 moved = self.schedule.promote()
             except Exception as exc:  # Redis away: the next tick tries again
                 if not self.failing:

@@ -6,6 +6,8 @@ waited LEADSYNC_BULK_MAX_WAIT_S. Each batch (hash `bulk:<account>:batch:<id>`) h
 its lead ids in row order and the encoded request body, written in the same transaction that
 removes its leads from the staged set: a crash before it leaves them staged, after it leaves
 the batch to send. The leads stay `staged` in the ledger until their import settles them.
+Forming at least MIN_STAGING_SAMPLE leads also notes how fast the workers staged them (count
+over the span of their staging times), which the expected finish (finish.py) uses.
 """
 
 from __future__ import annotations
@@ -15,13 +17,10 @@ import logging
 import uuid
 from typing import Any
 
-from redis import Redis
-
 from worker.base.errors import InvalidLeadError
-from worker.base.keys import Keys
 from worker.base.redis_text import text as _text
-from worker.base.settings import Settings
-from worker.bulk.keys import BulkKeys
+from worker.base.scope import Scope
+from worker.bulk.finish import MIN_STAGING_SAMPLE
 from worker.bulk.rows import encode, import_row, pack
 from worker.leads.wire import parse_message
 
@@ -30,11 +29,11 @@ CHUNK = 1_000  # keys read per round trip
 
 
 class Batcher:
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        self.settings = settings
-        self.redis = redis
-        self.keys = BulkKeys.of(settings)
-        self.lead_keys = Keys(settings.key_prefix, settings.account)
+    def __init__(self, scope: Scope) -> None:
+        self.settings = scope.settings
+        self.redis = scope.redis
+        self.keys = scope.keys.bulk
+        self.lead_keys = scope.keys
 
     def ready(self, now: float) -> bool:
         count = int(self.redis.zcard(self.keys.staged))
@@ -51,8 +50,12 @@ class Batcher:
 
     def form(self, now: float) -> tuple[list[str], list[str]]:
         """Batches from every staged lead: (new batch ids, lead ids whose message is lost)."""
-        members: list[Any] = self.redis.zrange(self.keys.staged, 0, -1)
-        staged = [_text(m) for m in members]
+        members: list[Any] = self.redis.zrange(self.keys.staged, 0, -1, withscores=True)
+        staged = [_text(m) for m, _ in members]
+        if len(members) >= MIN_STAGING_SAMPLE:  # how fast workers stage, for `status`
+            span = float(members[-1][1]) - float(members[0][1])
+            self.redis.hset(self.keys.counters, "staging_per_s",
+                            f"{len(members) / max(span, 1.0):.3f}")
         groups: dict[str, list[tuple[str, str]]] = {}
         lost: list[str] = []
         names = self._field_names()

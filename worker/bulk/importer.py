@@ -1,12 +1,14 @@
 """The batcher/poller (`leadsync.bulk_import`, beat, control queue): send, poll, settle imports.
 
-One run, under a Redis lock (owner token + TTL, released only by its owner): every batch whose
+One run, under a Redis lock (owner token + TTL, released only by its owner): the backlog's list
+is staged in hundreds for up to STAGE_BUDGET_S (worker/bulk/backlog.py), every batch whose
 next step is due is sent (no activity id yet) or polled (backoff 1, 2, 4 ... s up to
 LEADSYNC_BULK_POLL_MAX_S, at most LEADSYNC_BULK_MAX_POLLS polls, then its leads go back), then
 staged leads are formed into new batches and sent at once. The activity id is stored as soon
 as the 201 arrives; a crash before that re-sends the batch, which is safe (an import is an
 upsert by email). The 1,000-queued-activities 429 and the per-second 429 are throttles: the
 batch waits, no lead spends a try. Imports and polls stay inside the quota plan's bulk budget.
+Rows and bytes sent and each import's time to settle are counted for the expected finish.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis import Redis
 from redis.exceptions import LockError
 from redis.lock import Lock
 
 from worker.auth.access import request_refresh, usable_access_token
+from worker.auth.token_store import TokenStore
+from worker.base.backoff import backoff_s, ceiling_s
 from worker.base.errors import (
     PermanentAPIError,
     QuotaExceededError,
@@ -32,17 +35,20 @@ from worker.base.errors import (
 )
 from worker.base.redaction import scrub
 from worker.base.redis_text import text
-from worker.base.settings import Settings
+from worker.base.scope import Scope
+from worker.bulk.backlog import BacklogStager
 from worker.bulk.batcher import Batcher
-from worker.bulk.keys import BulkKeys
 from worker.bulk.plan import bulk_budget
 from worker.bulk.settle import Settler, emails_of
-from worker.delivery.backoff import backoff_s, ceiling_s
+from worker.bulk.staging import BulkGate
 from worker.delivery.contacts import ContactsClient
 from worker.delivery.ratelimit import FleetLimiter, next_utc_midnight
+from worker.ledger.deadletter import DeadLetters
+from worker.ledger.ledger import Ledger
 
 log = logging.getLogger("leadsync.bulk")
 RUN_BUDGET_S = 30.0  # a run starts no step after this; the next run goes on
+STAGE_BUDGET_S = 15.0  # staging from the backlog's list, then the batches' sends and polls
 LOCK_MARGIN_S = 5.0  # the lock outlives one step (one call, its limiter wait, the writes) by this
 THROTTLE_WAIT_S = 30.0  # a full activity queue drains in minutes; look again in 30 s
 LIMITER_WAIT_S = 2.0  # no slot that soon: the batch waits for the next run
@@ -54,6 +60,7 @@ BROKEN = frozenset({"failed", "timed_out", "cancelled"})
 @dataclass
 class Report:
     locked: bool = True
+    staged: int = 0
     formed: int = 0
     sent: int = 0
     polled: int = 0
@@ -62,16 +69,23 @@ class Report:
 
 
 class Importer:
-    def __init__(self, settings: Settings, redis: Redis, *, client: ContactsClient | None = None,
+    """One batcher/poller run's worth of state; the Account builds it (`Account.importer`)."""
+
+    def __init__(self, scope: Scope, *, tokens: TokenStore, limiter: FleetLimiter, ledger: Ledger,
+                 dead_letters: DeadLetters, gate: BulkGate, client: ContactsClient | None = None,
                  clock: Callable[[], float] = time.time) -> None:
+        settings = scope.settings
+        self.scope = scope
         self.settings = settings
-        self.redis = redis
-        self.keys = BulkKeys.of(settings)
+        self.redis = scope.redis
+        self.keys = scope.keys.bulk
         self.clock = clock
-        self.limiter = FleetLimiter(settings, redis)
+        self.tokens = tokens
+        self.limiter = limiter
         self.client = client or ContactsClient(settings, before_request=self._gate)
-        self.batcher = Batcher(settings, redis)
-        self.settler = Settler(settings, redis)
+        self.batcher = Batcher(scope)
+        self.settler = Settler(scope, ledger, dead_letters)
+        self.stager = BacklogStager(scope, ledger, gate)
         # A killed holder blocks imports for one TTL: one step's length, not a whole run's.
         self.lock_ttl_ms = int((settings.http_timeout_s + LIMITER_WAIT_S + LOCK_MARGIN_S) * 1000)
         self._lock: Lock | None = None
@@ -103,6 +117,11 @@ class Importer:
 
     def _run(self, deadline: float) -> Report:
         report = Report(counts={"delivered": 0, "dead_lettered": 0, "sent_back": 0})
+        assert self._lock is not None
+        token = self._lock.local.token
+        if token is not None:
+            report.staged = self.stager.run(token, self._still_ours,
+                                            time.monotonic() + STAGE_BUDGET_S)
         now = self.clock()
         if self.batcher.ready(now):
             created, lost = self.batcher.form(now)
@@ -128,7 +147,7 @@ class Importer:
         now = self.clock()
         if float(batch.get("next_at") or 0) > now:
             return
-        if bulk_budget(self.settings, self.redis, now)[3] < 1:
+        if bulk_budget(self.scope, self.limiter, now)[3] < 1:
             self.redis.hset(key, "next_at", f"{next_utc_midnight(now).timestamp():.3f}")
             return
         try:
@@ -146,8 +165,8 @@ class Importer:
             self.redis.hincrby(self.keys.counters, "throttled", 1)
             log.info("bulk: batch %s waits %.0f s (%s)", batch_id, wait, type(exc).__name__)
         except UnauthorizedError:
-            token = usable_access_token(self.settings, self.redis, TOKEN_WAIT_S)
-            request_refresh(self.settings, self.redis, token.generation)
+            token = usable_access_token(self.tokens, TOKEN_WAIT_S)
+            request_refresh(self.tokens, token.generation)
             self.redis.hset(key, "next_at", f"{now + 2:.3f}")
         except PermanentAPIError as exc:
             if batch.get("activity_id"):  # the activity is gone (404): send the leads back
@@ -165,20 +184,24 @@ class Importer:
                         scrub(str(exc))[:200] or type(exc).__name__, wait)
 
     def _send(self, batch_id: str, key: str, batch: dict[str, str], report: Report) -> None:
-        token = usable_access_token(self.settings, self.redis, TOKEN_WAIT_S)
+        token = usable_access_token(self.tokens, TOKEN_WAIT_S)
         self.redis.hincrby(key, "sends", 1)
         answer = self.client.contacts_json_import(token.value, batch["body"])
         now = self.clock()
         activity_id = str(answer["activity_id"])
         self.redis.hset(key, mapping={"activity_id": activity_id, "sent_at": f"{now:.3f}",
                                       "polls": 0, "next_at": f"{now + 1.0:.3f}"})
-        self.redis.hincrby(self.keys.counters, "imports", 1)
+        pipe = self.redis.pipeline(transaction=False)  # also what `status` estimates from
+        pipe.hincrby(self.keys.counters, "imports", 1)
+        pipe.hincrby(self.keys.counters, "rows_sent", int(batch.get("count") or 0))
+        pipe.hincrby(self.keys.counters, "bytes_sent", int(batch.get("bytes") or 0))
+        pipe.execute()
         report.sent += 1
         log.info("bulk: batch %s sent: activity %s, %s leads", batch_id, activity_id,
                  batch.get("count"))
 
     def _poll(self, batch_id: str, key: str, batch: dict[str, str], report: Report) -> None:
-        token = usable_access_token(self.settings, self.redis, TOKEN_WAIT_S)
+        token = usable_access_token(self.tokens, TOKEN_WAIT_S)
         activity = self.client.activity(token.value, batch["activity_id"])
         polls = int(self.redis.hincrby(key, "polls", 1))
         self.redis.hincrby(self.keys.counters, "polls", 1)
@@ -203,7 +226,13 @@ class Importer:
         assert report.counts is not None
         if activity is not None:
             counts = self.settler.completed(lead_ids, emails_of(batch["body"]), activity,
-                                            batch["activity_id"])
+                                            batch["activity_id"], between=self._still_ours)
+            if batch.get("sent_at"):  # how long an import takes to settle, for `status`
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.hincrbyfloat(self.keys.counters, "settle_s",
+                                  max(self.clock() - float(batch["sent_at"]), 0.0))
+                pipe.hincrby(self.keys.counters, "settled_imports", 1)
+                pipe.execute()
         else:
             counts = {"sent_back": sum(self.settler.send_back(i, code, reason)
                                        for i in lead_ids)}

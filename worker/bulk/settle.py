@@ -14,24 +14,24 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
-from redis import Redis
-
+from worker.base.backoff import backoff_s
 from worker.base.errors import InvalidLeadError
-from worker.base.keys import Keys
 from worker.base.redaction import scrub
-from worker.base.settings import Settings
-from worker.delivery.backoff import backoff_s
+from worker.base.scope import Scope
 from worker.leads.wire import parse_message
 from worker.ledger.deadletter import DeadLetter, DeadLetters
 from worker.ledger.lead_state import LeadState
 from worker.ledger.ledger import Ledger
+from worker.lua import script
 
 log = logging.getLogger("leadsync.delivery")  # the one line per outcome, as for single leads
 _LINE = re.compile(r"\bline\s+(\d+)\b", re.IGNORECASE)
 _EMAIL = re.compile(r"[^\s<>\"'(),;:]+@[^\s<>\"'(),;:]+")
 REFUSED = "import_refused"
+CHUNK = 500  # leads settled per round trip
 
 
 def refused_rows(errors: list[str], emails: list[str]) -> dict[int, str]:
@@ -55,21 +55,25 @@ def refused_rows(errors: list[str], emails: list[str]) -> dict[int, str]:
 
 
 class Settler:
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        self.settings = settings
-        self.redis = redis
-        self.ledger = Ledger(settings, redis)
-        self.dead_letters = DeadLetters(settings, redis)
-        self.keys = Keys(settings.key_prefix, settings.account)
+    def __init__(self, scope: Scope, ledger: Ledger, dead_letters: DeadLetters) -> None:
+        self.settings = scope.settings
+        self.redis = scope.redis
+        self.ledger = ledger
+        self.dead_letters = dead_letters
+        self.keys = scope.keys
+        self._count = script("count_imported").register(scope.redis)
 
     def completed(self, lead_ids: list[str], emails: list[str], activity: dict[str, Any],
-                  activity_id: str) -> dict[str, int]:
+                  activity_id: str, *, between: Callable[[], object] = lambda: None
+                  ) -> dict[str, int]:
+        """Each lead to its end; `between` runs after each chunk (the importer renews its
+        lock: settling 40,000 leads outlasts one step's lock)."""
         errors = [str(e) for e in activity.get("activity_errors") or []]
         refused = refused_rows(errors, emails)
         total = (activity.get("status") or {}).get("items_total_count")
         processed = len(lead_ids) if not isinstance(total, int) else min(total, len(lead_ids))
         counts = {"delivered": 0, "dead_lettered": 0, "sent_back": 0}
-        now = time.time()
+        delivered: list[str] = []
         for row, lead_id in enumerate(lead_ids):
             if row >= processed:
                 counts["sent_back"] += self.send_back(lead_id, "import_cut",
@@ -77,31 +81,43 @@ class Settler:
             elif row in refused:
                 counts["dead_lettered"] += self._refuse(lead_id, scrub(refused[row]))
             else:
-                counts["delivered"] += self._deliver(lead_id, activity_id, now)
+                delivered.append(lead_id)
+        for start in range(0, len(delivered), CHUNK):
+            counts["delivered"] += self._deliver(delivered[start:start + CHUNK], activity_id)
+            between()
         return counts
 
-    def _deliver(self, lead_id: str, activity_id: str, now: float) -> int:
-        # Bulk volumes: the settled hash keeps state, first_seen, updated_at (the delivery time)
-        # and action only; `imported` says the path, the task id is of no use once settled.
-        moved, state = self.ledger.move(lead_id, "deliver", now=now, action="imported")
-        if moved:
-            self._best_effort(lambda: self.redis.hdel(self.keys.lead_outcome(lead_id),
-                                                      "task_id"))
-            self._best_effort(lambda: self.ledger.bump("delivered", "imported"))
-        _log(lead_id, state, logging.INFO, action="imported", path="import",
-             activity_id=activity_id, **({} if moved else {"duplicate": True}))
-        return int(moved)
+    def _deliver(self, lead_ids: list[str], activity_id: str) -> int:
+        """One ledger step each, all in one round trip, then one count. Bulk volumes: the
+        settled hash keeps state, first_seen, updated_at (the delivery time) and action only;
+        `imported` says the path, and the task id goes with the count (count_imported.lua)."""
+        moves = self.ledger.move_many("deliver", [(lead_id, None) for lead_id in lead_ids],
+                                      now=time.time(), action="imported")
+        done = [lead_id for lead_id, (_moved, state) in zip(lead_ids, moves, strict=True)
+                if state == LeadState.DELIVERED]
+        self._best_effort(lambda: self._count(
+            keys=[self.keys.stats, *(self.keys.lead_outcome(i) for i in done)],
+            args=["delivered", "imported"]))
+        for lead_id, (moved, state) in zip(lead_ids, moves, strict=True):
+            _log(lead_id, state, logging.INFO, action="imported", path="import",
+                 activity_id=activity_id, **({} if moved else {"duplicate": True}))
+        return sum(moved for moved, _state in moves)
 
     def _refuse(self, lead_id: str, reason: str) -> int:
         return self.dead_letter(lead_id, reason, REFUSED)
 
-    def dead_letter(self, lead_id: str, reason: str, code: str) -> int:
+    def dead_letter(self, lead_id: str, reason: str, code: str, *,
+                    attempts: int | None = None) -> int:
+        """`attempts`: the tries already counted (a send-back counts its own before this);
+        by default the ledger's count plus this one, which it has not counted."""
         now = time.time()
         entry = self.ledger.get(lead_id)
         raw, replayable = self._lead_json(lead_id)
+        if attempts is None:
+            attempts = int(entry.get("attempts") or 0) + 1
         letter = DeadLetter(
             lead_id=lead_id, reason=reason, reason_code=code,
-            attempts=int(entry.get("attempts") or 0) + 1, last_status=None,
+            attempts=attempts, last_status=None,
             first_seen=float(entry.get("first_seen") or now), dead_at=now, lead=raw,
             replayable=replayable)
         moved, state = self.dead_letters.add(letter)
@@ -119,7 +135,7 @@ class Settler:
         failures = self.ledger.count_attempt(lead_id)
         if failures > self.settings.max_retries:
             return self.dead_letter(lead_id, f"retries exhausted after {failures} tries: "
-                                    f"{reason}", "retries_exhausted")
+                                    f"{reason}", "retries_exhausted", attempts=failures)
         now = time.time()
         wait = backoff_s(failures, self.settings.backoff_base_s, self.settings.backoff_max_s)
         moved, state = self.ledger.move(lead_id, "retry", now=now, due=now + wait,

@@ -13,14 +13,14 @@ import contextlib
 import time
 from collections.abc import Callable
 
-from redis import Redis
 from redis.exceptions import RedisError
 
 from worker.base.names import LEADS_QUEUE
-from worker.base.settings import Settings
-from worker.bulk.keys import BulkKeys
+from worker.base.priority import queue_lists
+from worker.base.scope import Scope
 from worker.bulk.plan import note_consented, quota_plan
 from worker.bulk.rows import group_key
+from worker.delivery.ratelimit import FleetLimiter
 from worker.leads.lead import Lead
 from worker.ledger.ledger import Ledger, Side
 
@@ -33,12 +33,16 @@ NOTE_EVERY_S = 5.0
 
 
 class BulkGate:
-    def __init__(self, settings: Settings, redis: Redis, ledger: Ledger, *,
+    """Delivery's `StagingGate` (worker/delivery/gate.py), handed to it by the Account."""
+
+    def __init__(self, scope: Scope, ledger: Ledger, limiter: FleetLimiter, *,
                  clock: Callable[[], float] = time.time) -> None:
-        self.settings = settings
-        self.redis = redis
+        self.scope = scope
+        self.settings = scope.settings
+        self.redis = scope.redis
         self.ledger = ledger
-        self.keys = BulkKeys.of(settings)
+        self.limiter = limiter
+        self.keys = scope.keys.bulk
         self.clock = clock
         self._plan_at = -1e18
         self._plan_says_bulk = False
@@ -51,19 +55,22 @@ class BulkGate:
 
     def wants(self, lead: Lead) -> bool:
         """True when this lead should be staged (never for consented leads)."""
-        mode = self.settings.bulk
-        if mode == "off":
+        if self.settings.bulk == "off":
             return False
-        now = self.clock()
         if lead.consent:
-            self._note_consented(now)
+            self._note_consented(self.clock())
             return False
         if not (lead.list_ids or self.settings.list_ids):
             return False  # the single path dead-letters it, naming the missing lists
-        if mode == "always":
-            return True
+        return self.on()
+
+    def on(self) -> bool:
+        """Whether leads without consent go to imports now (the backlog stager asks too)."""
+        mode = self.settings.bulk
+        if mode != "auto":
+            return mode == "always"
         try:
-            return self._active(now)
+            return self._active(self.clock())
         except RedisError:  # Redis away: the single path waits for it as it always did
             return False
 
@@ -76,16 +83,17 @@ class BulkGate:
         counts, self._consented = self._consented, {}
         with contextlib.suppress(Exception):  # the observed rate only sizes the reserve
             for at, count in counts.items():
-                note_consented(self.settings, self.redis, at * 60.0, count)
+                note_consented(self.scope, at * 60.0, count)
 
     def _active(self, now: float) -> bool:
         pipe = self.redis.pipeline(transaction=False)
         pipe.get(self.keys.active_until)
-        pipe.llen(LEADS_QUEUE)
         pipe.zcard(self.keys.staged)
-        until, queued, staged = pipe.execute()
+        for name in queue_lists(LEADS_QUEUE):  # every priority list of `leads`
+            pipe.llen(name)
+        until, staged, *queued = pipe.execute()
         active = ((until is not None and float(until) > now)
-                  or int(queued) + int(staged) >= self.settings.bulk_threshold
+                  or sum(int(n) for n in queued) + int(staged) >= self.settings.bulk_threshold
                   or self._plan_wants_bulk(now))
         # Keep auto mode on for STAY_ON_S more; refreshed at most once a second, not per lead.
         if active and (until is None or float(until) < now + STAY_ON_S - 1.0):
@@ -96,14 +104,22 @@ class BulkGate:
     def _plan_wants_bulk(self, now: float) -> bool:
         if now - self._plan_at >= PLAN_EVERY_S:
             self._plan_at = now
-            self._plan_says_bulk = not quota_plan(self.settings, self.redis,
+            self._plan_says_bulk = not quota_plan(self.scope, self.limiter,
                                                   now=now).single_would_finish
         return self._plan_says_bulk
 
     def stage(self, lead: Lead) -> tuple[bool, str]:
         """in_flight -> staged with the staged-set entry, one ledger step."""
         now = self.clock()
+        return self.ledger.move(lead.lead_id, "stage", now=now, side=self._entry(lead, now))
+
+    def stage_many(self, leads: list[Lead]) -> list[tuple[bool, str]]:
+        """`stage` for each lead, in one round trip."""
+        now = self.clock()
+        return self.ledger.move_many("stage", [(lead.lead_id, self._entry(lead, now))
+                                               for lead in leads], now=now)
+
+    def _entry(self, lead: Lead, now: float) -> Side:
+        """The staged-set entry (scored by now) with the batch group of the lead's lists."""
         list_ids = lead.list_ids or list(self.settings.list_ids)
-        return self.ledger.move(
-            lead.lead_id, "stage", now=now,
-            side=Side(self.keys.groups, self.keys.staged, group_key(list_ids), now))
+        return Side(self.keys.groups, self.keys.staged, group_key(list_ids), now)

@@ -17,18 +17,15 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
+from worker.account import Account
 from worker.auth import alerts
 from worker.auth.callback import CallbackServer
 from worker.auth.grant import store_authorization, store_imported_refresh_token
 from worker.auth.oauth_client import OAuthClient, TokenResponse
 from worker.auth.pkce import challenge_s256, make_state, make_verifier, same_state
-from worker.auth.refresher import refresh
 from worker.auth.status import token_status
 from worker.auth.token_record import STATE_TOKEN_KEY_INVALID, TokenRecord
-from worker.auth.token_store import TokenStore
 from worker.base.errors import OAuthServerError, OAuthTransientError
-from worker.base.redis_conn import get_redis
-from worker.base.settings import Settings, load_settings
 from worker.cli.exit_codes import ExitCode
 
 EXAMPLES = """examples:
@@ -51,14 +48,14 @@ NO_KEY_WARNING = ("leadsync: warning: LEADSYNC_TOKEN_KEY is not set: tokens (and
                   "email) are stored in Redis in clear; make a key with `leadsync auth genkey`")
 
 
-def load_settings_warning() -> Settings:
-    """Settings for an `auth` command; says once (on stderr) when tokens sit in clear."""
+def load_account_warning() -> Account:
+    """The Account for an `auth` command; says once (on stderr) when tokens sit in clear."""
     global _warned
-    settings = load_settings()
-    if settings.token_key is None and not _warned:
+    account = Account.load()
+    if account.settings.token_key is None and not _warned:
         _warned = True
         print(NO_KEY_WARNING, file=sys.stderr, flush=True)
-    return settings
+    return account
 
 
 def _when(epoch: float | None) -> str:
@@ -67,8 +64,8 @@ def _when(epoch: float | None) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _stored(settings: Settings, answer: TokenResponse) -> int:
-    record = store_authorization(settings, get_redis(settings), answer)
+def _stored(account: Account, answer: TokenResponse) -> int:
+    record = store_authorization(account.tokens, answer, jwks=account.jwks)
     _out(f"authorized: account {record.sub or '?'} (platform_user_id "
          f"{record.platform_user_id or '?'}), scopes {record.scopes or '-'}, "
          f"generation {record.generation}")
@@ -77,8 +74,8 @@ def _stored(settings: Settings, answer: TokenResponse) -> int:
 
 # --- device flow (RFC 8628) -------------------------------------------------------------
 def _device(args: argparse.Namespace) -> int:
-    settings = load_settings_warning()
-    client = OAuthClient(settings)
+    account = load_account_warning()
+    client = OAuthClient(account.settings)
     grant = client.device_authorize()
     _out(f"Open {grant.verification_uri} and enter the code: {grant.user_code}")
     if grant.verification_uri_complete:
@@ -89,7 +86,7 @@ def _device(args: argparse.Namespace) -> int:
     while time.monotonic() < deadline:
         time.sleep(min(interval, max(deadline - time.monotonic(), 0)))
         try:
-            return _stored(settings, client.poll_device(grant.device_code))
+            return _stored(account, client.poll_device(grant.device_code))
         except OAuthTransientError as exc:
             interval = min(interval * 2, 60)  # server trouble: poll less often, keep waiting
             _out(f"authorization server unavailable ({exc.error}); still waiting")
@@ -113,7 +110,8 @@ def _device(args: argparse.Namespace) -> int:
 
 # --- authorization code + PKCE ----------------------------------------------------------
 def _login(args: argparse.Namespace) -> int:
-    settings = load_settings_warning()
+    account = load_account_warning()
+    settings = account.settings
     client = OAuthClient(settings)
     server = CallbackServer(settings.redirect_uri)
     verifier, state = make_verifier(), make_state()
@@ -145,12 +143,12 @@ def _login(args: argparse.Namespace) -> int:
         return int(ExitCode.FAILURE)
     answer = client.exchange_code(code=params["code"], code_verifier=verifier,
                                   redirect_uri=settings.redirect_uri)
-    return _stored(settings, answer)
+    return _stored(account, answer)
 
 
 # --- import, refresh, status, logout, genkey --------------------------------------------
 def _import(args: argparse.Namespace) -> int:
-    settings = load_settings_warning()
+    account = load_account_warning()
     if args.refresh_token_file:
         token = Path(args.refresh_token_file).read_text().strip()
     else:
@@ -160,15 +158,13 @@ def _import(args: argparse.Namespace) -> int:
     if not token:
         print("leadsync: no refresh token given", file=sys.stderr)
         return int(ExitCode.INVALID_INPUT)
-    redis = get_redis(settings)
-    store_imported_refresh_token(settings, redis, token)
-    return _report(refresh(settings, redis, force=True, lock_wait_s=settings.refresh_lock_ttl_s))
+    store_imported_refresh_token(account.tokens, token)
+    return _report(account.refresh(force=True, lock_wait_s=account.settings.refresh_lock_ttl_s))
 
 
 def _refresh(args: argparse.Namespace) -> int:
-    settings = load_settings_warning()
-    redis = get_redis(settings)
-    return _report(refresh(settings, redis, force=True, lock_wait_s=settings.refresh_lock_ttl_s))
+    account = load_account_warning()
+    return _report(account.refresh(force=True, lock_wait_s=account.settings.refresh_lock_ttl_s))
 
 
 def _report(outcome: Any) -> int:
@@ -184,8 +180,7 @@ def _report(outcome: Any) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    settings = load_settings_warning()
-    info = token_status(settings, get_redis(settings))
+    info = token_status(load_account_warning().tokens)
     if args.json:
         _out(json.dumps(info, indent=2, sort_keys=True))
     else:
@@ -240,11 +235,10 @@ def incident_line(item: dict[str, Any]) -> str:
 
 
 def _logout(args: argparse.Namespace) -> int:
-    settings = load_settings_warning()
-    redis = get_redis(settings)
-    store = TokenStore(settings, redis)
+    account = load_account_warning()
+    store = account.tokens
     record = store.read() or TokenRecord()
-    client = OAuthClient(settings)
+    client = OAuthClient(account.settings)
     revoked = []
     for token, hint in ((record.refresh_token, "refresh_token"),
                         (record.access_token, "access_token")):
@@ -256,7 +250,7 @@ def _logout(args: argparse.Namespace) -> int:
         except OAuthTransientError as exc:
             _out(f"could not revoke the {hint} ({exc.error}); deleting it locally anyway")
     store.delete()
-    alerts.clear_alert(settings, redis)
+    alerts.clear_alert(account)
     _out(f"logged out: stored tokens deleted; revoked: {', '.join(revoked) or 'none'}")
     return int(ExitCode.OK)
 

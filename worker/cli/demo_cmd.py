@@ -139,7 +139,7 @@ def _token(demo: Demo) -> dict[str, Any]:
     from worker.auth.status import token_status
 
     try:
-        return token_status(demo.settings, demo.client)
+        return token_status(demo.account.tokens)
     except LeadsyncError:
         return {}
 
@@ -162,7 +162,7 @@ def collect_summary(demo: Demo, tracker: TaskTracker) -> dict[str, Any]:
     report = demo.state.report
     assert report is not None
     elapsed = demo.state.delivery_done_at - demo.state.delivery_started_at
-    status = gather_status(demo.settings, demo.client)
+    status = gather_status(demo.account)
     sandbox = _sandbox_stats(demo)
     mix = demo.state.mix
     return {

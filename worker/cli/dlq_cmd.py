@@ -9,10 +9,9 @@ import sys
 import time
 from typing import Any
 
+from worker.account import Account
 from worker.base.errors import InvalidLeadError, RedisUnavailableError
 from worker.base.redaction import redact_email, redact_phone
-from worker.base.redis_conn import get_redis
-from worker.base.settings import get_settings
 from worker.cli.exit_codes import ExitCode
 from worker.ledger.deadletter import DeadLetter, DeadLetters, UnknownDeadLetterError
 
@@ -82,8 +81,7 @@ def register(subparsers: Any) -> None:
 
 
 def _store() -> DeadLetters:
-    settings = get_settings()
-    return DeadLetters(settings, get_redis(settings))
+    return Account.load().dead_letters
 
 
 def _guard_redis(fn: Any) -> Any:

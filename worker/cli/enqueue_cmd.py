@@ -106,11 +106,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.base.redis_conn import get_redis
-    from worker.base.settings import get_settings
+    from worker.account import Account
 
-    settings = get_settings()
-    client = get_redis(settings)
+    client = Account.load().redis
     try:
         client.ping()  # fail before reading anything: nothing half-reported
     except Exception as exc:  # redis-py raises several families here; all mean "unavailable"

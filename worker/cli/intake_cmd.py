@@ -7,7 +7,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.base.settings import get_settings
+from worker.base.settings import load_settings
 from worker.cli.exit_codes import ExitCode
 
 EXAMPLES = """examples:
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from worker.intake.server import serve
     from worker.intake.signatures import parse_secrets
 
-    settings = get_settings()
+    settings = load_settings()  # the server's processes build their own Account
     parse_secrets(settings.intake_webhook_secrets)  # a bad value stops here, exit 3
     host = args.host or settings.intake_host
     port = settings.intake_port if args.port is None else args.port
@@ -72,11 +72,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _store() -> Any:
-    from worker.base.redis_conn import get_redis
+    from worker.account import Account
     from worker.intake.apikeys import ApiKeys
 
-    settings = get_settings()
-    return ApiKeys(settings, get_redis(settings))
+    return ApiKeys(Account.load())
 
 
 def _redis_call(action: Any) -> Any:

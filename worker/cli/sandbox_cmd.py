@@ -23,6 +23,7 @@ While it runs (from another shell):
   curl -s localhost:8911/_sandbox/stats
   curl -s -XPOST localhost:8911/_sandbox/faults -d '{"throttle_burst": 5}'
   curl -s -XPOST localhost:8911/_sandbox/faults -d '{"refresh_grace_s": 30}'
+  curl -s -XPOST localhost:8911/_sandbox/faults -d '{"timed_out_imports": 1}'  # next import
   curl -s -XPOST localhost:8911/_sandbox/clock -d '{"advance_s": 86400}'
   curl -s -XPOST localhost:8911/_sandbox/device/approve -d '{}'
   curl -s -XPOST localhost:8911/_sandbox/revoke-refresh-tokens

@@ -16,14 +16,14 @@ from typing import Any
 from celery.utils.nodenames import host_format
 from redis.exceptions import RedisError
 
+from worker.account import Account
 from worker.auth.access import token_state
 from worker.auth.status import token_status
-from worker.auth.token_key import ACTIVE_S, key_fingerprint, open_incidents
+from worker.auth.token_key import ACTIVE_S
 from worker.auth.token_record import STATE_TOKEN_KEY_INVALID
 from worker.base.errors import LeadsyncError
 from worker.base.redis_check import check_redis
-from worker.base.redis_conn import get_redis
-from worker.base.settings import Settings, load_settings
+from worker.base.settings import Settings
 from worker.bulk.plan import render_bulk
 from worker.cli.exit_codes import ExitCode
 from worker.leads.enqueue import redis_location
@@ -137,8 +137,7 @@ def render_status(status: dict[str, Any]) -> str:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    status = gather_status(settings, get_redis(settings))
+    status = gather_status(Account.load())
     print(json.dumps(status, indent=2, default=str) if args.json else render_status(status))
     return int(ExitCode.OK)
 
@@ -165,8 +164,8 @@ def _ping(settings: Settings, node: str | None, timeout_s: float) -> list[str]:
 
 
 def run_health(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    redis = get_redis(settings)
+    account = Account.load()
+    settings, redis = account.settings, account.redis
     started = time.monotonic()
     try:
         redis.ping()
@@ -199,12 +198,13 @@ def run_health(args: argparse.Namespace) -> int:
     if args.no_token_check:
         _line(None, "token", "not checked (--no-token-check)")
     else:
-        state = token_state(settings, redis)
-        others = [i for i in open_incidents(settings, redis, within_s=ACTIVE_S)
-                  if i["token_key"] != key_fingerprint(settings)]
+        tokens = account.tokens
+        state = token_state(tokens)
+        others = [i for i in tokens.incidents.open(within_s=ACTIVE_S)
+                  if i["token_key"] != tokens.incidents.fingerprint]
         if state == "reauth_required":
             healthy = False
-            reason = token_status(settings, redis).get("state_reason") or "invalid_grant"
+            reason = token_status(tokens).get("state_reason") or "invalid_grant"
             _line(False, "token", f"reauth_required ({reason}): run `leadsync auth device`")
         elif state == STATE_TOKEN_KEY_INVALID:
             healthy = False

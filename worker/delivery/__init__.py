@@ -1,3 +1,3 @@
-"""One lead to one contact: the run (Delivery), outcome policy as data, backoff, the fleet
+"""One lead to one contact: the run (Delivery), outcome policy as data, the fleet
 limiter and daily quota, the per-email lock, the Constant Contact client and request bodies.
 """

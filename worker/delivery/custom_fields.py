@@ -13,11 +13,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from redis import Redis
-
 from worker.base.errors import InvalidLeadError
-from worker.base.keys import Keys
-from worker.base.settings import Settings
+from worker.base.scope import Scope
 
 CACHE_TTL_S = 600
 MEMO_S = 60.0  # within CACHE_TTL_S: never older than what Redis would have answered by much
@@ -40,9 +37,9 @@ def name_map(fields: list[dict[str, Any]]) -> dict[str, str]:
 
 
 class CustomFieldResolver:
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        self.redis = redis
-        self.key = Keys(settings.key_prefix, settings.account).custom_field_ids
+    def __init__(self, scope: Scope) -> None:
+        self.redis = scope.redis
+        self.key = scope.keys.custom_field_ids
         # The fleet's map, kept in this process for MEMO_S: a lead naming custom fields read it
         # from Redis each time; an unknown name still re-fetches at once.
         self._memo: tuple[float, dict[str, str]] | None = None

@@ -5,32 +5,29 @@ lookup-then-write (GET then PUT/POST) must not interleave with another worker's.
 owner token; only the owner extends or releases it (worker/lua/email_lock.lua).
 
 Its expiry is a short lease (`LEASE_S`) that the holding process renews while the work runs, up
-to `ttl_s` in all. A holder killed mid-write (kill -9, OOM) stops renewing, so the lock frees
-itself within one lease, well before the dead worker's message comes back from the broker; with
-a fixed TTL as long as the work could take, the redelivered lead waited for minutes behind a
-lock nobody held. One renewer thread per process serves every lock it holds (a thread started
-per lead cost more than the lead's Redis work), and taking and releasing ride in the lead's
-ledger steps (a `Claim`, worker/delivery/lead_steps.py): no round trip of their own.
+to `ttl_s` in all (worker/base/lease.py: one keeper thread per process for every lock it holds).
+A holder killed mid-write (kill -9, OOM) stops renewing, so the lock frees itself within one
+lease, well before the dead worker's message comes back from the broker; with a fixed TTL as
+long as the work could take, the redelivered lead waited for minutes behind a lock nobody held.
+Taking and releasing ride in the lead's ledger steps (a `Claim`, worker/delivery/lead_steps.py):
+no round trip of their own.
 """
 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import logging
-import os
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from redis import Redis
 from redis.exceptions import RedisError
 
 from worker.base.errors import EmailBusyError, RedisUnavailableError
 from worker.base.keys import Keys
-from worker.base.settings import Settings
+from worker.base.lease import LeaseKeeper
+from worker.base.scope import Scope
 from worker.ledger.ledger import Claim
 from worker.lua import script
 
@@ -42,18 +39,18 @@ POLL_S = 0.05  # how often a waiting taker tries again
 OWNED = script("email_lock")  # worker/lua/email_lock.lua: extend / release by the owner only
 
 
-def email_key(settings: Settings, email: str) -> str:
+def email_key(keys: Keys, email: str) -> str:
     digest = hashlib.sha256(email.lower().encode()).hexdigest()[:32]  # no address in key names
-    return Keys(settings.key_prefix, settings.account).email_lock(digest)
+    return keys.email_lock(digest)
 
 
 class EmailLock:
     """One holder's lock on one address: taken (in a batch or by waiting), renewed, released."""
 
-    def __init__(self, settings: Settings, redis: Redis, email: str, *, ttl_s: float,
-                 wait_s: float = WAIT_S, lease_s: float = LEASE_S) -> None:
-        self.redis = redis
-        self.key = email_key(settings, email)
+    def __init__(self, scope: Scope, email: str, *, ttl_s: float, wait_s: float = WAIT_S,
+                 lease_s: float = LEASE_S) -> None:
+        self.redis = scope.redis
+        self.key = email_key(scope.keys, email)
         self.token = uuid.uuid4().hex
         self.ttl_s, self.wait_s = ttl_s, wait_s
         self.lease_s = min(lease_s, ttl_s)
@@ -93,13 +90,16 @@ class EmailLock:
     @contextmanager
     def renewed(self) -> Iterator[None]:
         """Keep the lease alive while the body runs (never past `ttl_s` from now)."""
-        entry = _renewer().add(self, time.monotonic() + self.ttl_s)
+        lease = LeaseKeeper.start_for(self, lease_s=self.lease_s,
+                                      every_s=self.lease_s / RENEWALS_PER_LEASE,
+                                      hold_s=self.ttl_s, what="email lock")
         try:
             yield
         finally:
-            _renewer().remove(entry)
+            lease.stop()
 
-    def extend(self, lease_s: float) -> bool:
+    def renew(self, lease_s: float) -> bool:
+        """Reset the lease to `lease_s` if this holder still owns it (worker/base/lease.py)."""
         return bool(OWNED.run(self.redis, [self.key], ["extend", self.token,
                                                        self._lease_ms(lease_s)]))
 
@@ -125,91 +125,13 @@ class EmailLock:
         return max(1, int(lease_s * 1000))
 
 
-class _Renewer(threading.Thread):
-    """Extends every lock this process holds until its holder lets go or its deadline (the
-    longest hold) passes; then the lease runs out. It ticks every lease / RENEWALS_PER_LEASE of
-    the shortest lease held and renews the locks whose renewal is due, so a lead held for
-    milliseconds costs a dictionary entry, not a wake-up; a renewal is at most one tick late
-    (two of the four renewals a lease allows)."""
-
-    def __init__(self) -> None:
-        super().__init__(name="email-lock-renewer", daemon=True)
-        self.pid = os.getpid()
-        self.cond = threading.Condition()
-        self.held: dict[int, tuple[EmailLock, float, float]] = {}  # (lock, next, deadline)
-        self.seq = itertools.count()
-        self.tick_s: float | None = None  # None: idle, waiting to be told of a lock
-
-    def add(self, lock: EmailLock, deadline: float) -> int:
-        entry = next(self.seq)
-        every = lock.lease_s / RENEWALS_PER_LEASE
-        with self.cond:
-            self.held[entry] = (lock, time.monotonic() + every, deadline)
-            if self.tick_s is None or every < self.tick_s:
-                self.cond.notify()  # idle, or this lease needs a faster tick
-        return entry
-
-    def remove(self, entry: int) -> None:
-        with self.cond:
-            self.held.pop(entry, None)
-
-    def run(self) -> None:
-        while True:
-            with self.cond:
-                self.tick_s = min((lock.lease_s / RENEWALS_PER_LEASE
-                                   for lock, _next, _end in self.held.values()), default=None)
-                self.cond.wait(self.tick_s)
-                now = time.monotonic()
-                due = [(entry, lock, end) for entry, (lock, at, end) in self.held.items()
-                       if at <= now]
-            for entry, lock, deadline in due:
-                keep = self._renew(lock, deadline)
-                with self.cond:
-                    if entry not in self.held:
-                        continue  # let go meanwhile
-                    if keep:
-                        every = lock.lease_s / RENEWALS_PER_LEASE
-                        self.held[entry] = (lock, time.monotonic() + every, deadline)
-                    else:
-                        del self.held[entry]
-
-    @staticmethod
-    def _renew(lock: EmailLock, deadline: float) -> bool:
-        """True to keep renewing this lock."""
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False  # the longest hold is reached: let the lease run out
-        try:
-            # Only the owner token may reset the expiry (Lua); never past the deadline.
-            if not lock.extend(min(lock.lease_s, remaining)):
-                log.warning("email lock lost while held (expired before renewal)")
-                return False
-        except RedisError:
-            pass  # Redis blinked: try again before the lease runs out
-        return True
-
-
-_state: dict[str, _Renewer] = {}
-_state_lock = threading.Lock()
-
-
-def _renewer() -> _Renewer:
-    """This process's renewer (a forked child starts its own: threads do not survive fork)."""
-    with _state_lock:
-        current = _state.get("renewer")
-        if current is None or current.pid != os.getpid():
-            current = _state["renewer"] = _Renewer()
-            current.start()
-        return current
-
-
 @contextmanager
-def email_lock(settings: Settings, redis: Redis, email: str, *, ttl_s: float,
-               wait_s: float = WAIT_S, lease_s: float = LEASE_S) -> Iterator[None]:
+def email_lock(scope: Scope, email: str, *, ttl_s: float, wait_s: float = WAIT_S,
+               lease_s: float = LEASE_S) -> Iterator[None]:
     """Hold the lock for `email` while the body runs (at most `ttl_s`), or raise
     EmailBusyError after waiting `wait_s`. If this process dies, the lock is free within
     `lease_s`."""
-    lock = EmailLock(settings, redis, email, ttl_s=ttl_s, wait_s=wait_s, lease_s=lease_s)
+    lock = EmailLock(scope, email, ttl_s=ttl_s, wait_s=wait_s, lease_s=lease_s)
     lock.acquire()
     try:
         with lock.renewed():

@@ -21,10 +21,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from redis import Redis
-
 from worker.auth.access import AccessToken, probe_in, usable_access_token, usable_from_probe
-from worker.base.settings import Settings
+from worker.auth.token_store import TokenStore
+from worker.base.scope import Scope
 from worker.delivery.email_lock import EmailLock
 from worker.delivery.ratelimit import FleetLimiter
 from worker.ledger.lead_state import LeadState
@@ -56,14 +55,15 @@ class Opened:
         self.lock.acquire()
         return ledger.state(lead_id)
 
-    def token(self, settings: Settings, redis: Redis, wait_s: float) -> AccessToken:
+    def token(self, tokens: TokenStore, wait_s: float) -> AccessToken:
+        """The token to send: from the batch's probe the first time, read afresh after."""
         if self.token_probe is None:
-            return usable_access_token(settings, redis, wait_s)
+            return usable_access_token(tokens, wait_s)
         probe, self.token_probe = self.token_probe, None
-        return usable_from_probe(settings, redis, probe, wait_s, probed_at=self.probed_at)
+        return usable_from_probe(tokens, probe, wait_s, probed_at=self.probed_at)
 
 
-def open_lead(settings: Settings, redis: Redis, ledger: Ledger, limiter: FleetLimiter, *,
+def open_lead(scope: Scope, tokens: TokenStore, ledger: Ledger, limiter: FleetLimiter, *,
               lead_id: str, task_id: str, message: str, lease_s: float, lock: EmailLock,
               send: bool) -> Opened:
     """Begin the lead; with `send`, also take the lock, a slot and the token probe (one batch).
@@ -80,9 +80,9 @@ def open_lead(settings: Settings, redis: Redis, ledger: Ledger, limiter: FleetLi
         batch.script(STEP, **begin)
         if send:
             asked_at = limiter.take_in(batch)
-            probe_in(settings, batch)
+            probe_in(tokens, batch)
 
-    replies = run_batch(redis, build)
+    replies = run_batch(scope.redis, build)
     opened = Opened(begun(replies[0]), lock, limiter, probed_at=time.monotonic())
     lock.took(opened.begin.locked)
     if send:
@@ -93,10 +93,10 @@ def open_lead(settings: Settings, redis: Redis, ledger: Ledger, limiter: FleetLi
     return opened
 
 
-def settle_delivered(redis: Redis, ledger: Ledger, lock: EmailLock, lead_id: str, *,
+def settle_delivered(ledger: Ledger, lock: EmailLock, lead_id: str, *,
                      counters: tuple[str, ...], **fields: Any) -> tuple[bool, str]:
     """The `deliver` move with its counters, letting go of the lock: one script."""
-    reply = STEP.run(redis, **ledger.move_call(
+    reply = STEP.run(ledger.redis, **ledger.move_call(
         lead_id, "deliver", counters=counters,
         release=lock.claim() if lock.held else None, **fields))
     if lock.held:

@@ -28,12 +28,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from redis import Redis
 from redis.exceptions import RedisError
 
 from worker.base.errors import QuotaExhaustedError, RateLimitedLocallyError, RedisUnavailableError
-from worker.base.keys import Keys
-from worker.base.settings import Settings
+from worker.base.scope import Scope
 from worker.lua import Batch, script
 
 QUOTA_KEY_TTL_S = 2 * 86_400
@@ -58,10 +56,10 @@ def next_utc_midnight(now: float) -> datetime:
 class FleetLimiter:
     """One limiter for every process on every machine (Redis + Lua)."""
 
-    def __init__(self, settings: Settings, redis: Redis, *,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.redis = redis
-        self.keys = Keys(settings.key_prefix, settings.account)
+    def __init__(self, scope: Scope, *, clock: Callable[[], float] = time.time) -> None:
+        settings = scope.settings
+        self.redis = scope.redis
+        self.keys = scope.keys
         self.interval_ms = 1000.0 / settings.rate_limit_per_s
         self.daily_quota = settings.daily_quota
         self.lead_quota = max(settings.daily_quota - settings.quota_reserve, 0)
@@ -133,14 +131,13 @@ class FleetLimiter:
                 sleep(pause)
                 waited += pause
 
-    def used_today(self) -> int:
+    def used_today(self, now: float | None = None) -> int:
+        """Requests counted on the UTC day of `now` (default: the limiter's clock)."""
         try:
-            raw = self.redis.get(self.keys.daily_quota(utc_date(self.clock())))
+            raw = self.redis.get(self.keys.daily_quota(utc_date(
+                self.clock() if now is None else now)))
         except RedisError as exc:
             raise RedisUnavailableError(
                 f"rate limiter unavailable: {type(exc).__name__}") from None
         return int(raw or 0)
-
-    def quota_left(self) -> int:
-        return max(self.lead_quota - self.used_today(), 0)
 

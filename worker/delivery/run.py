@@ -17,23 +17,22 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from redis import Redis
-
 from worker.auth.access import AccessToken, newer_token, token_checker
 from worker.auth.access import request_refresh as ask_refresh
+from worker.auth.token_store import TokenStore
+from worker.base.backoff import backoff_s
 from worker.base.errors import (
     ConflictError,
     InvalidLeadError,
     QuotaExhaustedError,
     UnauthorizedError,
 )
-from worker.base.settings import Settings
-from worker.bulk.staging import BulkGate
-from worker.delivery.backoff import backoff_s
+from worker.base.scope import Scope
 from worker.delivery.contact_body import create_body, sign_up_form_body, update_body
 from worker.delivery.contacts import ContactsClient
 from worker.delivery.custom_fields import CustomFieldResolver
 from worker.delivery.email_lock import EmailLock
+from worker.delivery.gate import StagingGate
 from worker.delivery.lead_steps import Opened, open_lead, settle_delivered
 from worker.delivery.outcome import Action, Decision, classify
 from worker.delivery.ratelimit import FleetLimiter, next_utc_midnight
@@ -56,31 +55,31 @@ T = TypeVar("T")
 
 
 class Delivery:
-    """One per worker process: holds the HTTP session and the fleet limiter."""
+    """One per worker thread (it holds the HTTP session); its collaborators are the Account's,
+    shared by the process (`worker.account.Account.delivery()` builds it)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        redis: Redis,
-        *,
-        client: ContactsClient | None = None,
-        clock: Callable[[], float] = time.time,
-        request_refresh: Callable[[int], None] | None = None,
-    ) -> None:
+    def __init__(self, scope: Scope, *, tokens: TokenStore, ledger: Ledger,
+                 limiter: FleetLimiter, parking: ParkingLot, dead_letters: DeadLetters,
+                 fields: CustomFieldResolver, bulk: StagingGate,
+                 client: ContactsClient | None = None, clock: Callable[[], float] = time.time,
+                 request_refresh: Callable[[int], None] | None = None) -> None:
+        settings = scope.settings
+        self.scope = scope
         self.settings = settings
+        self.tokens = tokens
         # refused generation -> ask for a newer token (the task layer passes worker.auth's)
-        self.request_refresh = request_refresh or partial(ask_refresh, settings, redis)
-        self.redis = redis
+        self.request_refresh = request_refresh or partial(ask_refresh, tokens)
+        self.redis = scope.redis
         self.clock = clock
-        self.limiter = FleetLimiter(settings, redis)
+        self.limiter = limiter
         self.client = client or ContactsClient(
             settings, before_request=self._gate,
-            token_check=token_checker(settings, redis, REFRESH_WAIT_S))
-        self.ledger = Ledger(settings, redis)
-        self.parking = ParkingLot(settings, redis)
-        self.dead_letters = DeadLetters(settings, redis)
-        self.fields = CustomFieldResolver(settings, redis)
-        self.bulk = BulkGate(settings, redis, self.ledger, clock=clock)
+            token_check=token_checker(tokens, REFRESH_WAIT_S))
+        self.ledger = ledger
+        self.parking = parking
+        self.dead_letters = dead_letters
+        self.fields = fields
+        self.bulk = bulk
         # A lead's lease (and its email lock) outlive the longest try: every call waiting for
         # the limiter and timing out, plus room to record the outcome.
         self.lease_s = CALLS_PER_LEAD * (settings.http_timeout_s + LIMITER_WAIT_S) + 30.0
@@ -97,11 +96,11 @@ class Delivery:
         started = time.monotonic()
         task_id = task_id or f"local-{uuid.uuid4()}"
         message = encode_message(lead, task_id=task_id)
-        lock = EmailLock(self.settings, self.redis, lead.email, ttl_s=self.lease_s)
+        lock = EmailLock(self.scope, lead.email, ttl_s=self.lease_s)
         # One batch begins the lead and, unless it may be staged, takes what a send needs.
         send = not self.bulk.may_stage(lead) and bool(lead.list_ids or self.settings.list_ids)
         opened = self.durably(lambda: open_lead(
-            self.settings, self.redis, self.ledger, self.limiter, lead_id=lead.lead_id,
+            self.scope, self.tokens, self.ledger, self.limiter, lead_id=lead.lead_id,
             task_id=task_id, message=message, lease_s=self.lease_s, lock=lock, send=send),
             "start")
         taken = opened.begin  # not taken: the batch gave back what it took
@@ -163,12 +162,12 @@ class Delivery:
     def _send_with_fresh_token(self, lead: Lead, list_ids: list[str],
                                opened: Opened) -> dict[str, Any]:
         """Send; on a 401 ask for one refresh and try once more with the new token."""
-        token = opened.token(self.settings, self.redis, REFRESH_WAIT_S)
+        token = opened.token(self.tokens, REFRESH_WAIT_S)
         try:
             return self._send(lead, list_ids, token)
         except UnauthorizedError:
             self.request_refresh(token.generation)
-            fresh = newer_token(self.settings, self.redis, token.generation, REFRESH_WAIT_S)
+            fresh = newer_token(self.tokens, token.generation, REFRESH_WAIT_S)
             if fresh is None:
                 raise
             return self._send(lead, list_ids, fresh)
@@ -206,7 +205,7 @@ class Delivery:
     def _record_delivered(self, lead: Lead, attempt: int, detail: dict[str, Any],
                           lock: EmailLock) -> Result:
         moved, state = self.durably(lambda: settle_delivered(
-            self.redis, self.ledger, lock, lead.lead_id,
+            self.ledger, lock, lead.lead_id,
             counters=("delivered", str(detail.get("action") or "delivered_other")),
             contact_id=detail.get("contact_id"), action=detail.get("action"),
             path=detail.get("path"), delivered_at=self.clock()), "delivery")

@@ -19,9 +19,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-import redis as redis_lib
-
+from worker.account import Account
 from worker.base.errors import LeadsyncError
+from worker.base.redis_conn import get_redis
 from worker.base.settings import Settings, load_settings
 from worker.demo.children import (  # re-exported: fixtures and benchmarks import them here
     _bin,
@@ -64,6 +64,7 @@ class Child:
 @dataclass
 class DemoState:
     settings: Settings | None = None
+    account: Account | None = None
     env: dict[str, str] = field(default_factory=dict)
     report: EnqueueReport | None = None
     mix: LeadMix = field(default_factory=LeadMix)
@@ -86,7 +87,6 @@ class TaskTracker(threading.Thread):
         self.leads: set[str] = set()
         self.finished: set[str] = set()
         self.retried = 0
-        self.refresh_tasks = 0
         self._receiver: Any = None
 
     def run(self) -> None:
@@ -108,8 +108,6 @@ class TaskTracker(threading.Thread):
         with self.lock:
             if kind == "task-received" and event.get("name") == "leadsync.sync_lead":
                 self.leads.add(uuid)
-            elif kind == "task-received" and event.get("name") == "leadsync.refresh_token":
-                self.refresh_tasks += 1
             elif kind == "task-retried" and uuid in self.leads:
                 self.retried += 1
             elif kind in ("task-succeeded", "task-failed", "task-rejected") and uuid in self.leads:
@@ -191,7 +189,7 @@ class Demo:
         rows, mix = sample_leads(self.config.leads, self.config.seed)
         self.state.mix = mix
         self.state.delivery_started_at = time.monotonic()
-        report = enqueue_leads(rows, settings=self.settings, redis=self.client)
+        report = enqueue_leads(rows, settings=self.settings, redis=self.account.redis)
         self.state.report = report
         return report
 
@@ -201,10 +199,11 @@ class Demo:
         return self.state.settings
 
     @property
-    def client(self) -> redis_lib.Redis:
-        from worker.base.redis_conn import get_redis
-
-        return get_redis(self.settings)
+    def account(self) -> Account:
+        """The demo's Account (its embedded Redis), built once."""
+        if self.state.account is None:
+            self.state.account = Account(self.settings, get_redis(self.settings))
+        return self.state.account
 
     def check_children(self) -> None:
         for child in self.children:
@@ -212,10 +211,6 @@ class Demo:
             if code is not None:
                 raise LeadsyncError(f"the {child.name} stopped (exit {code}); see "
                                     f"{self.workdir / (child.name + '.log')}")
-
-    def log_text(self) -> str:
-        """Everything the children wrote (for the log test and for a failed run)."""
-        return "\n".join(p.read_text(errors="replace") for p in sorted(self.workdir.glob("*.log")))
 
     # --- stop ----------------------------------------------------------------------------
     def close(self) -> None:

@@ -6,7 +6,6 @@ machine with only Python can run everything. Never fakeredis: Celery needs Lua (
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -125,9 +124,3 @@ class EmbeddedRedis:
     ) -> None:
         self.stop()
 
-
-def redis_env(url: str) -> dict[str, str]:
-    """A copy of the environment pointing leadsync children at `url`."""
-    env = dict(os.environ)
-    env["LEADSYNC_REDIS_URL"] = url
-    return env

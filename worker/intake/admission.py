@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from worker.base.keys import Keys
 from worker.base.names import LEADS_QUEUE
+from worker.base.priority import queue_lists
 from worker.base.redis_text import text as _text
-from worker.base.settings import Settings
+from worker.base.scope import Scope
 from worker.intake.apikeys import hash_key
 from worker.intake.signatures import REPLAY_WINDOW_S
 from worker.leads.lead import Lead
@@ -59,8 +59,10 @@ class Outcome:
 class Accepter:
     """Builds credentials and runs the script (EVALSHA, reloaded on NOSCRIPT by redis-py)."""
 
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        self.keys = Keys(settings.key_prefix, settings.account)
+    def __init__(self, scope: Scope, redis: Redis) -> None:
+        """`redis` is the intake's asyncio client (the scope's own is synchronous)."""
+        settings = scope.settings
+        self.keys = scope.keys
         self.interval_ms = 1000.0 / settings.intake_rate_limit_per_s
         self.burst = settings.intake_rate_burst
         self.seen_ttl_s = int(settings.outcome_ttl_s)
@@ -87,8 +89,9 @@ class Accepter:
 
     async def run(self, credential: Credential, leads: Sequence[Lead] = (),
                   idempotency_key: str | None = None, answer: str = "") -> Outcome:
-        keys = [credential.record_key, self.keys.intake_rate(credential.who), LEADS_QUEUE,
-                self.answer_key(credential, idempotency_key),
+        lists = queue_lists(LEADS_QUEUE)  # each lead on the list of its priority (consented first)
+        keys = [credential.record_key, self.keys.intake_rate(credential.who), lists[0],
+                self.answer_key(credential, idempotency_key), *lists[1:],
                 *(self.keys.intake_seen(lead.lead_id) for lead in leads)]
         args: list[str | int | float] = [
             credential.mode, int(time.time() * 1000), self.interval_ms, self.burst,

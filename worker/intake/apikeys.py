@@ -13,12 +13,9 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from redis import Redis
-
 from worker.base.errors import ConfigError
-from worker.base.keys import Keys
 from worker.base.redis_text import text as _text
-from worker.base.settings import Settings
+from worker.base.scope import Scope
 
 KEY_PREFIX = "lsk_"
 SCOPES = ("leads", "form")
@@ -50,9 +47,9 @@ def new_key() -> str:
 class ApiKeys:
     """Create, list and revoke keys (the `leadsync intake keys ...` commands)."""
 
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        self.redis = redis
-        self.keys = Keys(settings.key_prefix, settings.account)
+    def __init__(self, scope: Scope) -> None:
+        self.redis = scope.redis
+        self.keys = scope.keys
 
     def create(self, name: str, scope: str = "leads") -> str:
         """A new key for `name`; returns it (the only time it exists in clear)."""

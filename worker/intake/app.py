@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 from worker.base.errors import InvalidLeadError
 from worker.base.redaction import scrub
+from worker.base.scope import Scope
 from worker.base.settings import Settings
 from worker.intake.body import (
     FORM_TYPE,
@@ -180,12 +181,13 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ready"})
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The ASGI app (uvicorn runs `worker.intake.server`; tests may use it directly)."""
+def create_app(scope: Scope, ledger: Ledger) -> Starlette:
+    """The ASGI app for an account and its ledger (uvicorn runs `worker.intake.server`, which
+    passes the process's Account; tests may use it directly)."""
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        client = async_redis(settings)
-        app.state.intake = Intake(settings, client, ledger_factory=Ledger)
+        client = async_redis(scope.settings)
+        app.state.intake = Intake(scope, client, ledger)
         try:
             yield
         finally:

@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis import Redis as SyncRedis
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from worker.base.errors import InvalidLeadError
-from worker.base.keys import Keys
-from worker.base.settings import Settings
+from worker.base.scope import Scope
 from worker.intake import admission, signatures
 from worker.intake.admission import Accepter, Credential, Outcome
 from worker.leads.enqueue import prepare
 from worker.leads.lead import Lead
+from worker.ledger.ledger import Ledger
 
 log = logging.getLogger("leadsync.intake")
 _REFUSED = {
@@ -56,26 +54,20 @@ def replay(stored: str) -> Response:
 
 
 class Intake:
-    """State shared by the routes: settings, the async Redis client, the Lua script."""
+    """State shared by the routes: settings, the async Redis client, the Lua script, and the
+    account's ledger (its own, synchronous client) for `GET /v1/leads/{lead_id}`."""
 
-    def __init__(self, settings: Settings, redis: aioredis.Redis,
-                 ledger_factory: Callable[[Settings, SyncRedis], Any]) -> None:
-        self.settings = settings
-        self.ledger_factory = ledger_factory
-        self._ledger: Any = None
+    def __init__(self, scope: Scope, redis: aioredis.Redis, ledger: Ledger) -> None:
+        self.settings = scope.settings
+        self.ledger = ledger
         self.redis = redis
-        self.accepter = Accepter(settings, redis)
-        self.keys = Keys(settings.key_prefix, settings.account)
-        self.webhook_secrets = signatures.parse_secrets(settings.intake_webhook_secrets)
+        self.accepter = Accepter(scope, redis)
+        self.keys = scope.keys
+        self.webhook_secrets = signatures.parse_secrets(self.settings.intake_webhook_secrets)
 
     def ledger_get(self, lead_id: str) -> dict[str, str]:
         """The ledger's record, read through `Ledger.get()` only (blocking: a thread runs it)."""
-        if self._ledger is None:
-            from worker.base.redis_conn import get_redis
-
-            self._ledger = self.ledger_factory(self.settings, get_redis(self.settings))
-        record: dict[str, str] = self._ledger.get(lead_id)
-        return record
+        return self.ledger.get(lead_id)
 
     def json_credential(self, request: Request, raw: bytes | None
                         ) -> Credential | Response:

@@ -1,8 +1,8 @@
 """Run the intake under uvicorn (httptools parser, uvloop loop, no access log by default).
 
 `build()` is the app factory uvicorn imports in each worker process (`--workers N`), so every
-process reads the settings itself; logging goes through worker.base.log (scrubbed), never uvicorn's
-own handlers.
+process builds its own Account (worker/account.py) from the environment; logging goes through
+worker.base.log (scrubbed), never uvicorn's own handlers.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import logging
 
 from starlette.applications import Starlette
 
+from worker.account import Account
 from worker.base.log import configure_logging
-from worker.base.settings import Settings, get_settings
+from worker.base.settings import Settings
 from worker.intake.app import create_app
 
 APP_FACTORY = "worker.intake.server:build"
@@ -35,9 +36,9 @@ def _logging(settings: Settings) -> None:
 
 
 def build() -> Starlette:
-    settings = get_settings()
-    _logging(settings)
-    return create_app(settings)
+    account = Account.current()
+    _logging(account.settings)
+    return create_app(account, account.ledger)
 
 
 def serve(settings: Settings, *, host: str, port: int, workers: int = 1,

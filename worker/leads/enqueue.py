@@ -14,10 +14,13 @@ import redis as redis_lib
 
 from worker.base.errors import InvalidLeadError, RedisUnavailableError
 from worker.base.names import LEADS_QUEUE
+from worker.base.priority import list_for, priority_for
 from worker.base.redaction import scrub
 from worker.base.settings import Settings, get_settings
 from worker.leads.lead import Lead, parse_lead
-from worker.leads.wire import encode_message
+from worker.leads.lead_fast import PlainLead, plain_lead, plain_of, received_at_json
+from worker.leads.push import BatchPusher
+from worker.leads.wire import lead_message, random_id_pairs
 
 DEFAULT_BATCH_SIZE = 1_000
 _REDIS_ERRORS = (redis_lib.ConnectionError, redis_lib.TimeoutError, redis_lib.ResponseError)
@@ -93,6 +96,32 @@ def prepare(lead_or_dict: object, *, now: datetime | None = None) -> Lead:
     return lead
 
 
+def ready_lead(data: object, now: datetime, now_json: str) -> PlainLead:
+    """What the message needs of one lead: plain dicts by lead_fast, the rest by the model.
+
+    Raises InvalidLeadError: lead_fast only ever accepts, so every reason is the model's.
+    """
+    if isinstance(data, dict):
+        plain = plain_lead(data, now_json)
+        if plain is not None:
+            return plain
+    return plain_of(prepare(data, now=now))
+
+
+def batch_messages(batch: list[PlainLead]) -> list[str]:
+    return [lead_message(lead.json, lead.argsrepr, task_id, tag,
+                         priority=priority_for(lead.consent))
+            for lead, (task_id, tag) in zip(batch, random_id_pairs(len(batch)), strict=True)]
+
+
+def by_list(batch: list[PlainLead], messages: list[str]) -> list[tuple[str, list[str]]]:
+    """The batch's messages grouped by the priority list each goes on, in order."""
+    groups: dict[str, list[str]] = {}
+    for lead, message in zip(batch, messages, strict=True):
+        groups.setdefault(list_for(LEADS_QUEUE, priority_for(lead.consent)), []).append(message)
+    return list(groups.items())
+
+
 def enqueue_lead(
     lead_or_dict: object,
     *,
@@ -103,10 +132,11 @@ def enqueue_lead(
 
     Raises InvalidLeadError (with the reason and field) or RedisUnavailableError.
     """
-    lead = prepare(lead_or_dict)
+    now = datetime.now(UTC)
+    lead = ready_lead(lead_or_dict, now, received_at_json(now))
     client = _client(settings, redis)
     try:
-        client.lpush(LEADS_QUEUE, encode_message(lead))
+        client.lpush(list_for(LEADS_QUEUE, priority_for(lead.consent)), *batch_messages([lead]))
     except _REDIS_ERRORS as exc:
         raise _unavailable(client, exc, 0) from None
     return lead.lead_id
@@ -125,44 +155,57 @@ def enqueue_leads(
     Items are leads, dicts, or `SourceRow`s (then the line number is the reported index).
     `progress` is called after every batch. A Redis failure raises RedisUnavailableError whose
     message says how many leads were already pushed (re-running is safe: lead_ids are
-    deterministic and delivery is idempotent per lead_id). One LPUSH per batch pushes its
-    values left to right, so the list is read in the order given, as with one LPUSH each; and
-    a batch is pushed whole or not at all, so that count is exact.
+    deterministic and delivery is idempotent per lead_id). A batch is one LPUSH per priority
+    list (consented leads on their own, worker/base/priority.py; two lists in one MULTI): each
+    LPUSH pushes its values left to right, so each list is read in the order given, and a
+    batch is pushed whole or not at all and counted once Redis answered it, so that count is
+    exact. Redis stores each batch while the next one is encoded (`push.BatchPusher`).
     """
     client = _client(settings, redis)
     report = EnqueueReport()
-    batch: list[tuple[str, str]] = []
+    batch: list[PlainLead] = []
+    sent: list[PlainLead] = []  # the batch Redis has not answered yet
     now = datetime.now(UTC)
+    now_json = received_at_json(now)  # one stamp for the run, written once
 
-    def flush() -> None:
-        if not batch:
+    def answered() -> None:
+        if pusher.answer() is None:
             return
-        try:
-            client.lpush(LEADS_QUEUE, *(message for _lead_id, message in batch))
-        except _REDIS_ERRORS as exc:
-            raise _unavailable(client, exc, report.enqueued) from None
-        report.enqueued += len(batch)
-        report.lead_ids.extend(lead_id for lead_id, _ in batch)
-        batch.clear()
+        report.enqueued += len(sent)
+        report.lead_ids.extend(lead.lead_id for lead in sent)
+        sent.clear()
         if progress is not None:
             progress(report)
 
-    for position, item in enumerate(items):
-        index, data = position, item
-        if isinstance(item, SourceRow):
-            index, data = item.number, item.data
-            if item.error is not None:
-                report.rejected.append(Rejection(index, scrub(item.error)))
-                continue
-        try:
-            lead = prepare(data, now=now)
-        except InvalidLeadError as exc:
-            report.rejected.append(Rejection(index, scrub(str(exc)), exc.field))
-            continue
-        if lead.truncated:
-            report.truncated += 1
-        batch.append((lead.lead_id, encode_message(lead)))
-        if len(batch) >= batch_size:
-            flush()
-    flush()
+    def flush() -> None:
+        groups = by_list(batch, batch_messages(batch))  # built while Redis stores the last one
+        answered()
+        pusher.send_groups(groups)
+        sent.extend(batch)
+        batch.clear()
+
+    try:
+        with BatchPusher(client, LEADS_QUEUE) as pusher:
+            for position, item in enumerate(items):
+                index, data = position, item
+                if isinstance(item, SourceRow):
+                    index, data = item.number, item.data
+                    if item.error is not None:
+                        report.rejected.append(Rejection(index, scrub(item.error)))
+                        continue
+                try:
+                    lead = ready_lead(data, now, now_json)
+                except InvalidLeadError as exc:
+                    report.rejected.append(Rejection(index, scrub(str(exc)), exc.field))
+                    continue
+                if lead.truncated:
+                    report.truncated += 1
+                batch.append(lead)
+                if len(batch) >= batch_size:
+                    flush()
+            if batch:
+                flush()
+            answered()
+    except _REDIS_ERRORS as exc:
+        raise _unavailable(client, exc, report.enqueued) from None
     return report

@@ -17,6 +17,7 @@ from typing import Any
 
 from worker.base.errors import InvalidLeadError
 from worker.base.names import LEADS_QUEUE, SYNC_LEAD
+from worker.base.priority import list_for, priority_for
 from worker.base.redaction import fingerprint, redact_email
 from worker.leads.lead import Lead, parse_lead
 
@@ -45,10 +46,19 @@ def redacted_lead_repr(value: object) -> str:
 
 def _lead_repr(lead: Lead) -> str:
     """A validated lead as Flower and the logs see it: its id, the masked email, the source."""
-    parts = {"lead_id": lead.lead_id, "email": redact_email(lead.email)}
-    if lead.source:
-        parts["source"] = lead.source
-    return repr(parts)
+    return _shown(lead.lead_id, lead.email, lead.source)
+
+
+def _shown(lead_id: str, email: str, source: str | None) -> str:
+    """The repr of {'lead_id': …, 'email': masked[, 'source': …]}, written directly."""
+    if source:
+        return f"{{'lead_id': {lead_id!r}, 'email': {redact_email(email)!r}, 'source': {source!r}}}"
+    return f"{{'lead_id': {lead_id!r}, 'email': {redact_email(email)!r}}}"
+
+
+def lead_argsrepr(lead_id: str, email: str, source: str | None) -> str:
+    """`redacted_argsrepr([lead])` of a valid lead, from the values it shows."""
+    return f"({_shown(lead_id, email, source)},)"
 
 
 def redacted_argsrepr(args: Sequence[object]) -> str:
@@ -65,9 +75,9 @@ def redacted_kwargsrepr(kwargs: Mapping[str, object]) -> str:
 
 def build_task_message(task: str, queue: str, args: Sequence[object] = (),
                        kwargs: Mapping[str, object] | None = None, *, task_id: str | None = None,
-                       argsrepr: str | None = None, kwargsrepr: str | None = None
-                       ) -> dict[str, Any]:
-    """A plain-JSON protocol-2 message for any task on any queue (priority 0), as a dict.
+                       argsrepr: str | None = None, kwargsrepr: str | None = None,
+                       priority: int = 0) -> dict[str, Any]:
+    """A plain-JSON protocol-2 message for any task on any queue, as a dict.
 
     What a Celery producer would send, without a Celery app: the worker reads it as it reads
     `send_task`'s. `argsrepr`/`kwargsrepr` (what Flower and logs show) default to the redacted
@@ -94,7 +104,7 @@ def build_task_message(task: str, queue: str, args: Sequence[object] = (),
             "delivery_tag": str(uuid.uuid4()),
             "correlation_id": task_id,
             "delivery_mode": 2,
-            "priority": 0,
+            "priority": priority,
             "delivery_info": {"exchange": "", "routing_key": queue},
         },
     }
@@ -111,22 +121,39 @@ def encode_task_message(task: str, queue: str, args: Sequence[object] = (),
 
 
 def build_message(lead: Lead, *, task_id: str | None = None) -> dict[str, Any]:
-    """The exact message a raw producer would LPUSH (docs/architecture.md)."""
+    """The exact message a raw producer would LPUSH (docs/architecture.md), at the lead's
+    priority (worker/base/priority.py): 0 with consent, the backlog's without."""
     return build_task_message(SYNC_LEAD, LEADS_QUEUE, [lead.to_json_dict()], task_id=task_id,
-                              argsrepr=redacted_argsrepr([lead]), kwargsrepr="{}")
+                              argsrepr=redacted_argsrepr([lead]), kwargsrepr="{}",
+                              priority=priority_for(lead.consent))
+
+
+def queue_list(lead: Lead) -> str:
+    """The Redis list `encode_message(lead)` is pushed onto (the list of its priority)."""
+    return list_for(LEADS_QUEUE, priority_for(lead.consent))
 
 
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}  # RFC 4122 bits
 
 
-def _two_uuid4() -> tuple[str, str]:
-    """Two random version-4 UUID strings (task id, delivery tag) from one read of os.urandom.
+def random_id_pairs(count: int) -> list[tuple[str, str]]:
+    """`count` pairs of random version-4 UUID strings (task id, delivery tag), one urandom read.
 
     The text `str(uuid.UUID(bytes=random, version=4))` gives, without building the objects.
+    Drawn per call, never kept: a forked process cannot repeat its parent's ids.
     """
-    h = os.urandom(32).hex()
-    return (f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}",
-            f"{h[32:40]}-{h[40:44]}-4{h[45:48]}-{_VARIANT[h[48]]}{h[49:52]}-{h[52:]}")
+    h = os.urandom(32 * count).hex()
+    pairs = []
+    for start in range(0, 64 * count, 64):
+        u, v = _VARIANT, h[start:start + 64]
+        pairs.append((f"{v[:8]}-{v[8:12]}-4{v[13:16]}-{u[v[16]]}{v[17:20]}-{v[20:32]}",
+                      f"{v[32:40]}-{v[40:44]}-4{v[45:48]}-{u[v[48]]}{v[49:52]}-{v[52:]}"))
+    return pairs
+
+
+def _two_uuid4() -> tuple[str, str]:
+    """One pair of `random_id_pairs`."""
+    return random_id_pairs(1)[0]
 
 
 def _lead_argsrepr(lead: Lead) -> str:
@@ -135,23 +162,31 @@ def _lead_argsrepr(lead: Lead) -> str:
 
 
 def encode_message(lead: Lead, *, task_id: str | None = None) -> str:
-    """`build_message` as the JSON text to push, built in one pass.
-
-    Producers push thousands a second: the lead is serialized once (pydantic's own encoder)
-    and the envelope, whose other parts are ids and constants, is filled in around it instead
-    of building a dict and encoding it twice. Decodes to `build_message`'s dict (tested).
-    """
+    """`build_message` as the JSON text to push (decodes to its dict: tested)."""
     random_id, delivery_tag = _two_uuid4()
-    task_id = json_string(task_id) if task_id else f'"{random_id}"'  # a UUID needs no escaping
-    body = f"[[{lead.model_dump_json()}],{{}},{_EMBED_JSON}]"
+    return lead_message(lead.model_dump_json(), _lead_argsrepr(lead), task_id or random_id,
+                        delivery_tag, priority=priority_for(lead.consent))
+
+
+def lead_message(lead_json: str, argsrepr: str, task_id: str, delivery_tag: str, *,
+                 queue: str = LEADS_QUEUE, priority: int = 0) -> str:
+    """The one template of a lead's message: the lead's JSON text in its envelope.
+
+    Producers push thousands a second: the lead is serialized once (`Lead.model_dump_json()`
+    or lead_fast's equal text) and the envelope, whose other parts are ids and constants, is
+    filled in around it instead of building a dict and encoding it twice. `queue` (the routing
+    key) and `priority` are the only parts that vary by where the lead is going.
+    """
+    task = json_string(task_id)  # a UUID needs no escaping; any other id is escaped
+    body = f"[[{lead_json}],{{}},{_EMBED_JSON}]"
     return (
         f'{{"body":{json_string(body)},"content-type":"application/json",'
         f'"content-encoding":"utf-8","headers":{{"lang":"py","task":"{SYNC_LEAD}",'
-        f'"id":{task_id},"retries":0,"root_id":{task_id},"parent_id":null,'
-        f'"argsrepr":{json_string(_lead_argsrepr(lead))},"kwargsrepr":"{{}}"}},'
-        f'"properties":{{"delivery_tag":"{delivery_tag}","correlation_id":{task_id},'
-        f'"delivery_mode":2,"priority":0,'
-        f'"delivery_info":{{"exchange":"","routing_key":"{LEADS_QUEUE}"}}}}}}'
+        f'"id":{task},"retries":0,"root_id":{task},"parent_id":null,'
+        f'"argsrepr":{json_string(argsrepr)},"kwargsrepr":"{{}}"}},'
+        f'"properties":{{"delivery_tag":"{delivery_tag}","correlation_id":{task},'
+        f'"delivery_mode":2,"priority":{int(priority)},'
+        f'"delivery_info":{{"exchange":"","routing_key":{json_string(queue)}}}}}}}'
     )
 
 

@@ -22,12 +22,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from redis import Redis
 from redis.exceptions import WatchError
 
-from worker.base.keys import Keys
 from worker.base.redis_text import text as _text
-from worker.base.settings import Settings
+from worker.base.scope import Scope
 from worker.leads.lead import parse_lead
 from worker.leads.wire import encode_message
 from worker.ledger.ledger import Ledger, Side
@@ -65,11 +63,11 @@ class Page:
 
 
 class DeadLetters:
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        self.redis = redis
-        self.keys = Keys(settings.key_prefix, settings.account)
-        self.ledger = Ledger(settings, redis)
-        self._script = script("dead_letter").register(redis)
+    def __init__(self, scope: Scope, ledger: Ledger) -> None:
+        self.redis = scope.redis
+        self.keys = scope.keys
+        self.ledger = ledger
+        self._script = script("dead_letter").register(scope.redis)
         self._script_keys = [self.keys.dead_letters, self.keys.dead_letter_index,
                              self.keys.dead_letter_counts, self.keys.dead_letter_reasons]
 

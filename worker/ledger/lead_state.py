@@ -46,7 +46,9 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], LeadState]] = {
     "stage": ((LeadState.IN_FLIGHT,), LeadState.STAGED),
     "promote": ((LeadState.RETRYING, LeadState.IN_FLIGHT), LeadState.QUEUED),
     "requeue": ((LeadState.IN_FLIGHT, LeadState.RETRYING), LeadState.QUEUED),
-    "resume": ((LeadState.PARKED,), LeadState.QUEUED),
+    # A parked entry of an older version outlived its ledger entry (LEADSYNC_OUTCOME_TTL_S);
+    # parked leads are kept without a TTL now: resume works on both.
+    "resume": ((LeadState.PARKED, ABSENT), LeadState.QUEUED),
     # A dead letter outlives its ledger entry (LEADSYNC_OUTCOME_TTL_S): replay works on both.
     "replay": ((LeadState.DEAD_LETTERED, ABSENT), LeadState.QUEUED),
 }

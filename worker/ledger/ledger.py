@@ -15,20 +15,19 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis import Redis
-
-from worker.base.keys import Keys
 from worker.base.names import LEADS_QUEUE
+from worker.base.priority import queue_lists
 from worker.base.redis_text import text as _text
-from worker.base.settings import Settings
+from worker.base.scope import Scope
 from worker.ledger.lead_state import ABSENT, TRANSITIONS, LeadState
-from worker.lua import script
+from worker.lua import Batch, run_batch, script
 
 STEP = script("ledger")  # worker/lua/ledger.lua: one move, also inside a batch
-
+QUEUE_LISTS = queue_lists(LEADS_QUEUE)  # a message goes back on the list of its priority
 RECENT_WINDOW_S = 3_600.0
 LAST_ERRORS_KEPT = 20
 
@@ -67,11 +66,11 @@ class Side:
 class Ledger:
     """Reads lead states and moves them, each move one Lua call."""
 
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        self.redis = redis
-        self.keys = Keys(settings.key_prefix, settings.account)
-        self.ttl_s = int(settings.outcome_ttl_s)
-        self._step = STEP.register(redis)  # EVALSHA, reloaded on NOSCRIPT
+    def __init__(self, scope: Scope) -> None:
+        self.redis = scope.redis
+        self.keys = scope.keys
+        self.ttl_s = int(scope.settings.outcome_ttl_s)
+        self._step = STEP.register(scope.redis)  # EVALSHA, reloaded on NOSCRIPT
 
     def get(self, lead_id: str) -> dict[str, str]:
         raw = self.redis.hgetall(self.keys.lead_outcome(lead_id))
@@ -99,6 +98,19 @@ class Ledger:
         return self._call("begin", lead_id, now, task_id=task_id, until=now + lease_s,
                           message=message, claim=claim)
 
+    def begin_many(self, items: Sequence[tuple[str, str, str]], lease_s: float, *,
+                   now: float | None = None) -> list[Begin]:
+        """`begin` for each (lead_id, task_id, message), in one round trip (a bulk stager's
+        hundreds: one round trip each cost more than the steps themselves)."""
+        now = time.time() if now is None else now
+
+        def build(batch: Batch) -> None:
+            for lead_id, task_id, message in items:
+                batch.script(STEP, **self.begin_call(lead_id, task_id, message, lease_s,
+                                                     now=now))
+
+        return [begun(reply) for reply in run_batch(self.redis, build)]
+
     def move(self, lead_id: str, operation: str, *, now: float | None = None,
              due: float | None = None, message: str = "", side: Side | None = None,
              expect_updated_at: str = "", counters: tuple[str, ...] = (),
@@ -120,6 +132,19 @@ class Ledger:
                           expect=expect_updated_at, counters=counters, claim=release,
                           fields=fields)
 
+    def move_many(self, operation: str, moves: Sequence[tuple[str, Side | None]], *,
+                  now: float | None = None, **fields: Any) -> list[tuple[bool, str]]:
+        """`move(lead_id, operation, side=side, **fields)` for each (lead_id, side), in one
+        round trip."""
+        now = time.time() if now is None else now
+
+        def build(batch: Batch) -> None:
+            for lead_id, side in moves:
+                batch.script(STEP, **self._call(operation, lead_id, now, side=side,
+                                                fields=fields))
+
+        return [moved(reply) for reply in run_batch(self.redis, build)]
+
     def _call(self, operation: str, lead_id: str, now: float, *, task_id: str = "",
               until: float | None = None, message: str = "", side: Side | None = None,
               expect: str = "", counters: tuple[str, ...] = (), claim: Claim | None = None,
@@ -127,10 +152,10 @@ class Ledger:
         sources, target = TRANSITIONS[operation]
         keys = [self.keys.lead_outcome(lead_id), self.keys.lead_state_index(LeadState.IN_FLIGHT),
                 self.keys.lead_state_index(LeadState.RETRYING), self.keys.schedule,
-                self.keys.delivered_recent, LEADS_QUEUE,
+                self.keys.delivered_recent, QUEUE_LISTS[0],
                 side.hash_key if side else self.keys.dead_letters,
                 side.zset_key if side else self.keys.dead_letter_index,
-                self.keys.lead_message(lead_id), self.keys.stats,
+                self.keys.lead_message(lead_id), *QUEUE_LISTS[1:], self.keys.stats,
                 claim.key if claim else self.keys.lead_outcome(lead_id)]
         side_value = "" if side is None else ("-" if side.value is None else side.value)
         args: list[Any] = [

@@ -5,21 +5,21 @@ is in none of the places that would bring it back: not on the `leads` list, not 
 `unacked` hash (restored by kombu's sweep), not in the schedule. That takes an outside hand (a
 message deleted, an operator's mistake, a lost write); the reconciler then pushes the message
 the ledger kept, once, through the ledger's `requeue` step, which refuses if the lead moved
-meanwhile (its `updated_at` changed: settled, taken, rescheduled). It promotes due retries too.
+meanwhile (its `updated_at` changed: settled, taken, rescheduled). It promotes due retries too,
+and with LEADSYNC_BULK=off gives back what a crashed backlog stager held (worker/bulk/backlog.py).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis import Redis
-
-from worker.base.keys import Keys
 from worker.base.names import LEADS_QUEUE
+from worker.base.priority import queue_lists
 from worker.base.redis_text import text as _text
-from worker.base.settings import Settings
+from worker.base.scope import Scope
 from worker.ledger.lead_state import INDEXED, LeadState
 from worker.ledger.ledger import Ledger
 from worker.ledger.schedule import Schedule
@@ -37,16 +37,22 @@ class Report:
 
 
 class Reconciler:
-    def __init__(self, settings: Settings, redis: Redis, *, unacked_key: str = UNACKED) -> None:
-        self.redis = redis
-        self.keys = Keys(settings.key_prefix, settings.account)
-        self.ledger = Ledger(settings, redis)
-        self.schedule = Schedule(settings, redis)
+    def __init__(self, scope: Scope, ledger: Ledger, schedule: Schedule, *,
+                 unacked_key: str = UNACKED, give_back: Callable[[], int] | None = None) -> None:
+        self.redis = scope.redis
+        self.keys = scope.keys
+        self.ledger = ledger
+        self.schedule = schedule
+        # With bulk off, what a crashed backlog stager held goes back (the Account passes
+        # worker/bulk/backlog.py's; the ledger does not import the bulk path).
+        self.give_back = give_back
         self.unacked_key = unacked_key
 
     def run(self, *, now: float | None = None) -> Report:
         now = time.time() if now is None else now
         promoted = self.schedule.promote_all(now=now)
+        if self.give_back is not None:
+            self.give_back()
         stuck = self._candidates(now)
         if not stuck:
             return Report(promoted=promoted)
@@ -96,13 +102,14 @@ class Reconciler:
                     if lead_id not in found and any(word in data for word in words):
                         found.add(lead_id)
 
-        start = 0
-        while True:
-            page = self.redis.lrange(LEADS_QUEUE, start, start + PAGE - 1)
-            search(page)
-            if len(page) < PAGE:
-                break
-            start += PAGE
+        for name in queue_lists(LEADS_QUEUE):  # every priority list of `leads`
+            start = 0
+            while True:
+                page = self.redis.lrange(name, start, start + PAGE - 1)
+                search(page)
+                if len(page) < PAGE:
+                    break
+                start += PAGE
         cursor = 0
         while True:
             cursor, fields = self.redis.hscan(self.unacked_key, cursor, count=PAGE)

@@ -4,7 +4,8 @@ A lead that must wait (backoff, Retry-After, the limiter, a refresh, a duplicate
 elsewhere) is acknowledged only after its ledger step has put it in `<prefix>:schedule`
 (score = due epoch seconds) with its message kept in the ledger (worker/lua/ledger.lua). No
 ETA message waits inside a worker, so nothing about retries depends on the visibility timeout.
-`promote` moves due entries back onto the `leads` list in one Lua call (worker/lua/promote.lua);
+`promote` moves due entries back onto queue `leads` (each on the list of its priority,
+worker/base/priority.py) in one Lua call (worker/lua/promote.lua);
 every worker runs it every second (worker/broker/promoter.py) and the reconcile beat task as well.
 """
 
@@ -12,11 +13,9 @@ from __future__ import annotations
 
 import time
 
-from redis import Redis
-
-from worker.base.keys import Keys
 from worker.base.names import LEADS_QUEUE
-from worker.base.settings import Settings
+from worker.base.priority import queue_lists
+from worker.base.scope import Scope
 from worker.ledger.lead_state import LeadState
 from worker.lua import script
 
@@ -24,16 +23,17 @@ BATCH = 500  # entries looked at per call: one call stays short even with a big 
 
 
 class Schedule:
-    def __init__(self, settings: Settings, redis: Redis) -> None:
-        self.redis = redis
-        self.keys = Keys(settings.key_prefix, settings.account)
-        self._promote = script("promote").register(redis)
+    def __init__(self, scope: Scope) -> None:
+        self.redis = scope.redis
+        self.keys = scope.keys
+        self._promote = script("promote").register(scope.redis)
 
     def promote(self, *, now: float | None = None, batch: int = BATCH) -> int:
         """Push the due leads back onto the queue; returns how many were pushed."""
         now = time.time() if now is None else now
-        keys = [self.keys.schedule, LEADS_QUEUE, self.keys.lead_state_index(LeadState.IN_FLIGHT),
-                self.keys.lead_state_index(LeadState.RETRYING)]
+        lists = queue_lists(LEADS_QUEUE)  # each message back on the list of its priority
+        keys = [self.keys.schedule, lists[0], self.keys.lead_state_index(LeadState.IN_FLIGHT),
+                self.keys.lead_state_index(LeadState.RETRYING), *lists[1:]]
         return int(self._promote(keys=keys, args=[f"{now:.3f}", batch, self.keys.lead_prefix,
                                                   self.keys.lead_message_prefix]))
 

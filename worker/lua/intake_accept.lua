@@ -5,9 +5,11 @@
 --          mode "sig": the webhook signature's replay marker (refused if already there)
 --          mode "none": unused (the caller checked the secret itself)
 -- KEYS[2]  GCRA state of this credential: the theoretical arrival time (TAT), in ms
--- KEYS[3]  the queue list (`leads`)
+-- KEYS[3]  the queue list (`leads`, priority 0)
 -- KEYS[4]  the stored answer for the request's Idempotency-Key ("" when none was given)
--- KEYS[5..] one "seen" marker per lead (`<prefix>:intake:seen:<lead_id>`)
+-- KEYS[5..7] the queue's lists for priorities 3, 6, 9: each message goes on the list of its
+--          priority (worker/base/priority.py: consented leads first)
+-- KEYS[8..] one "seen" marker per lead (`<prefix>:intake:seen:<lead_id>`)
 -- ARGV[1]  mode: "key", "sig" or "none"
 -- ARGV[2]  now, ms since the epoch (the caller's clock)
 -- ARGV[3]  emission interval T in ms (1000 / requests per second)
@@ -17,11 +19,22 @@
 -- ARGV[7]  TTL of the seen markers, seconds
 -- ARGV[8]  TTL of the stored answer, seconds
 -- ARGV[9]  the answer to store (JSON text)
--- ARGV[10..] the messages to LPUSH, ARGV[5 + i] for KEYS[i] (i >= 5)
+-- ARGV[10..] the messages to LPUSH, ARGV[2 + i] for KEYS[i] (i >= 8)
 -- Returns {code, name, retry_after_ms, stored_answer, pushed}:
 --   code 1 admitted: stored_answer is "" (pushed = new leads) or the earlier answer (pushed 0)
 --   code 0 unknown key, 2 revoked, 3 key not for this route, 4 over the rate (retry in
 --   retry_after_ms), 5 signature already used: nothing written
+
+-- kombu's list for a message (kombu/transport/redis.py `_put`): `lists` are the queue's lists for
+-- priority steps 0, 3, 6, 9; properties.priority is clamped to 0..9, anything unreadable is 0.
+local function list_for(msg, lists)
+  local ok, m = pcall(cjson.decode, msg)
+  local p = ok and type(m) == 'table' and type(m.properties) == 'table' and m.properties.priority
+  if type(p) == 'string' and string.match(p, '^%s*[+-]?%d+%s*$') then p = tonumber(p) end
+  if type(p) ~= 'number' or p ~= p then p = 0 end
+  return lists[math.floor(math.min(math.max(p, 0), 9) / 3) + 1]
+end
+
 local mode = ARGV[1]
 local now = tonumber(ARGV[2])
 local interval = tonumber(ARGV[3])
@@ -64,13 +77,14 @@ if KEYS[4] ~= '' then
   end
 end
 local pushed = 0
-for i = 5, #KEYS do
+local lists = {KEYS[3], KEYS[5], KEYS[6], KEYS[7]}
+for i = 8, #KEYS do
   if redis.call('SET', KEYS[i], '1', 'NX', 'EX', tonumber(ARGV[7])) then
-    redis.call('LPUSH', KEYS[3], ARGV[i + 5])
+    redis.call('LPUSH', list_for(ARGV[i + 2], lists), ARGV[i + 2])
     pushed = pushed + 1
   end
 end
-if KEYS[4] ~= '' and #KEYS > 4 then
+if KEYS[4] ~= '' and #KEYS > 7 then
   redis.call('SET', KEYS[4], ARGV[9], 'EX', tonumber(ARGV[8]))
 end
 return {1, name, 0, '', pushed}

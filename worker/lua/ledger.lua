@@ -3,9 +3,12 @@
 -- KEYS[4] schedule (zset: lead_id -> due epoch s)            KEYS[5] delivered-recent (zset)
 -- KEYS[6] the `leads` list   KEYS[7] side hash (dead letters / parked entries, by lead_id)
 -- KEYS[8] side zset (dead-letter index / parked resume times)
--- KEYS[9] the lead's kept message (a string key beside the hash, so the hash stays small)
--- KEYS[10] outcome counters (hash: counter name -> count, shown by `leadsync status`)
--- KEYS[11] the lead's email lock (worker/delivery/email_lock.py; used when ARGV[15] is set)
+-- KEYS[9] the lead's kept message (a string key beside the hash, so the hash stays small);
+--         kept without TTL while the lead is parked, dropped once it is settled
+-- KEYS[10..12] the queue's lists for priorities 3, 6, 9 (KEYS[6] is priority 0): a message goes
+--         back on the list of its own priority (worker/base/priority.py)
+-- KEYS[13] outcome counters (hash: counter name -> count, shown by `leadsync status`)
+-- KEYS[14] the lead's email lock (worker/delivery/email_lock.py; used when ARGV[15] is set)
 -- ARGV[1] op (begin|deliver|retry|park|dead|promote|requeue|resume|replay|stage)
 -- ARGV[2] lead_id  ARGV[3] now (epoch s)  ARGV[4] ttl_s of the lead hash
 -- ARGV[5] states the op may start from, comma separated, "-" standing for "no entry"
@@ -25,6 +28,17 @@
 --         released 1 when the lock was this owner's and is deleted now)
 -- The in_flight and retrying indexes and the schedule hold a lead only while its state is
 -- in_flight or retrying (every move keeps them so), so they are written only from or to those.
+
+-- kombu's list for a message (kombu/transport/redis.py `_put`): `lists` are the queue's lists for
+-- priority steps 0, 3, 6, 9; properties.priority is clamped to 0..9, anything unreadable is 0.
+local function list_for(msg, lists)
+  local ok, m = pcall(cjson.decode, msg)
+  local p = ok and type(m) == 'table' and type(m.properties) == 'table' and m.properties.priority
+  if type(p) == 'string' and string.match(p, '^%s*[+-]?%d+%s*$') then p = tonumber(p) end
+  if type(p) ~= 'number' or p ~= p then p = 0 end
+  return lists[math.floor(math.min(math.max(p, 0), 9) / 3) + 1]
+end
+
 local key, lead_id, now = KEYS[1], ARGV[2], tonumber(ARGV[3])
 local f = redis.call('HMGET', key, 'state', 'task_id', 'lease_until', 'attempts', 'first_seen',
                      'updated_at')
@@ -61,15 +75,15 @@ if op == 'begin' then
   index('in_flight')
   if open then redis.call('ZREM', KEYS[4], lead_id) end
   local locked = 0
-  if ARGV[15] ~= '' and redis.call('SET', KEYS[11], ARGV[15], 'NX', 'PX', ARGV[16]) then
+  if ARGV[15] ~= '' and redis.call('SET', KEYS[14], ARGV[15], 'NX', 'PX', ARGV[16]) then
     locked = 1
   end
   return {'taken', f[4] or '0', locked}
 end
 
 local released = 0
-if ARGV[15] ~= '' and redis.call('GET', KEYS[11]) == ARGV[15] then
-  released = redis.call('DEL', KEYS[11])
+if ARGV[15] ~= '' and redis.call('GET', KEYS[14]) == ARGV[15] then
+  released = redis.call('DEL', KEYS[14])
 end
 if not allowed then return {'refused', state, released} end
 if ARGV[12] ~= '' and (f[6] or '') ~= ARGV[12] then
@@ -96,7 +110,8 @@ local keeps_message = true
 if target == 'delivered' or target == 'dead_lettered' or target == 'parked'
    or target == 'staged' then
   redis.call('HDEL', key, 'lease_until')
-  if target ~= 'staged' then  -- settled leads keep no message
+  -- Settled leads keep no message; staged and parked ones keep theirs (resume pushes it).
+  if target ~= 'staged' and target ~= 'parked' then
     redis.call('DEL', KEYS[9])
     keeps_message = false
   end
@@ -109,7 +124,7 @@ if target == 'queued' then
   local msg = ARGV[9]
   if msg == '' then msg = redis.call('GET', KEYS[9]) or '' end
   if msg ~= '' then
-    redis.call('LPUSH', KEYS[6], msg)
+    redis.call('LPUSH', list_for(msg, {KEYS[6], KEYS[10], KEYS[11], KEYS[12]}), msg)
     redis.call('SET', KEYS[9], msg, 'EX', ARGV[4])
     keeps_message = false  -- its expiry was just set
   end
@@ -123,8 +138,15 @@ elseif ARGV[10] ~= '' then
   redis.call('ZADD', KEYS[8], ARGV[11], lead_id)
 end
 for name in string.gmatch(ARGV[14], '[^,]+') do
-  redis.call('HINCRBY', KEYS[10], name, 1)
+  redis.call('HINCRBY', KEYS[13], name, 1)
 end
-redis.call('EXPIRE', key, ARGV[4])
-if keeps_message then redis.call('EXPIRE', KEYS[9], ARGV[4]) end  -- no-op when there is none
+if target == 'parked' then
+  -- A parked lead may wait longer than the TTL (no one re-authorizes for a week): its entry
+  -- and message stay until resume, which sets the TTL again.
+  redis.call('PERSIST', key)
+  redis.call('PERSIST', KEYS[9])
+else
+  redis.call('EXPIRE', key, ARGV[4])
+  if keeps_message then redis.call('EXPIRE', KEYS[9], ARGV[4]) end  -- no-op when there is none
+end
 return {'ok', target, released}

@@ -1,6 +1,8 @@
 -- Move due scheduled leads back onto the `leads` list (worker/schedule.py), bounded batch.
 -- KEYS[1] schedule (zset: lead_id -> due epoch s)  KEYS[2] the `leads` list
 -- KEYS[3] in_flight index (zset)  KEYS[4] retrying index (zset)
+-- KEYS[5..7] the queue's lists for priorities 3, 6, 9 (KEYS[2] is priority 0): each message
+-- goes back on the list of its own priority (worker/base/priority.py)
 -- ARGV[1] now (epoch s)  ARGV[2] most entries to look at  ARGV[3] lead hash key prefix
 -- ("<prefix>:lead:")  ARGV[4] kept-message key prefix ("<prefix>:lead-msg:"); leads are
 -- addressed by name: one Redis node, as the whole ledger
@@ -8,7 +10,19 @@
 -- (no message kept) is dropped; a retrying one, or one whose holder's lease ran out, has its
 -- kept message pushed and becomes queued (lead_state.py TRANSITIONS "promote").
 -- Returns the number of messages pushed.
+
+-- kombu's list for a message (kombu/transport/redis.py `_put`): `lists` are the queue's lists for
+-- priority steps 0, 3, 6, 9; properties.priority is clamped to 0..9, anything unreadable is 0.
+local function list_for(msg, lists)
+  local ok, m = pcall(cjson.decode, msg)
+  local p = ok and type(m) == 'table' and type(m.properties) == 'table' and m.properties.priority
+  if type(p) == 'string' and string.match(p, '^%s*[+-]?%d+%s*$') then p = tonumber(p) end
+  if type(p) ~= 'number' or p ~= p then p = 0 end
+  return lists[math.floor(math.min(math.max(p, 0), 9) / 3) + 1]
+end
+
 local now = tonumber(ARGV[1])
+local lists = {KEYS[2], KEYS[5], KEYS[6], KEYS[7]}
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local pushed = 0
 for _, lead_id in ipairs(due) do
@@ -20,7 +34,7 @@ for _, lead_id in ipairs(due) do
     redis.call('ZADD', KEYS[1], lease, lead_id)
   else
     if (state == 'retrying' or state == 'in_flight') and msg then
-      redis.call('LPUSH', KEYS[2], msg)
+      redis.call('LPUSH', list_for(msg, lists), msg)
       redis.call('HSET', key, 'state', 'queued', 'updated_at', ARGV[1])
       redis.call('HDEL', key, 'lease_until')
       redis.call('ZREM', KEYS[3], lead_id)

@@ -11,31 +11,26 @@ import json
 import time
 from typing import Any
 
-from redis import Redis
-
-from worker.base.keys import Keys
+from worker.account import Account
 from worker.base.names import LEADS_QUEUE
+from worker.base.priority import queued
 from worker.base.redis_text import text as _text
-from worker.base.settings import Settings
-from worker.delivery.ratelimit import FleetLimiter
-from worker.ledger.deadletter import DeadLetters
 from worker.ledger.lead_state import LeadState
 from worker.ledger.ledger import RECENT_WINDOW_S
-from worker.ledger.parking import ParkingLot
 
 SHOWN_ERRORS = 5
 
 
-def lead_counts(settings: Settings, redis: Redis, *, now: float | None = None) -> dict[str, Any]:
+def lead_counts(account: Account, *, now: float | None = None) -> dict[str, Any]:
     now = time.time() if now is None else now
-    keys = Keys(settings.key_prefix, settings.account)
-    parked = ParkingLot(settings, redis).counts()
-    dead = DeadLetters(settings, redis).counts_by_reason()
+    settings, redis, keys = account.settings, account.redis, account.keys
+    parked = account.parking.counts()
+    dead = account.dead_letters.counts_by_reason()
     totals = {_text(k): int(v) for k, v in redis.hgetall(keys.stats).items()}
-    used = FleetLimiter(settings, redis).used_today()
+    used = account.limiter.used_today()
     errors = [json.loads(raw) for raw in redis.lrange(keys.last_errors, 0, SHOWN_ERRORS - 1)]
     counts: dict[str, Any] = {
-        "queued": int(redis.llen(LEADS_QUEUE)),
+        "queued": queued(redis, LEADS_QUEUE),  # every priority list of `leads`
         "in_flight": int(redis.zcard(keys.lead_state_index(LeadState.IN_FLIGHT))),
         "retrying": int(redis.zcard(keys.lead_state_index(LeadState.RETRYING))),
         # Retries and held-off copies waiting in Redis for their due time

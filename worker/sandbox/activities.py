@@ -1,18 +1,21 @@
 """/v3/activities/contacts_json_import and /v3/activities/{id}: asynchronous bulk upserts.
 
-An activity stays `initialized` for one step, `processing` for another, then completes (the
-contacts are written then). Steps are measured on the sandbox clock, so moving the clock
-completes imports at once; a timer in the server loop also ticks them in real time.
+An activity stays `initialized` for one step, `processing` for another, then ends: `completed`
+(every row processed, the contacts written then), or, when a fault asks for it (`failed_imports`,
+`timed_out_imports`, `cancelled_imports`), `failed` (nothing written) or `timed_out` /
+`cancelled` (the first half of the rows processed, the rest not). Steps are measured on the
+sandbox clock, so moving the clock ends imports at once; a timer in the server loop also ticks
+them in real time.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from worker.sandbox.clock import iso
 from worker.sandbox.http import Reply, Request, api_error, json_reply
+from worker.sandbox.import_cut import rows_within
 from worker.sandbox.schema import first_error
 from worker.sandbox.store import email_object
 from worker.sandbox.validate import EMAIL_RE, Invalid, bad, json_body
@@ -56,18 +59,16 @@ class Activities:
             return json_reply(429, {"error_key": "too_many_requests", "error_message":
                                     "You exceeded 1,000 queued activities for this user "
                                     "account."})
-        if len(request.body) > config.max_import_bytes:
-            rows = _first_bytes(rows, config.max_import_bytes)  # the rest is dropped silently
+        if len(request.body) > config.max_import_bytes:  # the rest is dropped silently
+            rows = rows[:rows_within(request.body, config.max_import_bytes)]
         now = self.state.clock.now()
         activity_id = str(uuid.uuid4())
         self.items[activity_id] = {"activity_id": activity_id, "state": "initialized",
                                    "created_at": now, "updated_at": now, "_rows": rows,
                                    "_lists": list(body["list_ids"]), "activity_errors": [],
-                                   "status": {}}
+                                   "status": {}, "_end": self.state.faults.import_end()}
         self.pending.append(activity_id)
         self.state.stats.imports += 1
-        if self.state.stats.imports <= config.failed_imports:
-            self.items[activity_id]["_fail"] = True
         return json_reply(201, self._view(self.items[activity_id], summary=True))
 
     def get(self, activity_id: str) -> Reply:
@@ -87,11 +88,15 @@ class Activities:
         if "completed_at" in item:
             view["completed_at"] = iso(item["completed_at"])
         if not summary:
-            done = item["state"] == "completed"
-            view["percent_done"] = 100 if done else (50 if item["state"] == "processing" else 0)
-            view["activity_errors"] = list(item["activity_errors"])
-            view["status"] = dict(item["status"]) or {
+            status = dict(item["status"]) or {
                 "items_total_count": len(item["_rows"]), "items_completed_count": 0}
+            if item["state"] == "processing":
+                view["percent_done"] = 50
+            else:  # initialized: 0; ended: the share of rows processed
+                view["percent_done"] = (100 * status["items_completed_count"]
+                                        // max(status["items_total_count"], 1))
+            view["activity_errors"] = list(item["activity_errors"])
+            view["status"] = status
         return view
 
     def tick(self) -> None:
@@ -107,18 +112,17 @@ class Activities:
                 item.update(state="processing", started_at=item["created_at"] + step,
                             updated_at=now)
             if item["state"] == "processing" and now >= item["created_at"] + 2 * step:
-                self._complete(item, now)
-            if item["state"] not in ("completed", "failed"):
-                still.append(activity_id)
+                self._end(item, now)
+            if item["state"] in ("initialized", "processing"):
+                still.append(activity_id)  # still queued (counts toward the 1,000)
         self.pending = still
 
-    def _complete(self, item: dict[str, Any], now: float) -> None:
-        if item.get("_fail"):
-            item.update(state="failed", completed_at=now, updated_at=now)
-            return
+    def _end(self, item: dict[str, Any], now: float) -> None:
+        end, rows = item["_end"], item["_rows"]
+        done = {"completed": len(rows), "failed": 0}.get(end, len(rows) // 2)
         errors: list[str] = []
         added = cannot_add = 0
-        for line, row in enumerate(item["_rows"], start=1):
+        for line, row in enumerate(rows[:done], start=1):
             problem = _row_error(row, self.state)
             if problem:
                 # Constant Contact's strings name the row by line and, when it has one, email.
@@ -130,9 +134,8 @@ class Activities:
                 added += 1
             else:
                 cannot_add += 1
-        total = len(item["_rows"])
-        item.update(state="completed", completed_at=now, updated_at=now, activity_errors=errors,
-                    status={"items_total_count": total, "items_completed_count": total,
+        item.update(state=end, completed_at=now, updated_at=now, activity_errors=errors,
+                    status={"items_total_count": len(rows), "items_completed_count": done,
                             "person_count": added + cannot_add, "error_count": len(errors),
                             "correctable_count": 0, "cannot_add_to_list_count": cannot_add})
 
@@ -200,13 +203,3 @@ def _row_error(row: Any, state: SandboxState) -> str | None:
         if key.startswith("cf:") and state.store.custom_field_named(key[3:]) is None:
             return f"custom field {key[:60]} does not exist"
     return None
-
-
-def _first_bytes(rows: list[Any], limit: int) -> list[Any]:
-    kept, size = [], 0
-    for row in rows:
-        size += len(json.dumps(row)) + 1
-        if size > limit:
-            break
-        kept.append(row)
-    return kept

@@ -56,7 +56,11 @@ class SandboxConfig:
     max_queued_activities: int = 1_000
     max_import_contacts: int = 40_000
     max_import_bytes: int = 4 * 1024 * 1024
-    failed_imports: int = 0  # the first N imports end `failed` (no contact written)
+    # The first N imports end `failed` (no contact written), `timed_out` or `cancelled` (the
+    # rows processed by then are written); also `POST /_sandbox/faults` at run time.
+    failed_imports: int = 0
+    timed_out_imports: int = 0
+    cancelled_imports: int = 0
 
     issuer: str = CC_ISSUER
     audience: str = CC_AUDIENCE

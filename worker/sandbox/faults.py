@@ -8,8 +8,12 @@ from typing import Any
 
 from worker.sandbox.config import MAX_GRACE_S, SandboxConfig
 
+# How an import can end other than `completed` (facts sheet 4.6): each has a counter, "the next
+# N imports end so" (`failed` writes nothing; `timed_out`/`cancelled` the rows done by then).
+IMPORT_ENDS = ("failed", "timed_out", "cancelled")
+ENDING_FIELDS = tuple(f"{end}_imports" for end in IMPORT_ENDS)
 FIELDS = ("fail_rate", "latency_ms", "drop_rate", "timeout_rate", "throttle_burst",
-          "conflict_window_ms",
+          "conflict_window_ms", *ENDING_FIELDS,
           "daily_quota", "quota_used", "rate_limit_per_s", "token_rate_limit_per_s",
           "refresh_grace_s")
 
@@ -24,12 +28,27 @@ class Faults:
     timeout_rate: float = 0.0
     throttle_burst: int = 0  # the next N API requests answer 429 throttled
     conflict_window_ms: float = 0.0
+    failed_imports: int = 0  # the next N imports end `failed`
+    timed_out_imports: int = 0  # ... `timed_out`
+    cancelled_imports: int = 0  # ... `cancelled`
 
     @classmethod
     def from_config(cls, config: SandboxConfig) -> Faults:
         return cls(fail_rate=config.fail_rate, latency_ms=config.latency_ms,
                    drop_rate=config.drop_rate, timeout_rate=config.timeout_rate,
-                   conflict_window_ms=config.conflict_window_ms)
+                   conflict_window_ms=config.conflict_window_ms,
+                   failed_imports=config.failed_imports,
+                   timed_out_imports=config.timed_out_imports,
+                   cancelled_imports=config.cancelled_imports)
+
+    def import_end(self) -> str:
+        """How the import being created will end: an injected end (spent), else completed."""
+        for end in IMPORT_ENDS:
+            name = f"{end}_imports"
+            if getattr(self, name) > 0:
+                setattr(self, name, getattr(self, name) - 1)
+                return end
+        return "completed"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

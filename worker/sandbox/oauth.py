@@ -22,8 +22,6 @@ KNOWN_SCOPES = {"contact_data", "campaign_data", "account_read", "account_update
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 NO_SCOPE = ("The authorization server resource does not have any configured default scopes, "
             "'scope' must be provided.")
-BAD_CLIENT = ("Client authentication failed. Either the client or the client credentials are "
-              "invalid.")
 
 
 def _params(request: Request) -> dict[str, str]:

@@ -20,7 +20,7 @@ from worker.base.errors import ConfigError
 from worker.sandbox import control
 from worker.sandbox.api import API
 from worker.sandbox.config import SandboxConfig
-from worker.sandbox.faults import TIMEOUT_DELAY_S, parse_faults
+from worker.sandbox.faults import ENDING_FIELDS, TIMEOUT_DELAY_S, parse_faults
 from worker.sandbox.http import DROP, Reply, Request, api_error, json_reply, oauth_error
 from worker.sandbox.oauth import OAuthEndpoints
 from worker.sandbox.state import SandboxState
@@ -211,8 +211,9 @@ class SandboxServer:
                          "conflict_window_ms"):
                 if name in parsed:
                     setattr(faults, name, parsed[name])
-            if "throttle_burst" in parsed:
-                faults.throttle_burst = int(parsed["throttle_burst"])
+            for name in ("throttle_burst", *ENDING_FIELDS):  # counts: the next N ...
+                if name in parsed:
+                    setattr(faults, name, int(parsed[name]))
             if "daily_quota" in parsed:
                 state.quota.per_day = int(parsed["daily_quota"])
             if "quota_used" in parsed:

@@ -151,9 +151,6 @@ class TokenAuthority:
         self.user_codes[user_code] = device_code
         return device_code, record
 
-    def device_code_for(self, user_code: str) -> str | None:
-        return self.user_codes.get(user_code.strip().upper())
-
     def decide_device(self, user_code: str | None, approve: bool, now: float) -> list[str]:
         """Approve (or deny) one pending device request, or all of them; the user codes."""
         decided = []

@@ -6,10 +6,8 @@ import logging
 
 from celery import shared_task
 
+from worker.account import Account
 from worker.base.names import BULK_IMPORT
-from worker.base.redis_conn import get_redis
-from worker.base.settings import get_settings
-from worker.bulk.importer import Importer
 
 log = logging.getLogger("leadsync.tasks")
 
@@ -17,9 +15,10 @@ log = logging.getLogger("leadsync.tasks")
 @shared_task(name=BULK_IMPORT, ignore_result=True)
 def bulk_import() -> dict[str, int]:
     """Form, send, poll and settle imports; a run already going elsewhere makes this a no-op."""
-    settings = get_settings()
-    if settings.bulk == "off":
+    account = Account.current()
+    if account.settings.bulk == "off":
         return {}
-    report = Importer(settings, get_redis(settings)).run()
-    return {"locked": int(report.locked), "formed": report.formed, "sent": report.sent,
-            "polled": report.polled, "settled": report.settled, **(report.counts or {})}
+    report = account.importer().run()
+    return {"locked": int(report.locked), "staged": report.staged, "formed": report.formed,
+            "sent": report.sent, "polled": report.polled, "settled": report.settled,
+            **(report.counts or {})}

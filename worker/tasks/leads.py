@@ -14,40 +14,23 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from functools import partial
 from typing import Any
 
 from celery import Task, shared_task
 from celery.exceptions import Reject
 
-from worker.auth.access import request_refresh, sending_possible
+from worker.account import Account
+from worker.auth.access import sending_possible
 from worker.base.errors import InvalidLeadError
 from worker.base.names import LEADS_QUEUE, RECONCILE, RESUME_PARKED, SYNC_LEAD
 from worker.base.redaction import fingerprint
-from worker.base.redis_conn import get_redis
-from worker.base.settings import get_settings
 from worker.delivery.run import Delivery
 from worker.leads.lead import Lead
 from worker.leads.wire import lead_from_task_args
 from worker.ledger.durable import OutcomeNotRecordedError
-from worker.ledger.parking import ParkingLot
-from worker.ledger.reconcile import Reconciler
 
 INVALID_PREFIX = "bad_"
-_local = threading.local()
 log = logging.getLogger("leadsync.tasks")
-
-
-def _delivery() -> Delivery:
-    """One Delivery per thread (its HTTP session is not shared across threads or forks)."""
-    delivery: Delivery | None = getattr(_local, "delivery", None)
-    if delivery is None:
-        settings = get_settings()
-        redis = get_redis(settings)
-        delivery = _local.delivery = Delivery(
-            settings, redis, request_refresh=partial(request_refresh, settings, redis))
-    return delivery
 
 
 def invalid_id(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -58,7 +41,7 @@ def invalid_id(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
 @shared_task(bind=True, name=SYNC_LEAD, queue=LEADS_QUEUE, ignore_result=True)
 def sync_lead(self: Task[Any, Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
     """Deliver one lead; anything that is not one becomes a dead letter with the reason."""
-    delivery = _delivery()
+    delivery = Account.current().delivery()  # this thread's, built once
     raw: Any = args[0] if len(args) == 1 and not kwargs else {"args": args, "kwargs": kwargs}
     lead: Lead | None = None
     try:
@@ -99,18 +82,15 @@ def _last_resort(delivery: Delivery, exc: Exception, raw: Any, lead: Lead | None
 @shared_task(name=RESUME_PARKED, ignore_result=True)
 def resume_parked() -> dict[str, int]:
     """Put parked leads back on the queue once their reason is gone (beat)."""
-    settings = get_settings()
-    redis = get_redis(settings)
-    resumed = ParkingLot(settings, redis).resume_due(
-        sending_possible=sending_possible(settings, redis))
+    account = Account.current()
+    resumed = account.parking.resume_due(sending_possible=sending_possible(account.tokens))
     return {"resumed": resumed}
 
 
 @shared_task(name=RECONCILE, ignore_result=True)
 def reconcile() -> dict[str, int]:
     """Promote due retries; put back leads whose message exists nowhere (beat)."""
-    settings = get_settings()
-    report = Reconciler(settings, get_redis(settings)).run()
+    report = Account.current().reconciler().run()
     if report.requeued:
         log.warning("reconcile: %d leads had no message anywhere; put back on the queue",
                     report.requeued)

@@ -6,19 +6,16 @@ from typing import Any
 
 from celery import shared_task
 
-from worker.auth.refresher import refresh
+from worker.account import Account
 from worker.base.errors import TokenKeyError
 from worker.base.names import REFRESH_TOKEN
-from worker.base.redis_conn import get_redis
-from worker.base.settings import get_settings
 
 
 @shared_task(name=REFRESH_TOKEN, ignore_result=True)
 def refresh_token(seen_generation: int | None = None) -> dict[str, Any]:
     """Refresh when due (beat) or when `seen_generation` was refused with a 401."""
-    settings = get_settings()
     try:
-        outcome = refresh(settings, get_redis(settings), seen_generation=seen_generation)
+        outcome = Account.current().refresh(seen_generation=seen_generation)
     except TokenKeyError:  # logged once per incident by the token store; nothing to refresh
         return {"action": "token_key_invalid", "generation": None}
     return {"action": outcome.action, "generation": outcome.generation}

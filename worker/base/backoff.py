@@ -1,8 +1,11 @@
-"""How long a lead waits before its next try: exponential backoff with full jitter.
+"""Every backoff in leadsync: an exponential ceiling, and full jitter below it.
 
-Full jitter (a uniform draw between 0 and the exponential ceiling) spreads a burst of failed
-leads over the whole window instead of sending them back together. The wait is a schedule
-entry in Redis (worker/ledger/schedule.py), so it need not fit the broker's visibility timeout.
+A lead's next try (delivery, a bulk import's lead sent back) waits `backoff_s`: full jitter (a
+uniform draw between 0 and the exponential ceiling) spreads a burst of failed leads over the
+whole window instead of sending them back together; the wait is a schedule entry in Redis
+(worker/ledger/schedule.py), so it need not fit the broker's visibility timeout. A bulk batch's
+transient errors use the same draw; its activity polls and the token refresher's retries (one
+actor each, nobody to spread out) wait the ceiling itself (`ceiling_s`).
 """
 
 from __future__ import annotations
