@@ -37,6 +37,7 @@ def burst(base: str, key: str, payloads: list[Any], *, clients: int = 16,
     stop_at = time.monotonic() + deadline_s
     lock = threading.Lock()
     done = [0]
+    failures: list[Exception] = []
 
     def run(worker: int) -> None:
         conn: http.client.HTTPConnection | None = None
@@ -65,7 +66,10 @@ def burst(base: str, key: str, payloads: list[Any], *, clients: int = 16,
                 done[0] += 1
                 count = done[0]
             if on_answer is not None:
-                on_answer(count)
+                try:
+                    on_answer(count)
+                except Exception as exc:  # the caller's chaos step: report it, do not lose sends
+                    failures.append(exc)
         if conn is not None:
             conn.close()
 
@@ -74,6 +78,8 @@ def burst(base: str, key: str, payloads: list[Any], *, clients: int = 16,
         thread.start()
     for thread in threads:
         thread.join(max(0.0, stop_at - time.monotonic()) + 5)
+    if failures:
+        raise failures[0]
     missing = sum(1 for a in answers if a is None)
     assert missing == 0, f"{missing} request(s) not sent before the {deadline_s:g} s deadline"
     return [a for a in answers if a is not None]

@@ -107,12 +107,14 @@ class KillableRedis:
              "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
              "--dir", str(self.dir), "--maxmemory-policy", "noeviction"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        probe = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        probe = redis.Redis(port=self.port, socket_connect_timeout=1.0, socket_timeout=5.0)
 
         def up() -> bool:
             try:
                 return bool(probe.ping())
-            except (redis.ConnectionError, redis.BusyLoadingError):
+            # On a busy machine a connect can time out before the server listens (seen under
+            # `stress --cpu 2`: the restart raised in a client thread, whose requests were lost).
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
                 return False
 
         wait_for(up, 30, "redis-server to answer")
