@@ -59,7 +59,7 @@ def test_consented_leads_keep_sign_up_form_within_5_s_while_20000_leads_drain_by
         # The product's default, not the fixtures' 3 s: the sandbox settles a whole import
         # inside one request, and beside a full suite and `stress --cpu 2` that blocked it past
         # 3 s once, so a sign_up_form timed out and was sent again (two calls for one contact).
-        "LEADSYNC_HTTP_TIMEOUT_S": "10"})
+        "LEADSYNC_HTTP_TIMEOUT_S": "10", "LEADSYNC_REFRESH_LOCK_TTL_S": "15"})
     run.start_worker("m1", concurrency=4)
     run.start_beat()
     run.wait_ready("m1")
