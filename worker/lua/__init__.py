@@ -71,8 +71,22 @@ def names() -> list[str]:
 @functools.cache
 def script(name: str) -> LuaScript:
     """The script `worker/lua/<name>.lua`, read once per process."""
-    source = resources.files(__name__).joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    source = _expand(resources.files(__name__).joinpath(f"{name}.lua").read_text(encoding="utf-8"))
     return LuaScript(name, source, hashlib.sha1(source.encode("utf-8")).hexdigest())
+
+
+def _expand(source: str) -> str:
+    """Replace each `-- #include NAME ...` line by lib/NAME.lua: Redis scripts cannot import
+    one another, and a helper several scripts share (kombu's priority-list choice) is then
+    written once. The SHA is of the expanded text, the one Redis runs."""
+    lines = []
+    for line in source.splitlines(keepends=True):
+        if line.startswith("-- #include "):
+            name = line.removeprefix("-- #include ").split(":")[0].strip()
+            line = resources.files(__name__).joinpath("lib", f"{name}.lua").read_text(
+                encoding="utf-8")
+        lines.append(line)
+    return "".join(lines)
 
 
 def contract_comment(name: str) -> str:
