@@ -31,6 +31,7 @@ PERSONAL_OBJECTS = frozenset({"address", "custom_fields"})
 # Celery's task context (`data` extra, log arguments): the task's arguments as a repr.
 TASK_ARGUMENTS = frozenset({"args", "kwargs", "argsrepr", "kwargsrepr"})
 REDACTED = "<redacted>"
+_KEYED = PERSONAL_FIELDS | PERSONAL_OBJECTS | TASK_ARGUMENTS  # keys scrub_value treats apart
 # A quoted value as Python or JSON writes it, or as JSON inside a JSON string (\"...\"); an
 # unterminated one (a truncated repr) runs to the end of the text: over-redaction is safe.
 _QUOTED = (r'(?:\\"(?:\\\\(?:\\\\|\\"|[^\\])|\\[^"\\]|[^\\])*(?:\\"|$)'
@@ -41,6 +42,9 @@ _FIELD_VALUE = re.compile(_KEY.format(names="|".join(sorted(PERSONAL_FIELDS))) +
 _OBJECT_VALUE = re.compile(
     _KEY.format(names="|".join(sorted(PERSONAL_OBJECTS)))
     + r"\{(?:" + _QUOTED + r"|[^{}'\"\\]|\\(?!\"))*(?:\}|$)", re.DOTALL)
+_FIELD_NAMES = tuple(sorted(PERSONAL_FIELDS))
+# Every name _SECRET_FIELD matches holds one of these (lower case: it ignores case).
+_SECRET_WORDS = ("token", "secret", "code", "password")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _PHONE = re.compile(r"(?<![\w-])\+?\d[\d ().-]{6,}\d(?![\w-])")
 
@@ -71,17 +75,32 @@ def redact_token(token: str | None) -> str:
 
 
 def scrub(text: str) -> str:
-    """Remove anything secret- or person-shaped from free text."""
-    text = _OBJECT_VALUE.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(1)}: {{{REDACTED}}}",
-                             text)
-    text = _FIELD_VALUE.sub(_field_value, text)
-    text = _EMAIL_URL.sub("<email>", text)
-    text = _JWT.sub("<jwt>", text)
-    text = _BEARER.sub(lambda m: f"{m.group(1)} <redacted>", text)
-    text = _SECRET_FIELD.sub(lambda m: f"{m.group(1)}<redacted>", text)
-    text = _INTAKE_KEY.sub("lsk_<redacted>", text)
-    text = _EMAIL.sub(lambda m: redact_email(m.group(0)), text)
-    return _PHONE.sub(_phone_or_date, text)
+    """Remove anything secret- or person-shaped from free text.
+
+    Each pattern runs only when the text holds a substring that pattern cannot match without
+    (an `@`, a field's name, ...): most log text holds none, and the patterns cost 80 µs on a
+    150-character outcome line against 10 µs with the checks (the phone pattern still runs)."""
+    if ":" in text or "=" in text:  # the three `key: value` patterns need one
+        if "address" in text or "custom_fields" in text:
+            text = _OBJECT_VALUE.sub(
+                lambda m: f"{m.group(1)}{m.group(2)}{m.group(1)}: {{{REDACTED}}}", text)
+        if any(name in text for name in _FIELD_NAMES):
+            text = _FIELD_VALUE.sub(_field_value, text)
+    if "%40" in text:
+        text = _EMAIL_URL.sub("<email>", text)
+    if "eyJ" in text:
+        text = _JWT.sub("<jwt>", text)
+    lower = text.lower()
+    if "bearer" in lower or "basic" in lower:
+        text = _BEARER.sub(lambda m: f"{m.group(1)} <redacted>", text)
+        lower = text.lower()
+    if (":" in text or "=" in text) and any(word in lower for word in _SECRET_WORDS):
+        text = _SECRET_FIELD.sub(lambda m: f"{m.group(1)}<redacted>", text)
+    if "lsk_" in text:
+        text = _INTAKE_KEY.sub("lsk_<redacted>", text)
+    if "@" in text:
+        text = _EMAIL.sub(lambda m: redact_email(m.group(0)), text)
+    return _PHONE.sub(_phone_or_date, text) if len(text) >= 8 else text  # its shortest match
 
 
 def _field_value(match: re.Match[str]) -> str:
@@ -100,6 +119,11 @@ def _phone_or_date(match: re.Match[str]) -> str:
 def scrub_value(value: Any, key: str | None = None) -> Any:
     """`scrub` for structures (log extras, log arguments): lead fields by name, task arguments
     of Celery's records as their redacted repr, every string scrubbed. Returns a copy."""
+    if key is None or key not in _KEYED:  # the common case first: a log field's plain value
+        if isinstance(value, str):
+            return scrub(value)
+        if value is None or isinstance(value, bool | int | float):
+            return value
     if key in PERSONAL_OBJECTS and isinstance(value, Mapping):
         return {str(k): REDACTED for k in value}
     if key in PERSONAL_FIELDS and value not in (None, ""):
