@@ -29,6 +29,7 @@ from redis.exceptions import NoScriptError
 
 from worker.broker.acks import DueAcks, delete_entries
 from worker.broker.fetch_contract import BrokerContractError, check_channel_instance
+from worker.broker.pop_order import PopOrder
 from worker.lua import script
 
 POP = script("reliable_pop")
@@ -82,8 +83,10 @@ class ReliableChannel(RedisChannel):
     Polling alternates between two commands sent on kombu's polling connection: the Lua pop
     (answers at once) while messages keep coming, and, once every queue was found empty, a
     blocking `BLMOVE` on one queue so an idle worker waits in Redis instead of spinning. BLMOVE
-    watches one key only, so when several queues are consumed its wait is split between them
-    (an idle worker notices a new message within about `brpop_timeout` seconds at worst).
+    watches one key only: with several queues consumed, a message on another is noticed when
+    the wait ends (`brpop_timeout` divided by the number of queues). While leads flow, the
+    control queue's lists are read first only every CONTROL_EVERY_S (worker/broker/pop_order.py),
+    and otherwise last, in the same pop.
 
     Acknowledgements ride in the next pop: kombu's ack was a blocking round trip in the main
     process, which also fetches every message. Celery acks after the task returned, once the
@@ -111,6 +114,7 @@ class ReliableChannel(RedisChannel):
         self._no_ack_by_queue: dict[str, bool] = {}
         self._acks = DueAcks()  # acknowledged, entry not deleted yet
         super().__init__(connection, **kwargs)
+        self._pop_order = PopOrder(self._q_for_pri, self.priority_steps)
         check_channel_instance(self)
 
     def close(self) -> None:
@@ -194,13 +198,10 @@ class ReliableChannel(RedisChannel):
             if problem is not None:
                 raise RedisTooOldError(problem)  # the worker stops with this one line
             self._version_checked = True
-        pairs = [(self._q_for_pri(queue, pri), queue) for pri in self.priority_steps
-                 for queue in queues]
-        self._reliable_keys = [key for key, _ in pairs]
         record = self.ack_emulation
-        self._record_flags = "".join(
-            "1" if record and not self._no_ack_by_queue.get(queue, False) else "0"
-            for _, queue in pairs)
+        self._reliable_keys, self._record_flags = self._pop_order.next(
+            queues, [record and not self._no_ack_by_queue.get(queue, False) for queue in queues],
+            after_empty=self._reliable_idle)
         connection = self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()
         if not self._reliable_idle:
@@ -208,10 +209,11 @@ class ReliableChannel(RedisChannel):
             connection.send_command(*self._pop_command())
             return
         # Everything was empty: wait in Redis. BLMOVE q q moves the last entry onto itself, so
-        # nothing leaves the list; the cycle rotates which queue this wait watches. Acks due
-        # now would wait behind it: they go first (an idle worker has the time).
+        # nothing leaves the list; it watches the first queue of kombu's cycle (whatever order
+        # the pop uses), which a delivery rotates. Acks due now would wait behind it: they go
+        # first (an idle worker has the time).
         self.send_acks()
-        wait_on = self._reliable_keys[0]
+        wait_on = self._q_for_pri(queues[0], self.priority_steps[0])
         wait_s = max(0.1, (timeout or 1) / len(queues))
         self._reliable_sent = "BLMOVE"
         connection.send_command("BLMOVE", wait_on, wait_on, "RIGHT", "RIGHT", f"{wait_s:.2f}")
