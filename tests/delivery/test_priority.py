@@ -176,7 +176,7 @@ def test_an_import_that_failed_sends_its_staged_leads_back_on_their_list(
 
 
 @pytest.mark.parametrize("given", [-3, 0, 2, 3, 5, 6, 8, 9, 12, 2.9, 5.5, "7", " 4 ", "x",
-                                   "5.5", None, True, [], {}])
+                                   "5.5", "0x7", "1e1", None, True, [], {}])
 def test_the_lua_scripts_pick_the_list_kombu_would_for_any_priority(
         settings: Settings, redis_client: redis.Redis, redis_url: str, given: object) -> None:
     one = lead(1, consent=True)
@@ -195,6 +195,13 @@ def test_the_lua_scripts_pick_the_list_kombu_would_for_any_priority(
     redis_client.set(ledger.keys.lead_message(one.lead_id), raw)
     redis_client.zadd(ledger.keys.schedule, {one.lead_id: time.time() - 1})
     assert Account(settings, redis_client).schedule.promote() == 1  # promote.lua's push
+    assert [name for name in queue_lists(LEADS_QUEUE) if redis_client.llen(name)] == [kombu_list]
+    redis_client.delete(kombu_list)
+    # Parked with this message kept, then resumed: resume_parked.lua's push.
+    lot = Account(settings, redis_client).parking
+    assert lot.park(one, QUOTA, time.time() - 1)[0]
+    redis_client.set(ledger.keys.lead_message(one.lead_id), raw)
+    assert lot.resume_due(sending_possible=True) == 1
     assert [name for name in queue_lists(LEADS_QUEUE) if redis_client.llen(name)] == [kombu_list]
 
 

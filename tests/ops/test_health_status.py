@@ -12,6 +12,9 @@ import redis
 
 from worker.account import Account
 from worker.auth.token_record import STATE_REAUTH_REQUIRED, TokenRecord
+from worker.base.names import LEADS_QUEUE
+from worker.base.priority import BACKLOG_PRIORITY, HANDED_ON_PRIORITY, list_for
+from worker.bulk.backlog import TAKE_SCRIPT
 from worker.cli import main
 from worker.cli.exit_codes import ExitCode
 from worker.demo.embedded_redis import free_port
@@ -101,6 +104,43 @@ def test_status_shows_token_time_left_and_queue_depth_without_secrets(
     assert "expires in 1h 59m" in text or "expires in 2h 00m" in text
     for secret in ("access-secret-xyz", "refresh-secret-xyz", "status.0@example.org"):
         assert secret not in text and secret not in json.dumps(status)
+
+
+def test_status_counts_the_backlog_entries_the_bulk_stager_holds(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], redis_url: str,
+    redis_client: redis.Redis, make_settings: Any,
+) -> None:
+    # A stager's take step moved 5 of 7 backlog leads to its holding list, and its run died:
+    # they are off every queue list, and status still counts them until they are given back.
+    monkeypatch.setenv("LEADSYNC_REDIS_URL", redis_url)
+    settings = make_settings(redis_url=redis_url)
+    leads = [{"email": f"held.{i}@example.org", "consent": False} for i in range(7)]
+    assert enqueue_leads(leads, settings=settings, redis=redis_client).enqueued == 7
+    account = Account(settings, redis_client)
+    bulk = account.keys.bulk
+    lock = redis_client.lock(bulk.lock, timeout=60, blocking=False)
+    assert lock.acquire()
+    lists = [bulk.lock, list_for(LEADS_QUEUE, BACKLOG_PRIORITY), bulk.holding,
+             list_for(LEADS_QUEUE, HANDED_ON_PRIORITY)]
+    assert TAKE_SCRIPT.run(redis_client, lists, [lock.local.token, 5, 0]) == 5
+
+    code, lines = _run(capsys, "status", "--json")
+    status = json.loads("\n".join(lines))
+    assert code == ExitCode.OK
+    assert status["queues"]["leads"] == status["leads"]["queued"] == 2
+    assert status["leads"]["bulk_holding"] == 5
+    code, lines = _run(capsys, "status")
+    assert "leads 2 waiting (+5 held by the bulk stager)" in "\n".join(lines)
+    assert [line.split()[2:] for line in lines if line.split()[:2] == ["bulk", "holding"]] == [
+        ["5"]]
+
+    assert account.backlog_stager().give_back() == 5  # as the next holder does
+    lock.release()
+    code, lines = _run(capsys, "status", "--json")
+    status = json.loads("\n".join(lines))
+    assert (status["leads"]["queued"], status["leads"]["bulk_holding"]) == (7, 0)
+    _, lines = _run(capsys, "status")
+    assert "held by the bulk stager" not in "\n".join(lines)
 
 
 def test_status_redis_down_is_one_clear_line(

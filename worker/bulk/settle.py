@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from worker.base.backoff import backoff_s
 from worker.base.errors import InvalidLeadError
 from worker.base.redaction import scrub
 from worker.base.scope import Scope
+from worker.delivery.outcome import RETRIES_EXHAUSTED, spend_try
 from worker.leads.wire import parse_message
 from worker.ledger.deadletter import DeadLetter, DeadLetters
 from worker.ledger.lead_state import LeadState
@@ -133,11 +133,11 @@ class Settler:
         if self.ledger.state(lead_id) != LeadState.STAGED:
             return 0
         failures = self.ledger.count_attempt(lead_id)
-        if failures > self.settings.max_retries:
-            return self.dead_letter(lead_id, f"retries exhausted after {failures} tries: "
-                                    f"{reason}", "retries_exhausted", attempts=failures)
+        spent = spend_try(failures, reason, self.settings)  # as a single lead's failed try
+        if spent.exhausted:
+            return self.dead_letter(lead_id, spent.reason, RETRIES_EXHAUSTED, attempts=failures)
         now = time.time()
-        wait = backoff_s(failures, self.settings.backoff_base_s, self.settings.backoff_max_s)
+        wait = spent.wait_s
         moved, state = self.ledger.move(lead_id, "retry", now=now, due=now + wait,
                                         last_reason=code, retry_at=now + wait)
         _log(lead_id, state, logging.INFO, reason=code, path="import",

@@ -22,6 +22,7 @@ from worker.auth.status import token_status
 from worker.auth.token_key import ACTIVE_S
 from worker.auth.token_record import STATE_TOKEN_KEY_INVALID
 from worker.base.errors import LeadsyncError
+from worker.base.names import LEADS_QUEUE
 from worker.base.redis_check import check_redis
 from worker.base.settings import Settings
 from worker.bulk.plan import render_bulk
@@ -48,9 +49,10 @@ exit codes: 0 healthy, 4 Redis unreachable, 9 unhealthy (no worker answered, rea
 def register(subparsers: Any) -> None:
     status = subparsers.add_parser(
         "status", help="token, queues, parked leads, dead letters, quota at a glance",
-        description="Show whether leads flow: token state and time left, queue depth, in "
-        "flight, retrying, parked (with resume time), dead letters by reason, requests used "
-        "today against the quota, delivered in the last hour, last errors.",
+        description="Show whether leads flow: token state and time left, queue depth (and "
+        "backlog leads the bulk stager holds), in flight, retrying, parked (with resume "
+        "time), dead letters by reason, requests used today against the quota, delivered in "
+        "the last hour, last errors.",
         epilog=STATUS_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     status.add_argument("--json", action="store_true", help="one JSON object (for scripts)")
@@ -117,6 +119,11 @@ def _token_line(token: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _held(count: Any) -> str:
+    """Backlog leads off their list while the bulk stager stages them: waiting all the same."""
+    return f" (+{count} held by the bulk stager)" if isinstance(count, int) and count else ""
+
+
 def render_status(status: dict[str, Any]) -> str:
     """The text `leadsync status` prints: one line per fact, lists indented below."""
     lines = [f"leadsync status: account {status['account']}, redis {status['redis']}, "
@@ -125,7 +132,9 @@ def render_status(status: dict[str, Any]) -> str:
              f"  {'redis storage':<20} {status['redis_check']['summary']}"
              if "redis_check" in status else "",
              "  {:<20} {}".format("queues", ", ".join(
-                 f"{name} {depth} waiting" for name, depth in status["queues"].items()))]
+                 f"{name} {depth} waiting"
+                 + (_held(status["leads"].get("bulk_holding")) if name == LEADS_QUEUE else "")
+                 for name, depth in status["queues"].items()))]
     if "bulk" in status:
         lines.append(f"  {'bulk imports':<20} {render_bulk(status['bulk'])}")
     leads = status["leads"]

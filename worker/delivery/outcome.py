@@ -3,16 +3,21 @@
 `classify(exc)` turns what went wrong into a `Decision`: what to do with the lead and whether the
 try counts against its failure budget. Waiting (for the shared limiter, for a refreshed token,
 for tomorrow's quota, for a person to re-authorize) never spends that budget; only failures that
-retrying might fix do, and when the budget is gone the lead is dead-lettered with its reason.
+retrying might fix do, and when the budget is gone the lead is dead-lettered with its reason:
+`spend_try` says which, for a single lead's try and for a bulk import's lead sent back alike.
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from redis.exceptions import RedisError
 
+from worker.base.backoff import backoff_s
 from worker.base.errors import (
     AuthError,
     ConfigError,
@@ -107,3 +112,39 @@ def classify(exc: BaseException) -> Decision:
                 retry_after_s=getattr(exc, "retry_after_s", None),
             )
     raise TypeError(f"cannot classify {type(exc).__name__}")  # BaseException outside Exception
+
+
+RETRIES_EXHAUSTED = "retries_exhausted"  # the dead letters' reason code when the budget is gone
+
+
+class RetryBudget(Protocol):
+    """The settings the budget reads (LEADSYNC_MAX_RETRIES, LEADSYNC_BACKOFF_*)."""
+
+    @property
+    def max_retries(self) -> int: ...
+    @property
+    def backoff_base_s(self) -> float: ...
+    @property
+    def backoff_max_s(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class SpentTry:
+    """Where a lead goes after a failure that spent a try: back through the schedule in
+    `wait_s`, or (`exhausted`) to the dead letters with `reason`."""
+
+    exhausted: bool
+    wait_s: float
+    reason: str
+
+
+def spend_try(failures: int, reason: str, budget: RetryBudget, *,
+              retry_after_s: float | None = None,
+              draw: Callable[[float, float], float] = random.uniform) -> SpentTry:
+    """`failures` counts this one (the ledger's count_attempt). Past LEADSYNC_MAX_RETRIES the
+    lead is a `retries_exhausted` dead letter; otherwise it waits the jittered backoff, or the
+    server's Retry-After when that is longer."""
+    if failures > budget.max_retries:
+        return SpentTry(True, 0.0, f"retries exhausted after {failures} tries: {reason}")
+    wait = backoff_s(failures, budget.backoff_base_s, budget.backoff_max_s, draw=draw)
+    return SpentTry(False, max(retry_after_s or 0.0, wait), reason)

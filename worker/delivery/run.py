@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 from worker.auth.access import AccessToken, newer_token, token_checker
 from worker.auth.access import request_refresh as ask_refresh
 from worker.auth.token_store import TokenStore
-from worker.base.backoff import backoff_s
 from worker.base.errors import (
     ConflictError,
     InvalidLeadError,
@@ -34,7 +33,7 @@ from worker.delivery.custom_fields import CustomFieldResolver
 from worker.delivery.email_lock import EmailLock
 from worker.delivery.gate import StagingGate
 from worker.delivery.lead_steps import Opened, open_lead, settle_delivered
-from worker.delivery.outcome import Action, Decision, classify
+from worker.delivery.outcome import RETRIES_EXHAUSTED, Action, Decision, classify, spend_try
 from worker.delivery.ratelimit import FleetLimiter, next_utc_midnight
 from worker.delivery.result import Result, log_outcome
 from worker.leads.lead import Lead
@@ -237,15 +236,13 @@ class Delivery:
             failures = self.durably(lambda: self.ledger.count_attempt(lead.lead_id), "attempt")
             self._best_effort(lambda: self.ledger.note_error(
                 lead.lead_id, decision.reason_code, decision.reason, now=now))
-            if failures > self.settings.max_retries:
-                exhausted = Decision(Action.DEAD_LETTER, True,
-                                     f"retries exhausted after {failures} tries: "
-                                     f"{decision.reason}", "retries_exhausted",
+            spent = spend_try(failures, decision.reason, self.settings,
+                              retry_after_s=decision.retry_after_s)
+            if spent.exhausted:
+                exhausted = Decision(Action.DEAD_LETTER, True, spent.reason, RETRIES_EXHAUSTED,
                                      decision.status_code)
                 return self._dead_letter(lead.lead_id, lead.to_json_dict(), exhausted, failures)
-            wait = max(decision.retry_after_s or 0.0,
-                       backoff_s(failures, self.settings.backoff_base_s,
-                                 self.settings.backoff_max_s))
+            wait = spent.wait_s
         else:
             failures = attempt - 1
             wait = decision.retry_after_s if decision.retry_after_s is not None else (

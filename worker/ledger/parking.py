@@ -27,10 +27,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from kombu.transport.redis import Channel as _KombuChannel
-
 from worker.base.errors import LeadsyncError
 from worker.base.names import LEADS_QUEUE
+from worker.base.priority import queue_lists
 from worker.base.redis_text import text
 from worker.base.scope import Scope
 from worker.leads.lead import Lead, parse_lead
@@ -46,7 +45,6 @@ REASONS = (REAUTH, QUOTA, TOKEN_KEY)  # the first also takes entries of an unkno
 RESUME_BATCH = 200  # leads per resume step: Redis is held ≈ 10 ms (40–60 µs a lead)
 REPAIR_PAGE = 200  # SCAN COUNT hint per recount step (a page decodes each entry)
 RECOUNT_EVERY_S = 3_600  # a full recount from `resume_due` at most this often, fleet-wide
-PRIORITY_STEPS: tuple[int, ...] = tuple(_KombuChannel.priority_steps)  # kombu's 0, 3, 6, 9
 log = logging.getLogger("leadsync.parking")
 
 
@@ -195,12 +193,11 @@ class ParkingLot:
         keys = [self.keys.parked_index, self.due_keys[reason],
                 self.keys.lead_state_index(LeadState.IN_FLIGHT),
                 self.keys.lead_state_index(LeadState.RETRYING), self.keys.schedule,
-                *priority_lists(LEADS_QUEUE)]
+                *queue_lists(LEADS_QUEUE)]
         args: list[EncodableArg] = [
             f"{now:.3f}", self.ttl_s, batch, skip, self.keys.lead_prefix,
             self.keys.lead_message_prefix,
-            ",".join("-" if s == ABSENT else str(s) for s in sources),
-            ",".join(map(str, PRIORITY_STEPS)), *(pairs or [])]
+            ",".join("-" if s == ABSENT else str(s) for s in sources), *(pairs or [])]
         reply: list[Any] = script("resume_parked").run(self.redis, keys, args)
         return reply
 
@@ -224,5 +221,4 @@ class _Snapshot:
 
 def priority_lists(queue: str) -> list[str]:
     """The Redis lists kombu reads for `queue`, one per priority step (its `_q_for_pri`)."""
-    return [queue if step == 0 else f"{queue}{_KombuChannel.sep}{step}"
-            for step in PRIORITY_STEPS]
+    return list(queue_lists(queue))

@@ -4,40 +4,27 @@
 -- KEYS[1] parked entries (hash lead_id -> entry JSON)
 -- KEYS[2] this reason's parked index (zset lead_id -> resume_at)
 -- KEYS[3] in_flight index (zset)  KEYS[4] retrying index (zset)  KEYS[5] schedule (zset)
--- KEYS[6..] the queue's lists, one per kombu priority step, in ARGV[8]'s order
+-- KEYS[6..9] the queue's lists for kombu's priority steps 0, 3, 6, 9 (worker/base/priority.py)
 -- ARGV[1] now (epoch s)  ARGV[2] ttl_s of the lead hash and kept message
 -- ARGV[3] most leads to take (due mode)  ARGV[4] due leads to skip first (due mode)
 -- ARGV[5] lead hash key prefix ("<prefix>:lead:")
 -- ARGV[6] kept-message key prefix ("<prefix>:lead-msg:")
 -- ARGV[7] states resume may start from, comma separated, "-" for no entry
---         (worker/lead_state.py TRANSITIONS["resume"]: the table is the source of truth)
--- ARGV[8] kombu's priority steps, comma separated ("0,3,6,9")
--- ARGV[9..] optional lead_id, message pairs: resume exactly these (given mode), pushing the
+--         (worker/ledger/lead_state.py TRANSITIONS["resume"]: the table is the source of truth)
+-- ARGV[8..] optional lead_id, message pairs: resume exactly these (given mode), pushing the
 --         given message when none is kept; without them, the due leads of KEYS[2] (due mode)
 -- The move is the ledger's "resume" (worker/lua/ledger.lua, target queued) for each lead.
--- A message goes to kombu's `_q_for_pri` list: properties.priority clamped to 0..9, then the
--- highest step not above it; unreadable or missing: priority 0 (kombu's default).
+-- A message goes to the list kombu's `_put` would choose (lib/list_for.lua, shared with the
+-- ledger, the promoter and the intake).
 -- Returns {resumed, dropped (settled meanwhile: stale entry removed), examined,
 --          lead ids left parked because no message was kept or given...}
+
+-- #include list_for: kombu's list for a message's priority (worker/lua/lib/list_for.lua)
+
 local now, ttl = ARGV[1], ARGV[2]
 local sources = {}
 for s in string.gmatch(ARGV[7], '[^,]+') do sources[s] = true end
-local steps = {}
-for s in string.gmatch(ARGV[8], '[^,]+') do steps[#steps + 1] = tonumber(s) end
-
-local function list_for(msg)
-  local ok, decoded = pcall(cjson.decode, msg)
-  local pri = 0
-  if ok and type(decoded) == 'table' and type(decoded.properties) == 'table' then
-    pri = tonumber(decoded.properties.priority) or 0
-  end
-  pri = math.max(0, math.min(9, math.floor(pri)))
-  local chosen = 1
-  for i, step in ipairs(steps) do
-    if pri >= step then chosen = i end
-  end
-  return KEYS[5 + chosen]
-end
+local lists = {KEYS[6], KEYS[7], KEYS[8], KEYS[9]}
 
 local resumed, dropped, missing = 0, 0, {}
 local function resume(lead_id, given)
@@ -59,7 +46,7 @@ local function resume(lead_id, given)
     missing[#missing + 1] = lead_id
     return
   end
-  redis.call('LPUSH', list_for(msg), msg)
+  redis.call('LPUSH', list_for(msg, lists), msg)
   redis.call('HSETNX', key, 'first_seen', now)
   redis.call('HSET', key, 'state', 'queued', 'updated_at', now)
   redis.call('HDEL', key, 'lease_until')
@@ -74,8 +61,8 @@ local function resume(lead_id, given)
 end
 
 local examined = 0
-if #ARGV > 8 then
-  for i = 9, #ARGV, 2 do
+if #ARGV > 7 then
+  for i = 8, #ARGV, 2 do
     resume(ARGV[i], ARGV[i + 1])
     examined = examined + 1
   end

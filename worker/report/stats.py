@@ -1,8 +1,8 @@
 """Lead counts for `leadsync status` and the demo, read from delivery's bookkeeping in one place.
 
-A flat dict (JSON-ready, never personal data): queued, in flight, retrying, parked by reason with
-the next resume time, dead letters by reason, delivered in the last hour, running totals,
-requests used today against the quota, and the last errors (redacted).
+A flat dict (JSON-ready, never personal data): queued, held by the bulk stager, in flight,
+retrying, parked by reason with the next resume time, dead letters by reason, delivered in the
+last hour, running totals, requests used today against the quota, and the last errors (redacted).
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ def lead_counts(account: Account, *, now: float | None = None) -> dict[str, Any]
     errors = [json.loads(raw) for raw in redis.lrange(keys.last_errors, 0, SHOWN_ERRORS - 1)]
     counts: dict[str, Any] = {
         "queued": queued(redis, LEADS_QUEUE),  # every priority list of `leads`
+        # Backlog entries the bulk stager took off their list and holds while it stages them
+        # (worker/bulk/backlog.py): after a crash they stay there until given back.
+        "bulk_holding": int(redis.llen(keys.bulk.holding)),
         "in_flight": int(redis.zcard(keys.lead_state_index(LeadState.IN_FLIGHT))),
         "retrying": int(redis.zcard(keys.lead_state_index(LeadState.RETRYING))),
         # Retries and held-off copies waiting in Redis for their due time
