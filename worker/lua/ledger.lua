@@ -1,6 +1,7 @@
 -- One step of a lead's ledger entry (worker/ledger/ledger.py), atomic: check, move, side writes.
 -- KEYS[1] lead hash          KEYS[2] in_flight index (zset)  KEYS[3] retrying index (zset)
--- KEYS[4] schedule (zset: lead_id -> due epoch s)            KEYS[5] delivered-recent (zset)
+-- KEYS[4] schedule (zset: lead_id -> due epoch s)
+-- KEYS[5] delivered per minute (hash: epoch minute -> count; worker/ledger/delivered.py)
 -- KEYS[6] the `leads` list   KEYS[7] side hash (dead letters / parked entries, by lead_id)
 -- KEYS[8] side zset (dead-letter index / parked resume times)
 -- KEYS[9] the lead's kept message (a string key beside the hash, so the hash stays small);
@@ -16,7 +17,8 @@
 -- ARGV[6] target state  ARGV[7] task id (begin)  ARGV[8] lease end (begin) / due time (retry)
 -- ARGV[9] message to keep (begin) or to push (to queued; "" = the one kept in the hash)
 -- ARGV[10] side value ("" none, "-" remove lead_id from the side hash and zset)
--- ARGV[11] side score  ARGV[12] expected updated_at ("" = no check)  ARGV[13] recent window s
+-- ARGV[11] side score  ARGV[12] expected updated_at ("" = no check)
+-- ARGV[13] the epoch minute of `now`: a deliver move adds one to that field of KEYS[5]
 -- ARGV[14] counters to add one to when the move is made, comma separated ("" none)
 -- ARGV[15] email lock owner token ("" none): `begin` taking the lead also takes the lock
 --          (SET NX PX ARGV[16]) if it is free; any other op releases it if that owner holds it
@@ -109,8 +111,7 @@ if target == 'delivered' or target == 'dead_lettered' or target == 'parked'
   end
 end
 if target == 'delivered' then
-  redis.call('ZADD', KEYS[5], now, lead_id)
-  redis.call('ZREMRANGEBYSCORE', KEYS[5], 0, now - tonumber(ARGV[13]))
+  redis.call('HINCRBY', KEYS[5], ARGV[13], 1)  -- the delivered count, by minute
 end
 if target == 'queued' then
   local msg = ARGV[9]
