@@ -9,6 +9,7 @@ round, the others skip (settled) or wait in the schedule (held elsewhere) withou
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -131,9 +132,33 @@ def test_eight_concurrent_copies_send_once_each_round(
     assert sent == [1] * rounds
     stats = stack.sandbox.stats()["sign_up_form"]
     assert stats["calls"] == rounds and stats["max_calls_per_contact"] == 1
-    assert account.schedule.size() == 0  # held-off copies dropped
     assert all(r.status in (LeadState.DELIVERED, LeadState.IN_FLIGHT)
                for found in results for r in found)
+    # The held-off copies' entries wait for their holder's lease end, then go, none sent.
+    later = time.time() + deliveries[0].lease_s + 1
+    assert account.schedule.promote_all(now=later) == 0
+    assert account.schedule.size() == 0 and queued(redis_client, LEADS_QUEUE) == 0
+
+
+def test_a_held_off_copys_entry_outlives_the_delivery_and_goes_unsent_when_due(
+    make_settings: Any, redis_client: redis.Redis
+) -> None:
+    account = Account(make_settings(), redis_client)
+    ledger, schedule = account.ledger, account.schedule
+    assert ledger.begin("d1", "holder", "m", LEASE_S, now=1000.0).outcome == "taken"
+    assert ledger.begin("d1", "copy", "m2", LEASE_S, now=1001.0).outcome == "busy"
+    assert ledger.move("d1", "deliver", now=1002.0) == (True, LeadState.DELIVERED)
+    assert schedule.due_at("d1") == 1000.0 + LEASE_S  # `deliver` left it (one command less)
+    assert schedule.promote(now=1000.0 + LEASE_S - 1) == 0 and schedule.size() == 1
+    assert schedule.promote(now=1000.0 + LEASE_S) == 0  # due: dropped, nothing pushed
+    assert schedule.size() == 0 and queued(redis_client, LEADS_QUEUE) == 0
+    assert ledger.state("d1") == LeadState.DELIVERED and ledger.message("d1") is None
+    # A retrying lead delivered after all (its slow first try landed): the due entry goes at
+    # once, or `status` would count it scheduled until its retry time.
+    assert ledger.begin("d2", "first", "m", LEASE_S, now=1000.0).outcome == "taken"
+    assert ledger.move("d2", "retry", now=1001.0, due=9000.0)[0]
+    assert ledger.move("d2", "deliver", now=1002.0) == (True, LeadState.DELIVERED)
+    assert schedule.due_at("d2") is None
 
 
 def test_replay_and_resume_push_the_message_with_the_move(

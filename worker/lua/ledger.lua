@@ -28,8 +28,10 @@
 --         locked 1 when the lock was taken too, 0 when another holder has it)
 --         {"ok", target, released} | {"refused", current state, released} (other ops;
 --         released 1 when the lock was this owner's and is deleted now)
--- The in_flight and retrying indexes and the schedule hold a lead only while its state is
--- in_flight or retrying (every move keeps them so), so they are written only from or to those.
+-- The in_flight and retrying indexes hold a lead only while its state is in_flight or retrying
+-- (every move keeps them so), so they are written only from or to those. The schedule holds a
+-- retrying lead's due time, or an in_flight one's lease end (a copy was held off); `deliver`
+-- leaves the latter to promote.lua, which drops the entry of a settled lead when it is due.
 
 -- #include list_for: kombu's list for a message's priority (worker/lua/lib/list_for.lua)
 
@@ -97,7 +99,10 @@ redis.call('HSET', key, unpack(fields))
 index(target)
 if target == 'retrying' then
   redis.call('ZADD', KEYS[4], ARGV[8], lead_id)
-elseif open then
+elseif open and not (state == 'in_flight' and target == 'delivered') then
+  -- A retry's due entry goes with it. A lead delivered from in_flight has an entry only when
+  -- a copy was held off; promote.lua drops it when due (the lead is settled then): one
+  -- command less on every delivery.
   redis.call('ZREM', KEYS[4], lead_id)
 end
 local keeps_message = true

@@ -6,9 +6,11 @@
 -- ARGV[1] now (epoch s)  ARGV[2] most entries to look at  ARGV[3] lead hash key prefix
 -- ("<prefix>:lead:")  ARGV[4] kept-message key prefix ("<prefix>:lead-msg:"); leads are
 -- addressed by name: one Redis node, as the whole ledger
--- A lead still in_flight under a live lease is pushed back to its lease end; one that settled
--- (no message kept) is dropped; a retrying one, or one whose holder's lease ran out, has its
--- kept message pushed and becomes queued (lead_state.py TRANSITIONS "promote").
+-- A lead still in_flight under a live lease is pushed back to its lease end; a retrying one, or
+-- one whose holder's lease ran out, has its kept message pushed and becomes queued
+-- (lead_state.py TRANSITIONS "promote"); the entry of a lead in any other state, or with no
+-- message kept, is dropped and nothing pushed (a lead delivered while a copy was held off
+-- leaves the copy's entry for this: ledger.lua).
 -- Returns the number of messages pushed.
 
 -- #include list_for: kombu's list for a message's priority (worker/lua/lib/list_for.lua)

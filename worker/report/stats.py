@@ -38,7 +38,8 @@ def lead_counts(account: Account, *, now: float | None = None) -> dict[str, Any]
         "in_flight": int(redis.zcard(keys.lead_state_index(LeadState.IN_FLIGHT))),
         "retrying": int(redis.zcard(keys.lead_state_index(LeadState.RETRYING))),
         # Retries and held-off copies waiting in Redis for their due time
-        # (worker/ledger/schedule.py).
+        # (worker/ledger/schedule.py); a copy held off by a lead delivered since waits too, and
+        # the promoter drops it, unsent, at that time (at most the lease).
         "scheduled": int(redis.zcard(keys.schedule)),
         "parked_reauth": parked["by_reason"].get("reauth", 0),
         "parked_quota": parked["by_reason"].get("quota", 0),
