@@ -20,8 +20,8 @@ from worker.base.names import LEADS_QUEUE
 from worker.base.priority import queued
 from worker.delivery.run import Result
 from worker.leads.lead import parse_lead
-from worker.leads.wire import encode_message
-from worker.ledger.lead_state import ABSENT, TRANSITIONS, LeadState, allowed
+from worker.leads.wire import encode_message, queue_list
+from worker.ledger.lead_state import ABSENT, INDEXED, TRANSITIONS, LeadState, allowed
 from worker.ledger.ledger import Ledger
 
 STATES = (ABSENT, *LeadState)
@@ -159,6 +159,35 @@ def test_a_held_off_copys_entry_outlives_the_delivery_and_goes_unsent_when_due(
     assert ledger.move("d2", "retry", now=1001.0, due=9000.0)[0]
     assert ledger.move("d2", "deliver", now=1002.0) == (True, LeadState.DELIVERED)
     assert schedule.due_at("d2") is None
+
+
+@pytest.mark.parametrize("start", [LeadState.IN_FLIGHT, LeadState.RETRYING])
+@pytest.mark.parametrize("by", ["promote", "requeue"])
+def test_the_move_to_queued_leaves_the_same_entry_by_the_promoter_and_the_ledger(
+    start: str, by: str, make_settings: Any, redis_client: redis.Redis
+) -> None:
+    account = Account(make_settings(), redis_client)
+    ledger, schedule = account.ledger, account.schedule
+    lead = parse_lead({"email": f"{start}-{by}@queued.example"})
+    message = encode_message(lead, task_id="t1")
+    assert ledger.begin(lead.lead_id, "t1", message, 5.0, now=1000.0).outcome == "taken"
+    if start == LeadState.RETRYING:
+        assert ledger.move(lead.lead_id, "retry", now=1001.0, due=1002.0)[0]
+    else:
+        redis_client.zadd(account.keys.schedule, {lead.lead_id: 1005.0})  # a held-off copy
+    if by == "promote":
+        assert schedule.promote(now=2000.0) == 1
+    else:
+        assert ledger.move(lead.lead_id, "requeue", now=2000.0) == (True, LeadState.QUEUED)
+    entry = ledger.get(lead.lead_id)
+    assert entry["state"] == LeadState.QUEUED and "lease_until" not in entry
+    assert entry["updated_at"] == "2000.000" and entry["first_seen"] == "1000.000"
+    for state in INDEXED:  # what `status` counts as in flight and retrying
+        assert redis_client.zscore(account.keys.lead_state_index(state), lead.lead_id) is None
+    if by == "promote":
+        assert schedule.due_at(lead.lead_id) is None
+    assert redis_client.lrange(queue_list(lead), 0, -1) == [message.encode()]
+    assert ledger.message(lead.lead_id) == message
 
 
 def test_replay_and_resume_push_the_message_with_the_move(

@@ -34,6 +34,7 @@
 -- leaves the latter to promote.lua, which drops the entry of a settled lead when it is due.
 
 -- #include list_for: kombu's list for a message's priority (worker/lua/lib/list_for.lua)
+-- #include to_queued: the move to queued (worker/lua/lib/to_queued.lua)
 
 local key, lead_id, now = KEYS[1], ARGV[2], tonumber(ARGV[3])
 local f = redis.call('HMGET', key, 'state', 'task_id', 'lease_until', 'attempts', 'first_seen',
@@ -46,6 +47,7 @@ for s in string.gmatch(ARGV[5], '[^,]+') do
 end
 local op, target = ARGV[1], ARGV[6]
 local open = (state == 'in_flight' or state == 'retrying')
+local indexes = {in_flight = KEYS[2], retrying = KEYS[3]}
 
 local function index(to)
   for i, s in ipairs({'in_flight', 'retrying'}) do
@@ -90,13 +92,17 @@ if op == 'replay' then  -- a fresh start: budget and errors reset
   redis.call('DEL', key)
   first_seen = false
 end
-local fields = {'state', target, 'updated_at', ARGV[3], 'first_seen', first_seen or ARGV[3]}
+local fields = {'updated_at', ARGV[3], 'first_seen', first_seen or ARGV[3]}
 for i = 17, #ARGV, 2 do
   fields[#fields + 1] = ARGV[i]
   fields[#fields + 1] = ARGV[i + 1]
 end
-redis.call('HSET', key, unpack(fields))
-index(target)
+if target == 'queued' then
+  to_queued(key, lead_id, state, indexes, fields)
+else
+  redis.call('HSET', key, 'state', target, unpack(fields))
+  index(target)
+end
 if target == 'retrying' then
   redis.call('ZADD', KEYS[4], ARGV[8], lead_id)
 elseif open and not (state == 'in_flight' and target == 'delivered') then
@@ -126,7 +132,6 @@ if target == 'queued' then
     redis.call('SET', KEYS[9], msg, 'EX', ARGV[4])
     keeps_message = false  -- its expiry was just set
   end
-  redis.call('HDEL', key, 'lease_until')
 end
 if ARGV[10] == '-' then
   redis.call('HDEL', KEYS[7], lead_id)

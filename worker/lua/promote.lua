@@ -14,9 +14,11 @@
 -- Returns the number of messages pushed.
 
 -- #include list_for: kombu's list for a message's priority (worker/lua/lib/list_for.lua)
+-- #include to_queued: the ledger's move to queued (worker/lua/lib/to_queued.lua)
 
 local now = tonumber(ARGV[1])
 local lists = {KEYS[2], KEYS[5], KEYS[6], KEYS[7]}
+local indexes = {in_flight = KEYS[3], retrying = KEYS[4]}
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 local pushed = 0
 for _, lead_id in ipairs(due) do
@@ -29,10 +31,7 @@ for _, lead_id in ipairs(due) do
   else
     if (state == 'retrying' or state == 'in_flight') and msg then
       redis.call('LPUSH', list_for(msg, lists), msg)
-      redis.call('HSET', key, 'state', 'queued', 'updated_at', ARGV[1])
-      redis.call('HDEL', key, 'lease_until')
-      redis.call('ZREM', KEYS[3], lead_id)
-      redis.call('ZREM', KEYS[4], lead_id)
+      to_queued(key, lead_id, state, indexes, {'updated_at', ARGV[1]})
       pushed = pushed + 1
     end
     redis.call('ZREM', KEYS[1], lead_id)
