@@ -29,7 +29,10 @@ pytestmark = pytest.mark.redis
 LEADS = 200
 SENT_BUDGET = 15  # commands sent per lead (issue 10)
 TRIP_BUDGET = 4  # round trips per lead (issue 10)
-EXECUTED_BUDGET = 40  # commands Redis runs per lead, scripts' own calls included (33 measured)
+# Commands Redis runs per lead, scripts' own calls included: 30.1 measured here (3 runs, 200
+# leads each) once `deliver` lost its ZREM of the schedule and the recent-deliveries sorted
+# set (ZADD, ZREMRANGEBYSCORE) for one per-minute HINCRBY; 33 before. The margin is 3.
+EXECUTED_BUDGET = 33
 TIMED_PER_S = 20  # trips per second of time-driven work allowed (about 6 measured)
 SCRIPTS = {f"EVALSHA:{script(name).sha}": name for name in names()}
 # Sent on a timer or while idle, not per lead (what each trip starts with); and the handshake
