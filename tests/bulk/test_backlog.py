@@ -25,6 +25,7 @@ from worker.bulk.backlog import TAKE, TAKE_SCRIPT
 from worker.bulk.settle import Settler
 from worker.leads.lead import Lead, parse_lead
 from worker.leads.wire import encode_message, parse_message
+from worker.ledger import delivered
 
 pytestmark = pytest.mark.redis
 LIST = "0c4a6c36-3a5b-11ee-8c55-fa163e56c9b0"
@@ -165,13 +166,14 @@ def test_a_settle_repeated_after_a_crash_before_its_count_counts_each_lead_once(
 
     monkeypatch.setattr(settler, "_count", crash)
     assert settler.completed(ids, emails, activity, "a-1")["delivered"] == len(ids)
-    stats = Keys(settings.key_prefix, settings.account).stats
-    assert redis_client.hget(stats, "imported") is None  # the count was lost with the crash
+    keys = Keys(settings.key_prefix, settings.account)
+    assert redis_client.hget(keys.stats, "imported") is None  # the count was lost with the crash
+    assert delivered.counts(redis_client, keys).total == len(ids)  # counted by each step
     monkeypatch.setattr(settler, "_count", count)
     for _ in range(2):  # the batch is still there: the next run settles it again, and again
         assert settler.completed(ids, emails, activity, "a-1")["delivered"] == 0
-        assert int(redis_client.hget(stats, "imported") or 0) == len(ids)
-        assert int(redis_client.hget(stats, "delivered") or 0) == len(ids)
+        assert int(redis_client.hget(keys.stats, "imported") or 0) == len(ids)
+        assert delivered.counts(redis_client, keys) == delivered.Delivered(len(ids), len(ids))
     assert staged_states(settings, redis_client, backlog) == {"delivered"}
 
 

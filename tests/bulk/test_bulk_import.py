@@ -18,6 +18,7 @@ from worker.bulk.importer import Importer
 from worker.delivery.run import Delivery
 from worker.leads.lead import Lead, parse_lead
 from worker.leads.wire import parse_message
+from worker.ledger import delivered
 from worker.ledger.lead_state import LeadState
 
 pytestmark = pytest.mark.redis
@@ -230,8 +231,8 @@ def test_settling_the_same_batch_twice_counts_nobody_twice(
     redis_client.hset(keys.batch(batch_id), mapping={**saved, b"next_at": b"0"})
     redis_client.zadd(keys.batches, {batch_id: 0})
     drain(importer, redis_client)
-    counts = redis_client.hgetall(f"{stack.settings.key_prefix}:stats")
-    assert int(counts[b"imported"]) == 10 and int(counts[b"delivered"]) == 10
+    assert int(redis_client.hget(account.keys.stats, "imported") or 0) == 10
+    assert delivered.counts(redis_client, account.keys) == delivered.Delivered(10, 10)
 
 
 def test_a_redelivered_copy_of_a_staged_lead_does_nothing(

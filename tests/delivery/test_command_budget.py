@@ -29,7 +29,11 @@ pytestmark = pytest.mark.redis
 LEADS = 200
 SENT_BUDGET = 15  # commands sent per lead (issue 10)
 TRIP_BUDGET = 4  # round trips per lead (issue 10)
-EXECUTED_BUDGET = 40  # commands Redis runs per lead, scripts' own calls included (32 measured)
+# Commands Redis runs per lead, scripts' own calls included: 29 expected once `deliver` lost its
+# ZREM of the schedule and the recent-deliveries sorted set (ZADD, ZREMRANGEBYSCORE) for one
+# per-minute HINCRBY (30.1 measured) and the pop stopped reading the empty control list before
+# every lead (32.0 -> 31 measured alone); 33 at the start of the session. The margin is 3.
+EXECUTED_BUDGET = 32
 TIMED_PER_S = 20  # trips per second of time-driven work allowed (about 6 measured)
 SCRIPTS = {f"EVALSHA:{script(name).sha}": name for name in names()}
 # Sent on a timer or while idle, not per lead (what each trip starts with); and the handshake

@@ -30,6 +30,7 @@ from worker.account import Account
 from worker.base.keys import Keys
 from worker.base.names import LEADS_QUEUE
 from worker.base.priority import queued
+from worker.ledger.delivered import counts as delivered_counts
 from worker.ledger.lead_state import LeadState
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -105,8 +106,8 @@ def reconnected(run: Fleet, name: str) -> None:
 
 
 def delivered(client: redis.Redis) -> int | None:
-    """Leads delivered so far (the ledger's recent-deliveries index), None while Redis is away."""
-    return tolerant(lambda: int(client.zcard(Keys().delivered_recent)))
+    """Leads delivered so far (the per-minute counts `status` reads), None while Redis is away."""
+    return tolerant(lambda: delivered_counts(client, Keys()).total)
 
 
 def last_reconcile_sent(run: Fleet) -> float:

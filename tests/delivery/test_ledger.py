@@ -9,6 +9,7 @@ round, the others skip (settled) or wait in the schedule (held elsewhere) withou
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -19,8 +20,8 @@ from worker.base.names import LEADS_QUEUE
 from worker.base.priority import queued
 from worker.delivery.run import Result
 from worker.leads.lead import parse_lead
-from worker.leads.wire import encode_message
-from worker.ledger.lead_state import ABSENT, TRANSITIONS, LeadState, allowed
+from worker.leads.wire import encode_message, queue_list
+from worker.ledger.lead_state import ABSENT, INDEXED, TRANSITIONS, LeadState, allowed
 from worker.ledger.ledger import Ledger
 
 STATES = (ABSENT, *LeadState)
@@ -131,9 +132,62 @@ def test_eight_concurrent_copies_send_once_each_round(
     assert sent == [1] * rounds
     stats = stack.sandbox.stats()["sign_up_form"]
     assert stats["calls"] == rounds and stats["max_calls_per_contact"] == 1
-    assert account.schedule.size() == 0  # held-off copies dropped
     assert all(r.status in (LeadState.DELIVERED, LeadState.IN_FLIGHT)
                for found in results for r in found)
+    # The held-off copies' entries wait for their holder's lease end, then go, none sent.
+    later = time.time() + deliveries[0].lease_s + 1
+    assert account.schedule.promote_all(now=later) == 0
+    assert account.schedule.size() == 0 and queued(redis_client, LEADS_QUEUE) == 0
+
+
+def test_a_held_off_copys_entry_outlives_the_delivery_and_goes_unsent_when_due(
+    make_settings: Any, redis_client: redis.Redis
+) -> None:
+    account = Account(make_settings(), redis_client)
+    ledger, schedule = account.ledger, account.schedule
+    assert ledger.begin("d1", "holder", "m", LEASE_S, now=1000.0).outcome == "taken"
+    assert ledger.begin("d1", "copy", "m2", LEASE_S, now=1001.0).outcome == "busy"
+    assert ledger.move("d1", "deliver", now=1002.0) == (True, LeadState.DELIVERED)
+    assert schedule.due_at("d1") == 1000.0 + LEASE_S  # `deliver` left it (one command less)
+    assert schedule.promote(now=1000.0 + LEASE_S - 1) == 0 and schedule.size() == 1
+    assert schedule.promote(now=1000.0 + LEASE_S) == 0  # due: dropped, nothing pushed
+    assert schedule.size() == 0 and queued(redis_client, LEADS_QUEUE) == 0
+    assert ledger.state("d1") == LeadState.DELIVERED and ledger.message("d1") is None
+    # A retrying lead delivered after all (its slow first try landed): the due entry goes at
+    # once, or `status` would count it scheduled until its retry time.
+    assert ledger.begin("d2", "first", "m", LEASE_S, now=1000.0).outcome == "taken"
+    assert ledger.move("d2", "retry", now=1001.0, due=9000.0)[0]
+    assert ledger.move("d2", "deliver", now=1002.0) == (True, LeadState.DELIVERED)
+    assert schedule.due_at("d2") is None
+
+
+@pytest.mark.parametrize("start", [LeadState.IN_FLIGHT, LeadState.RETRYING])
+@pytest.mark.parametrize("by", ["promote", "requeue"])
+def test_the_move_to_queued_leaves_the_same_entry_by_the_promoter_and_the_ledger(
+    start: str, by: str, make_settings: Any, redis_client: redis.Redis
+) -> None:
+    account = Account(make_settings(), redis_client)
+    ledger, schedule = account.ledger, account.schedule
+    lead = parse_lead({"email": f"{start}-{by}@queued.example"})
+    message = encode_message(lead, task_id="t1")
+    assert ledger.begin(lead.lead_id, "t1", message, 5.0, now=1000.0).outcome == "taken"
+    if start == LeadState.RETRYING:
+        assert ledger.move(lead.lead_id, "retry", now=1001.0, due=1002.0)[0]
+    else:
+        redis_client.zadd(account.keys.schedule, {lead.lead_id: 1005.0})  # a held-off copy
+    if by == "promote":
+        assert schedule.promote(now=2000.0) == 1
+    else:
+        assert ledger.move(lead.lead_id, "requeue", now=2000.0) == (True, LeadState.QUEUED)
+    entry = ledger.get(lead.lead_id)
+    assert entry["state"] == LeadState.QUEUED and "lease_until" not in entry
+    assert entry["updated_at"] == "2000.000" and entry["first_seen"] == "1000.000"
+    for state in INDEXED:  # what `status` counts as in flight and retrying
+        assert redis_client.zscore(account.keys.lead_state_index(state), lead.lead_id) is None
+    if by == "promote":
+        assert schedule.due_at(lead.lead_id) is None
+    assert redis_client.lrange(queue_list(lead), 0, -1) == [message.encode()]
+    assert ledger.message(lead.lead_id) == message
 
 
 def test_replay_and_resume_push_the_message_with_the_move(

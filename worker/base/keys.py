@@ -132,7 +132,15 @@ class Keys:
         return self._k("stats")
 
     @property
+    def delivered_minutes(self) -> str:
+        """Leads delivered per minute (hash: epoch minute -> count) until folded into the
+        `stats` hash's `delivered` (worker/ledger/delivered.py)."""
+        return self._k("delivered", "minutes")
+
+    @property
     def delivered_recent(self) -> str:
+        """The sorted set that versions before the per-minute counts kept (one member per
+        delivery for an hour); nothing writes it now, and the fold deletes it."""
         return self._k("delivered", "recent")
 
     @property

@@ -90,14 +90,15 @@ class Settler:
     def _deliver(self, lead_ids: list[str], activity_id: str) -> int:
         """One ledger step each, all in one round trip, then one count. Bulk volumes: the
         settled hash keeps state, first_seen, updated_at (the delivery time) and action only;
-        `imported` says the path, and the task id goes with the count (count_imported.lua)."""
+        `imported` says the path, and the task id goes with the count (count_imported.lua).
+        Each `deliver` step counts the lead delivered itself (worker/ledger/delivered.py)."""
         moves = self.ledger.move_many("deliver", [(lead_id, None) for lead_id in lead_ids],
                                       now=time.time(), action="imported")
         done = [lead_id for lead_id, (_moved, state) in zip(lead_ids, moves, strict=True)
                 if state == LeadState.DELIVERED]
         self._best_effort(lambda: self._count(
             keys=[self.keys.stats, *(self.keys.lead_outcome(i) for i in done)],
-            args=["delivered", "imported"]))
+            args=["imported"]))
         for lead_id, (moved, state) in zip(lead_ids, moves, strict=True):
             _log(lead_id, state, logging.INFO, action="imported", path="import",
                  activity_id=activity_id, **({} if moved else {"duplicate": True}))

@@ -205,7 +205,7 @@ class Delivery:
                           lock: EmailLock) -> Result:
         moved, state = self.durably(lambda: settle_delivered(
             self.ledger, lock, lead.lead_id,
-            counters=("delivered", str(detail.get("action") or "delivered_other")),
+            counters=(str(detail.get("action") or "delivered_other"),),  # `deliver` counts itself
             contact_id=detail.get("contact_id"), action=detail.get("action"),
             path=detail.get("path"), delivered_at=self.clock()), "delivery")
         if not moved:  # settled by another copy meanwhile (lease taken over): keep its state

@@ -7,7 +7,8 @@ a concurrent duplicate can never overwrite `delivered` and send again. `begin` t
 for one task with a lease; while a lead is not settled its hash keeps the message that re-sends
 it (the schedule, the promoter and the reconciler push that), and drops it once settled.
 Failed tries are counted here, not by Celery, so waiting never spends the retry budget. A move
-can add one to outcome counters (`counters`) in the same step, so they count moves made, exactly.
+can add one to outcome counters (`counters`) in the same step, so they count moves made, exactly;
+a `deliver` move counts itself, by the minute (worker/ledger/delivered.py), on every path.
 Ledger entries live `LEADSYNC_OUTCOME_TTL_S`.
 """
 
@@ -23,12 +24,12 @@ from worker.base.names import LEADS_QUEUE
 from worker.base.priority import queue_lists
 from worker.base.redis_text import text as _text
 from worker.base.scope import Scope
+from worker.ledger.delivered import minute_of
 from worker.ledger.lead_state import ABSENT, TRANSITIONS, LeadState
 from worker.lua import Batch, run_batch, script
 
 STEP = script("ledger")  # worker/lua/ledger.lua: one move, also inside a batch
 QUEUE_LISTS = queue_lists(LEADS_QUEUE)  # a message goes back on the list of its priority
-RECENT_WINDOW_S = 3_600.0
 LAST_ERRORS_KEPT = 20
 
 
@@ -116,7 +117,8 @@ class Ledger:
              expect_updated_at: str = "", counters: tuple[str, ...] = (),
              **fields: Any) -> tuple[bool, str]:
         """Apply `operation` (TRANSITIONS); (True, new state) or (False, the state it is in).
-        `counters` (stats fields) each gain one when, and only when, the move is made."""
+        `counters` (stats fields) each gain one when, and only when, the move is made; a
+        `deliver` counts itself (worker/ledger/delivered.py): `delivered` is no counter here."""
         return moved(self._step(**self.move_call(
             lead_id, operation, now=now, due=due, message=message, side=side,
             expect_updated_at=expect_updated_at, counters=counters, **fields)))
@@ -152,7 +154,7 @@ class Ledger:
         sources, target = TRANSITIONS[operation]
         keys = [self.keys.lead_outcome(lead_id), self.keys.lead_state_index(LeadState.IN_FLIGHT),
                 self.keys.lead_state_index(LeadState.RETRYING), self.keys.schedule,
-                self.keys.delivered_recent, QUEUE_LISTS[0],
+                self.keys.delivered_minutes, QUEUE_LISTS[0],
                 side.hash_key if side else self.keys.dead_letters,
                 side.zset_key if side else self.keys.dead_letter_index,
                 self.keys.lead_message(lead_id), *QUEUE_LISTS[1:], self.keys.stats,
@@ -162,7 +164,7 @@ class Ledger:
             operation, lead_id, f"{now:.3f}", self.ttl_s,
             ",".join("-" if s == ABSENT else str(s) for s in sources), str(target), task_id,
             "" if until is None else f"{until:.3f}", message, side_value,
-            repr(float(side.score)) if side else "0", expect, RECENT_WINDOW_S, ",".join(counters),
+            repr(float(side.score)) if side else "0", expect, minute_of(now), ",".join(counters),
             claim.token if claim else "", claim.lease_ms if claim else 0]
         for name, value in (fields or {}).items():
             if value is not None:

@@ -6,7 +6,9 @@ is in none of the places that would bring it back: not on the `leads` list, not 
 message deleted, an operator's mistake, a lost write); the reconciler then pushes the message
 the ledger kept, once, through the ledger's `requeue` step, which refuses if the lead moved
 meanwhile (its `updated_at` changed: settled, taken, rescheduled). It promotes due retries too,
-and with LEADSYNC_BULK=off gives back what a crashed backlog stager held (worker/bulk/backlog.py).
+folds the per-minute delivered counts older than an hour into the total (worker/ledger/
+delivered.py: the hash stays small when no one runs `status`), and with LEADSYNC_BULK=off gives
+back what a crashed backlog stager held (worker/bulk/backlog.py).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from worker.base.names import LEADS_QUEUE
 from worker.base.priority import queue_lists
 from worker.base.redis_text import text as _text
 from worker.base.scope import Scope
+from worker.ledger import delivered
 from worker.ledger.lead_state import INDEXED, LeadState
 from worker.ledger.ledger import Ledger
 from worker.ledger.schedule import Schedule
@@ -51,6 +54,7 @@ class Reconciler:
     def run(self, *, now: float | None = None) -> Report:
         now = time.time() if now is None else now
         promoted = self.schedule.promote_all(now=now)
+        delivered.counts(self.redis, self.keys)  # the fold goes by the clock, not by `now`
         if self.give_back is not None:
             self.give_back()
         stuck = self._candidates(now)

@@ -1,6 +1,7 @@
 -- One step of a lead's ledger entry (worker/ledger/ledger.py), atomic: check, move, side writes.
 -- KEYS[1] lead hash          KEYS[2] in_flight index (zset)  KEYS[3] retrying index (zset)
--- KEYS[4] schedule (zset: lead_id -> due epoch s)            KEYS[5] delivered-recent (zset)
+-- KEYS[4] schedule (zset: lead_id -> due epoch s)
+-- KEYS[5] delivered per minute (hash: epoch minute -> count; worker/ledger/delivered.py)
 -- KEYS[6] the `leads` list   KEYS[7] side hash (dead letters / parked entries, by lead_id)
 -- KEYS[8] side zset (dead-letter index / parked resume times)
 -- KEYS[9] the lead's kept message (a string key beside the hash, so the hash stays small);
@@ -16,7 +17,8 @@
 -- ARGV[6] target state  ARGV[7] task id (begin)  ARGV[8] lease end (begin) / due time (retry)
 -- ARGV[9] message to keep (begin) or to push (to queued; "" = the one kept in the hash)
 -- ARGV[10] side value ("" none, "-" remove lead_id from the side hash and zset)
--- ARGV[11] side score  ARGV[12] expected updated_at ("" = no check)  ARGV[13] recent window s
+-- ARGV[11] side score  ARGV[12] expected updated_at ("" = no check)
+-- ARGV[13] the epoch minute of `now`: a deliver move adds one to that field of KEYS[5]
 -- ARGV[14] counters to add one to when the move is made, comma separated ("" none)
 -- ARGV[15] email lock owner token ("" none): `begin` taking the lead also takes the lock
 --          (SET NX PX ARGV[16]) if it is free; any other op releases it if that owner holds it
@@ -26,10 +28,13 @@
 --         locked 1 when the lock was taken too, 0 when another holder has it)
 --         {"ok", target, released} | {"refused", current state, released} (other ops;
 --         released 1 when the lock was this owner's and is deleted now)
--- The in_flight and retrying indexes and the schedule hold a lead only while its state is
--- in_flight or retrying (every move keeps them so), so they are written only from or to those.
+-- The in_flight and retrying indexes hold a lead only while its state is in_flight or retrying
+-- (every move keeps them so), so they are written only from or to those. The schedule holds a
+-- retrying lead's due time, or an in_flight one's lease end (a copy was held off); `deliver`
+-- leaves the latter to promote.lua, which drops the entry of a settled lead when it is due.
 
 -- #include list_for: kombu's list for a message's priority (worker/lua/lib/list_for.lua)
+-- #include to_queued: the move to queued (worker/lua/lib/to_queued.lua)
 
 local key, lead_id, now = KEYS[1], ARGV[2], tonumber(ARGV[3])
 local f = redis.call('HMGET', key, 'state', 'task_id', 'lease_until', 'attempts', 'first_seen',
@@ -42,6 +47,7 @@ for s in string.gmatch(ARGV[5], '[^,]+') do
 end
 local op, target = ARGV[1], ARGV[6]
 local open = (state == 'in_flight' or state == 'retrying')
+local indexes = {in_flight = KEYS[2], retrying = KEYS[3]}
 
 local function index(to)
   for i, s in ipairs({'in_flight', 'retrying'}) do
@@ -86,16 +92,23 @@ if op == 'replay' then  -- a fresh start: budget and errors reset
   redis.call('DEL', key)
   first_seen = false
 end
-local fields = {'state', target, 'updated_at', ARGV[3], 'first_seen', first_seen or ARGV[3]}
+local fields = {'updated_at', ARGV[3], 'first_seen', first_seen or ARGV[3]}
 for i = 17, #ARGV, 2 do
   fields[#fields + 1] = ARGV[i]
   fields[#fields + 1] = ARGV[i + 1]
 end
-redis.call('HSET', key, unpack(fields))
-index(target)
+if target == 'queued' then
+  to_queued(key, lead_id, state, indexes, fields)
+else
+  redis.call('HSET', key, 'state', target, unpack(fields))
+  index(target)
+end
 if target == 'retrying' then
   redis.call('ZADD', KEYS[4], ARGV[8], lead_id)
-elseif open then
+elseif open and not (state == 'in_flight' and target == 'delivered') then
+  -- A retry's due entry goes with it. A lead delivered from in_flight has an entry only when
+  -- a copy was held off; promote.lua drops it when due (the lead is settled then): one
+  -- command less on every delivery.
   redis.call('ZREM', KEYS[4], lead_id)
 end
 local keeps_message = true
@@ -109,8 +122,7 @@ if target == 'delivered' or target == 'dead_lettered' or target == 'parked'
   end
 end
 if target == 'delivered' then
-  redis.call('ZADD', KEYS[5], now, lead_id)
-  redis.call('ZREMRANGEBYSCORE', KEYS[5], 0, now - tonumber(ARGV[13]))
+  redis.call('HINCRBY', KEYS[5], ARGV[13], 1)  -- the delivered count, by minute
 end
 if target == 'queued' then
   local msg = ARGV[9]
@@ -120,7 +132,6 @@ if target == 'queued' then
     redis.call('SET', KEYS[9], msg, 'EX', ARGV[4])
     keeps_message = false  -- its expiry was just set
   end
-  redis.call('HDEL', key, 'lease_until')
 end
 if ARGV[10] == '-' then
   redis.call('HDEL', KEYS[7], lead_id)

@@ -15,8 +15,8 @@ from worker.account import Account
 from worker.base.names import LEADS_QUEUE
 from worker.base.priority import queued
 from worker.base.redis_text import text as _text
+from worker.ledger.delivered import counts as delivered_counts
 from worker.ledger.lead_state import LeadState
-from worker.ledger.ledger import RECENT_WINDOW_S
 
 SHOWN_ERRORS = 5
 
@@ -29,6 +29,10 @@ def lead_counts(account: Account, *, now: float | None = None) -> dict[str, Any]
     totals = {_text(k): int(v) for k, v in redis.hgetall(keys.stats).items()}
     used = account.limiter.used_today()
     errors = [json.loads(raw) for raw in redis.lrange(keys.last_errors, 0, SHOWN_ERRORS - 1)]
+    # Counted by whole minutes (worker/ledger/delivered.py): "delivered" is this minute so far
+    # and those before it that began within RECENT_WINDOW_S (59 to 60 minutes); the total is
+    # what older minutes were folded into plus every minute not folded yet.
+    delivered = delivered_counts(redis, keys, now=now)
     counts: dict[str, Any] = {
         "queued": queued(redis, LEADS_QUEUE),  # every priority list of `leads`
         # Backlog entries the bulk stager took off their list and holds while it stages them
@@ -37,7 +41,8 @@ def lead_counts(account: Account, *, now: float | None = None) -> dict[str, Any]
         "in_flight": int(redis.zcard(keys.lead_state_index(LeadState.IN_FLIGHT))),
         "retrying": int(redis.zcard(keys.lead_state_index(LeadState.RETRYING))),
         # Retries and held-off copies waiting in Redis for their due time
-        # (worker/ledger/schedule.py).
+        # (worker/ledger/schedule.py); a copy held off by a lead delivered since waits too, and
+        # the promoter drops it, unsent, at that time (at most the lease).
         "scheduled": int(redis.zcard(keys.schedule)),
         "parked_reauth": parked["by_reason"].get("reauth", 0),
         "parked_quota": parked["by_reason"].get("quota", 0),
@@ -45,8 +50,8 @@ def lead_counts(account: Account, *, now: float | None = None) -> dict[str, Any]
         "next_resume_at": parked["next_resume_at"].get("quota"),
         "dead_letters": sum(dead.values()),
         "dead_letters_by_reason": dead,
-        "delivered": int(redis.zcount(keys.delivered_recent, now - RECENT_WINDOW_S, "+inf")),
-        "delivered_total": totals.get("delivered", 0),
+        "delivered": delivered.recent,
+        "delivered_total": delivered.total,
         "created_total": totals.get("created", 0),
         "updated_total": totals.get("updated", 0),
         "requests_today": used,
