@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any
 
 import pytest
 
 from worker.account import Account
+from worker.auth.token_record import TokenRecord
+from worker.auth.token_store import Kept
 from worker.base.settings import get_settings
 from worker.delivery.run import Delivery
 
@@ -66,6 +69,8 @@ def test_re_read_settings_give_a_new_account(environment: None,
 def test_a_forked_child_builds_its_own_account(environment: None) -> None:
     parent = Account.current()
     parent_delivery = parent.delivery()
+    # The parent's kept token record (worker/auth/access.py) stays the parent's.
+    parent.tokens.keep(Kept("stored", TokenRecord(access_token="a"), time.monotonic()))
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report and leave without running any of pytest's teardown
@@ -74,7 +79,8 @@ def test_a_forked_child_builds_its_own_account(environment: None) -> None:
             child = Account.current()
             ok = int(child is not parent and child is Account.current()
                      and child.delivery() is not parent_delivery
-                     and child.settings is parent.settings)  # same settings, read once
+                     and child.settings is parent.settings  # same settings, read once
+                     and child.tokens is not parent.tokens and child.tokens.kept is None)
         finally:
             os.write(write, str(ok).encode())
             os._exit(0)

@@ -6,7 +6,7 @@ import math
 import multiprocessing
 import random
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ import redis
 from worker.base.errors import QuotaExhaustedError, RateLimitedLocallyError, RedisUnavailableError
 from worker.base.scope import Scope
 from worker.base.settings import Settings
-from worker.delivery.ratelimit import FleetLimiter
+from worker.delivery.ratelimit import FleetLimiter, utc_date
 from worker.demo.embedded_redis import free_port
 from worker.sandbox.limits import WindowLimiter
 
@@ -129,6 +129,53 @@ def test_daily_quota_keeps_a_reserve_and_resets_at_midnight_utc(
     clock.now = datetime(2026, 11, 29, 0, 0, 1, tzinfo=UTC).timestamp()
     assert limiter.try_acquire().used_today == 1
     assert 0 < redis_client.ttl("leadsync:quota:2026-11-29") <= 2 * 86_400
+
+
+def test_a_slot_just_before_midnight_counts_on_that_day_and_one_just_after_on_the_next(
+    make_settings: Any, redis_client: redis.Redis
+) -> None:
+    midnight = datetime(2026, 11, 29, tzinfo=UTC).timestamp()
+    clock = Clock(midnight - 0.005)
+    settings = make_settings(rate_limit_per_s=1000, daily_quota=10, quota_reserve=0)
+    limiter = FleetLimiter(Scope(settings, redis_client), clock=clock)
+    limiter.try_acquire()  # 23:59:59.995
+    clock.now = midnight - 0.0035
+    limiter.try_acquire()  # 23:59:59.9965
+    clock.now = midnight + 0.002
+    assert limiter.try_acquire().used_today == 1  # 00:00:00.002: a new day, a new count
+    assert limiter.used_today(midnight - 0.0001) == 2
+    assert limiter.used_today(midnight) == 1
+    assert int(redis_client.get("leadsync:quota:2026-11-28") or 0) == 2
+
+
+@pytest.mark.parametrize("day", [datetime(2026, 11, 29, tzinfo=UTC),
+                                 datetime(2027, 1, 1, tzinfo=UTC),
+                                 datetime(2028, 2, 29, tzinfo=UTC)])
+def test_the_utc_date_turns_at_midnight_whichever_way_the_clock_moves(day: datetime) -> None:
+    midnight = day.timestamp()
+    before = datetime.fromtimestamp(midnight - 1, UTC).strftime("%Y-%m-%d")
+    after = day.strftime("%Y-%m-%d")
+    # Forward across midnight, then back (a test clock, or a host clock stepped back by NTP).
+    for now, date in [(midnight - 3600, before), (midnight - 0.001, before),
+                      (midnight - 0.000002, before), (midnight, after), (midnight + 0.001, after),
+                      (midnight + 86_399.9, after), (midnight - 0.5, before),
+                      (midnight + 86_400, (day + timedelta(days=1)).strftime("%Y-%m-%d")),
+                      (midnight + 1, after)]:
+        assert utc_date(now) == date, (now - midnight, date)
+
+
+def test_the_utc_date_matches_datetime_for_any_time() -> None:
+    draw = random.Random(20261129)
+    midnight = datetime(2026, 11, 29, tzinfo=UTC).timestamp()
+    # datetime rounds to microseconds: 0.4 µs before midnight is already the next day.
+    for offset in (-10, -1e-6, -6e-7, -4e-7, -1e-7, 0.0):
+        now = midnight + offset
+        assert utc_date(now) == datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d"), offset
+    for _ in range(5_000):
+        near = midnight + 86_400 * draw.randint(-800, 800)
+        now = near + draw.choice([draw.uniform(-2, 2), draw.uniform(-1e-5, 1e-5),
+                                  draw.uniform(-86_400, 86_400)])
+        assert utc_date(now) == datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d"), now
 
 
 def test_a_flushed_script_cache_is_reloaded(make_settings: Any,

@@ -68,7 +68,7 @@ def test_wrong_key_parks_with_one_error_then_the_right_key_delivers_once(
 
     wait_for(all_parked, 90, "every lead parked with reason token_key")
     # Beat keeps ticking (refresh every 2 s, resume every 1 s) for a while: still one ERROR.
-    wait_for(lambda: spawned.log("worker-wrong").count("leadsync.resume_parked") >= 6, 60,
+    wait_for(lambda: spawned.log("beat-wrong").count("leadsync.resume_parked") >= 6, 60,
              "several resume ticks under the wrong key")
 
     status = _cli(wrong, "auth", "status")

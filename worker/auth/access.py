@@ -7,11 +7,14 @@ calls `request_refresh`; the one locked refresher (task `leadsync.refresh_token`
 `leadsync-control`) does the rest.
 
 Reading the record costs an HGETALL and, with LEADSYNC_TOKEN_KEY, a decryption; it changes only
-with a new pair or its state. So delivery reads just those two fields, in the batch that starts
-a lead (`probe_in`), and each process keeps the last record it opened with the stored token
-field (`TokenStore.kept`: the Account shares one store per process) and reuses it while that
-field and the state are unchanged. The check right before a request skips Redis when that probe is
-a moment old (FRESH_S) and the token is not expiring; otherwise it probes again.
+with a new pair or its state. So each process keeps the last record it opened with the stored
+token field and when it last found it stored (`TokenStore.kept`: the Account shares one store
+per process; its own writes drop it). While that was FRESH_S ago or less and the token is not
+expiring, it stands for Redis: a lead's start batch leaves the probe out and the check before
+each request reads nothing. Otherwise the batch probes those two fields (`probe_in`), or the
+check probes them, and the kept record is reused while they are unchanged. So a rotated token or
+a changed state (`reauth_required`, deleted, another key) is seen within FRESH_S, and with one
+probe per FRESH_S per busy process rather than one per lead; a 401 before that re-reads.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from worker.auth.token_record import (
     STATE_TOKEN_KEY_INVALID,
     TokenRecord,
 )
-from worker.auth.token_store import TokenStore
+from worker.auth.token_store import Kept, TokenStore
 from worker.base.errors import (
     NotAuthorizedError,
     ReauthRequiredError,
@@ -54,36 +57,58 @@ class AccessToken:
 
 
 POLL_S = 0.05  # how often a worker waiting for a refreshed token re-reads Redis
-FRESH_S = 0.5  # a probe this recent stands for the check before the next request
+FRESH_S = 0.5  # a record found stored this recently stands for a probe (batch, each request)
 # What identifies the record: the access token as stored (with a key, a ciphertext made afresh
 # by every write; a generation alone starts at 1 again after a delete) and the state.
 PROBED = ("access_token", "state")
 
 
-def probe_in(store: TokenStore, batch: Batch) -> None:
-    """Add the probe (stored token and state) to `batch`; hand its reply to `usable_from_probe`."""
+def standing(store: TokenStore) -> Kept | None:
+    """The kept record if it may stand for a probe now: found stored FRESH_S ago or less, and
+    its token not expiring (more than EXPIRY_SKEW_S left). A short-lived token inside its
+    refresh lead may stand: each use asks for the refresh, which reads the whole record."""
+    kept = store.kept
+    if (kept is None or time.monotonic() - kept.at > FRESH_S
+            or kept.record.expires_at - time.time() <= EXPIRY_SKEW_S):
+        return None
+    return kept
+
+
+def probe_in(store: TokenStore, batch: Batch) -> bool:
+    """Add the probe (stored token and state) to `batch` unless the kept record stands for it;
+    True when added (hand its reply to `usable_from_probe`)."""
+    if standing(store) is not None:
+        return False
     batch.pipe.hmget(store.key, *PROBED)
+    return True
 
 
-def _from_probe(store: TokenStore, reply: Sequence[Any]) -> TokenRecord | None:
-    """The record the probe names: the one this process opened if it is still the stored one,
-    else read (and kept, unless found in clear under a key: that is reported per read)."""
+def _from_probe(store: TokenStore, reply: Sequence[Any], at: float) -> TokenRecord | None:
+    """The record a probe sent at `at` names: the one this process opened if it is still the
+    stored one, else read (and kept, unless found in clear under a key: that is reported per
+    read)."""
     stored, state = reply
     kept = store.kept
-    if (stored is not None and kept is not None and kept[0] == text(stored)
-            and kept[1].state == (text(state) if state is not None else STATE_OK)):
-        return kept[1]
-    record, at_rest = store.read_checked()
-    store.kept = (at_rest, record) if record is not None and at_rest is not None else None
-    return record
+    if (stored is not None and kept is not None and kept.stored == text(stored)
+            and kept.record.state == (text(state) if state is not None else STATE_OK)):
+        store.keep(kept._replace(at=at))
+        return kept.record
+    return store.read_checked()[0]
 
 
 def _probe(store: TokenStore) -> TokenRecord | None:
+    at = time.monotonic()
     try:
         reply = store.redis.hmget(store.key, list(PROBED))
     except RedisError as exc:
         raise RedisUnavailableError(f"cannot read the token record: {exc}") from None
-    return _from_probe(store, reply)
+    return _from_probe(store, reply, at)
+
+
+def _known(store: TokenStore) -> TokenRecord | None:
+    """The stored record as of FRESH_S ago or later: kept, or probed now."""
+    kept = standing(store)
+    return kept.record if kept is not None else _probe(store)
 
 
 def _sendable(store: TokenStore) -> TokenRecord:
@@ -134,18 +159,16 @@ def usable_access_token(store: TokenStore, wait_s: float) -> AccessToken:
     return _usable(store, _sendable(store), wait_s)
 
 
-def usable_from_probe(store: TokenStore, reply: Sequence[Any], wait_s: float,
+def usable_from_probe(store: TokenStore, reply: Sequence[Any] | None, wait_s: float,
                       *, probed_at: float) -> AccessToken:
-    """`usable_access_token`, starting from a `probe_in` reply taken at `probed_at`
-    (time.monotonic()): no read when this process has that record open already, and a
-    new probe when that one is more than FRESH_S old."""
-    if time.monotonic() - probed_at > FRESH_S:
-        record, probed_at = _probe(store), time.monotonic()
+    """`usable_access_token`, starting from a `probe_in` reply sent at `probed_at`
+    (time.monotonic()), or None when the batch left the probe out: no read when this process
+    has the record open and found it stored FRESH_S ago or less; else a new probe."""
+    if reply is not None and time.monotonic() - probed_at <= FRESH_S:
+        record = _from_probe(store, reply, probed_at)
     else:
-        record = _from_probe(store, reply)
-    token = _usable(store, _checked(record), wait_s)
-    store.probed.token = (token.value, probed_at)
-    return token
+        record = _known(store)
+    return _usable(store, _checked(record), wait_s)
 
 
 def _usable(store: TokenStore, record: TokenRecord, wait_s: float) -> AccessToken:
@@ -177,14 +200,7 @@ def token_checker(store: TokenStore, wait_s: float) -> Callable[[str], str]:
     """
 
     def check(value: str) -> str:
-        probed = getattr(store.probed, "token", None)
-        store.probed.token = None  # stands for one check only: the lead's first request
-        if probed is not None and probed[0] == value and time.monotonic() - probed[1] <= FRESH_S:
-            kept = store.kept
-            if (kept is not None and kept[1].access_token == value
-                    and kept[1].expires_at - time.time() > EXPIRY_SKEW_S):
-                return value
-        record = _checked(_probe(store))
+        record = _checked(_known(store))  # no read while the kept record stands
         if record.expires_at - time.time() > EXPIRY_SKEW_S:
             return record.access_token  # the one given, or a newer one (later exp)
         return usable_access_token(store, wait_s).value

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, NoReturn
+import time
+from typing import Any, NamedTuple, NoReturn
 
 from cryptography.fernet import Fernet, InvalidToken
 from redis.exceptions import RedisError
@@ -35,6 +36,14 @@ class StaleWriteError(Exception):
         self.current_generation = current_generation
 
 
+class Kept(NamedTuple):
+    """The record this process last found stored (worker/auth/access.py reuses it)."""
+
+    stored: str  # its access_token field as stored: a ciphertext under a key, new every write
+    record: TokenRecord
+    at: float  # time.monotonic() just before the read or probe that found it stored
+
+
 class TokenStore:
     """Read and compare-and-set the account's token record (one per Account: built once, the
     key and script with it)."""
@@ -54,11 +63,29 @@ class TokenStore:
             self._bad_key = ("LEADSYNC_TOKEN_KEY: not a Fernet key (make one with "
                              "`leadsync auth genkey`)")
         self._cas = script("token_cas").register(self.redis)
-        # The record this process last opened, with its access_token field as stored: delivery
-        # probes that field and reuses the record while it is unchanged (worker/auth/access.py);
-        # and each thread's last probe (token value, time.monotonic()).
-        self.kept: tuple[str, TokenRecord] | None = None
-        self.probed = threading.local()
+        # The record this process last opened and when it was last found stored: delivery
+        # reuses it while it is that recent, and probes the stored field and state otherwise
+        # (worker/auth/access.py). Shared by the process's threads; a forked child builds its
+        # own Account, so its own store (worker/account.py).
+        self.kept: Kept | None = None
+        self._kept_lock = threading.Lock()
+        self._written_at = float("-inf")  # a read begun before this may predate our write
+
+    # --- what this process knows of the stored record ---------------------------------
+    def keep(self, kept: Kept) -> None:
+        """Keep `kept` unless what is kept was found stored later, or this store wrote after
+        its read began (the read may show the record before the write)."""
+        with self._kept_lock:
+            current = self.kept
+            if kept.at >= self._written_at and (current is None or kept.at >= current.at):
+                self.kept = kept
+
+    def forget(self, *, wrote: bool = False) -> None:
+        """Nothing kept: the next use reads. `wrote`: this store just wrote the record."""
+        with self._kept_lock:
+            self.kept = None
+            if wrote:
+                self._written_at = time.monotonic()
 
     def _unreadable(self, reason: str) -> NoReturn:
         self.incidents.unreadable(reason)
@@ -104,13 +131,21 @@ class TokenStore:
         """`read`, and the access token as stored (the ciphertext, fresh with every write)
         when the record sat at rest as it should: a caller may keep the record while that
         field is unchanged (worker/auth/access.py). None for one found in clear under a key
-        (reported at each read)."""
+        (reported at each read). The record is kept (`keep`) unless it is one of those."""
+        at = time.monotonic()
         raw = self.raw()
-        record = self.opened(raw)
+        try:
+            record = self.opened(raw)
+        except TokenKeyError:
+            self.forget()
+            raise
         if record is None or (self._fernet is not None and token_key.at_rest(
                 raw, SEALED_FIELDS) in ("clear", "partly clear")):
+            self.forget()
             return record, None
-        return record, raw.get("access_token", "")
+        stored = raw.get("access_token", "")
+        self.keep(Kept(stored, record, at))
+        return record, stored
 
     def opened(self, raw: dict[str, str]) -> TokenRecord | None:
         """`raw()`'s hash as a record (None when empty); TokenKeyError as `read`."""
@@ -163,7 +198,10 @@ class TokenStore:
         return self._run(expected_generation, "update", "keep", fields)
 
     def delete(self) -> None:
-        self.redis.delete(self.key)
+        try:
+            self.redis.delete(self.key)
+        finally:
+            self.forget(wrote=True)
 
     def _run(self, expected: int, mode: str, bump: str, fields: dict[str, str]) -> int:
         args: list[str] = [str(expected), mode, bump]
@@ -173,6 +211,8 @@ class TokenStore:
             ok, generation = self._cas(keys=[self.key], args=args)
         except RedisError as exc:
             raise RedisUnavailableError(f"cannot write the token record: {exc}") from None
+        finally:
+            self.forget(wrote=True)  # written, refused or unknown: read it afresh
         if not ok:
             raise StaleWriteError(int(generation))
         return int(generation)
