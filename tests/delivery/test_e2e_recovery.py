@@ -28,6 +28,9 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 DEFAULT_VISIBILITY_S = Settings.model_fields["visibility_timeout_s"].default
 UNACKED = "unacked"  # kombu's hash of delivered, unacknowledged messages
+# Celery's "Task ... received" line, shown at DEBUG only (worker/base/log.py): the tests that
+# count what each worker received run their workers with LOG_DEBUG.
+LOG_DEBUG = {"LEADSYNC_LOG_LEVEL": "DEBUG"}
 RECEIVED = re.compile(r"Task leadsync\.sync_lead\[([0-9a-f-]+)\] received")
 TASK_LEAD = re.compile(r"Task leadsync\.sync_lead\[([0-9a-f-]+)\] received.*?'lead_id': '([^']+)'")
 
@@ -143,7 +146,7 @@ def test_a_live_workers_slow_task_is_never_handed_to_another_worker(
     its tasks run. Every task is received once; every address written once."""
     visibility_s = 3.0
     run = fleet(latency_ms=8_000, settings_env={
-        "LEADSYNC_VISIBILITY_TIMEOUT_S": f"{visibility_s:g}",
+        **LOG_DEBUG, "LEADSYNC_VISIBILITY_TIMEOUT_S": f"{visibility_s:g}",
         "LEADSYNC_HTTP_TIMEOUT_S": "20", "LEADSYNC_REFRESH_LOCK_TTL_S": "45"})
     run.start_worker("slow-a", concurrency=2)
     start_pool_worker(run, "slow-b", pool="solo", concurrency=1)
@@ -177,7 +180,8 @@ def test_sigterm_to_the_whole_group_hands_its_leads_back_at_once(
     Their messages go back to the queue at once and the other worker delivers them; a visibility
     timeout of 600 s shows nothing waited for the sweep."""
     visibility_s = 600
-    run = fleet(latency_ms=1_000, settings_env={"LEADSYNC_VISIBILITY_TIMEOUT_S": str(visibility_s)})
+    run = fleet(latency_ms=1_000, settings_env={
+        **LOG_DEBUG, "LEADSYNC_VISIBILITY_TIMEOUT_S": str(visibility_s)})
     run.start_worker("stopping", concurrency=2)
     run.start_worker("staying", concurrency=2)
     run.wait_ready("stopping", "staying")
