@@ -143,7 +143,8 @@ def test_cli_serves_until_ctrl_c_and_exits_0(tmp_path: Path) -> None:
             stats = requests.get(f"http://127.0.0.1:{port}/_sandbox/stats", timeout=5)
             assert json.loads(stats.text)["contacts"]["count"] == 0
             proc.send_signal(signal.SIGINT)
-            assert proc.wait(timeout=15) == 0
+            # A deadline, not a figure: beside a full suite on 2 cores, stopping has taken >15 s.
+            assert proc.wait(timeout=60) == 0
         finally:
             if proc.poll() is None:
                 proc.kill()
