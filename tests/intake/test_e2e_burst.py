@@ -3,9 +3,6 @@ a 10,000-request burst (5 % invalid) from 16 keep-alive clients, and Redis kille
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -14,12 +11,12 @@ from typing import Any
 import pytest
 import redis
 
+from tests.fixtures.crash_redis import CrashableRedis
 from tests.fixtures.leads import queue_entries
 from tests.fixtures.ops import wait_for
 from tests.intake.conftest import intake_env, settings_of, start_intake_process
 from tests.intake.load import burst
 from worker.base.scope import Scope
-from worker.demo.embedded_redis import find_redis_server, free_port
 from worker.intake.apikeys import ApiKeys
 from worker.leads.lead import parse_lead
 from worker.leads.wire import parse_message
@@ -89,51 +86,9 @@ def test_ten_thousand_posts_from_sixteen_clients_each_valid_lead_once_then_deliv
     assert set(states.values()) == {"delivered"}, set(states.values())
 
 
-class KillableRedis:
-    """A redis-server with AOF on, killed with SIGKILL and started again on the same files."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.dir = directory
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
-             "--dir", str(self.dir), "--maxmemory-policy", "noeviction"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        probe = redis.Redis(port=self.port, socket_connect_timeout=1.0, socket_timeout=5.0)
-
-        def up() -> bool:
-            try:
-                return bool(probe.ping())
-            # On a busy machine a connect can time out before the server listens (seen under
-            # `stress --cpu 2`: the restart raised in a client thread, whose requests were lost).
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError):
-                return False
-
-        wait_for(up, 30, "redis-server to answer")
-        probe.close()
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-
-
 def test_redis_killed_mid_burst_every_202_is_in_redis_and_the_rest_are_503(
         spawned: Any, tmp_path: Path) -> None:
-    own = KillableRedis(tmp_path)
+    own = CrashableRedis(tmp_path / "redis")
     own.start()
     try:
         env = intake_env(own.url, **NO_LIMIT)
@@ -148,7 +103,7 @@ def test_redis_killed_mid_burst_every_202_is_in_redis_and_the_rest_are_503(
             # Kill when a third is answered; start again 300 answers later (event-driven).
             if answered >= 1_000 and not killed.is_set():
                 killed.set()
-                own.kill()
+                own.kill9()
                 seen_503[0] = answered
             elif killed.is_set() and not restarted.is_set() and answered >= seen_503[0] + 300:
                 restarted.set()
