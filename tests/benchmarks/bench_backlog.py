@@ -8,7 +8,8 @@ two workers (4 processes each) and, for bulk, beat running `leadsync.bulk_import
 
 Memory: `MEMORY USAGE` of every settled lead's ledger hash (its message is deleted on
 settling), averaged, and the server's `used_memory` growth from before the push to after the
-drain divided by the leads (this includes the `delivered-recent` index, kept an hour).
+drain divided by the leads (the leads' ledger, the per-minute delivered counts and the
+allocator's slack).
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from __future__ import annotations
 import argparse
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
 from tests.benchmarks.bench_fleet import API_LIMIT_PER_S, REPO, settings_for, wait_for
 from worker.account import Account
@@ -121,6 +125,10 @@ def drain(mode: str, leads: int, logs: Path) -> dict[str, Any]:
             sandbox.stop()
 
 
+def plan_at(account: Account, now: float) -> Plan:
+    return quota_plan(account, account.limiter, now=now)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -148,6 +156,3 @@ def main() -> None:
 if __name__ == "__main__":
     main()
 
-
-def plan_at(account: Account, now: float) -> Plan:
-    return quota_plan(account, account.limiter, now=now)
