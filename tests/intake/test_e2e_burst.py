@@ -99,7 +99,13 @@ def test_redis_killed_mid_burst_every_202_is_in_redis_and_the_rest_are_503(
         killed, restarted = threading.Event(), threading.Event()
         seen_503 = [0]
 
+        chaos_lock = threading.Lock()
+
         def chaos(answered: int) -> None:
+            with chaos_lock:  # the 8 client threads answer at once: one kill, one start
+                step(answered)
+
+        def step(answered: int) -> None:
             # Kill when a third is answered; start again 300 answers later (event-driven).
             if answered >= 1_000 and not killed.is_set():
                 killed.set()
