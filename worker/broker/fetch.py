@@ -203,7 +203,6 @@ class ReliableChannel(RedisChannel):
             queues, [record and not self._no_ack_by_queue.get(queue, False) for queue in queues],
             after_empty=self._reliable_idle)
         connection = self._in_poll = self.client.connection
-        self._brpop_sent_at = time.monotonic()
         if not self._reliable_idle:
             self._reliable_sent = "EVALSHA"
             connection.send_command(*self._pop_command())

@@ -84,12 +84,7 @@ def _text_json(value: Any, limit: int, label: str, cut: list[str]) -> str:
     """`_text` as JSON, 'null' when absent or empty (one call for the four name fields)."""
     if value is None:
         return "null"
-    if type(value) is not str:
-        raise _NotPlain
-    text = " ".join(value.split())
-    if len(text) > limit:
-        text = text[:limit].rstrip()
-        cut.append(label)
+    text = _text(value, limit, label, cut)
     return _json(text) if text else "null"
 
 
